@@ -1,0 +1,1 @@
+"""edgedet.bench: the measurement harness; `suites/` reproduce paper tables."""

@@ -1,0 +1,1 @@
+"""Suites behind `edgedet reproduce NAME`."""

@@ -1,0 +1,5 @@
+import sys
+
+from edgedet.cli.main import main
+
+sys.exit(main())

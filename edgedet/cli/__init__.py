@@ -1,0 +1,1 @@
+"""The `edgedet` command line: one module per verb, each with `register(app)`."""

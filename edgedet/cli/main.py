@@ -1,0 +1,60 @@
+"""Entry point of the `edgedet` command. Verbs live in their own modules and register
+themselves; imports of heavy stacks stay inside the commands so `--help` is quick."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from edgedet.errors import EdgedetError
+
+app = typer.Typer(
+    name="edgedet",
+    help="Search, export and benchmark vision models for edge devices. Every latency printed "
+    "says whether it was measured (device, runtime, threads, batch) or predicted (profile, error).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app). Add a verb by adding its module here.
+COMMAND_MODULES = [
+    "edgedet.cli.models_cmd",
+    "edgedet.cli.train_cmd",
+    "edgedet.cli.reproduce_cmd",
+    "edgedet.cli.quickstart_cmd",
+]
+
+for _mod in COMMAND_MODULES:
+    importlib.import_module(_mod).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; an EdgedetError becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgedetError as e:
+        print(f"edgedet: error: {e}", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("edgedet: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("edgedet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: procedural synthetic data and loaders for real data."""

@@ -1,0 +1,51 @@
+"""Model zoo: `edgedet.models.create(name, **overrides)` and `edgedet.models.names()`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from edgedet.arch import load_arch
+from edgedet.models import baselines, quadranet
+from edgedet.models.registry import create, names, register, register_family
+from edgedet.models.skeleton import Block, MacroNet
+
+__all__ = ["Block", "MacroNet", "create", "names", "register", "register_family"]
+
+
+def _quadranet_factory(depth: int, size: str):
+    def build(num_classes: int = 1000, in_chans: int = 3, memory_saving: bool = True,
+              kernel_size: int = 7, expansion: int = 4) -> nn.Module:
+        arch = quadranet.quadranet_arch(depth, size, kernel=kernel_size, expansion=expansion,
+                                        num_classes=num_classes)
+        return quadranet.build_from_arch(arch, in_chans=in_chans, memory_saving=memory_saving)
+
+    build.__doc__ = f"QuadraNet{depth}-{size}: widths {[quadranet.SIZES[size] * 2**i for i in range(4)]}, " \
+                    f"depths {quadranet.DEPTHS[depth]}"
+    return build
+
+
+for _depth in quadranet.DEPTHS:
+    for _size in quadranet.SIZES:
+        register(f"quadranet{_depth}-{_size}")(_quadranet_factory(_depth, _size))
+
+
+def _baseline_factory(kind: str):
+    def build(num_classes: int = 1000, in_chans: int = 3, width: int = 64,
+              depths: tuple[int, ...] = (2, 3, 18, 2)) -> nn.Module:
+        return baselines.baseline_net(kind, width, tuple(depths), num_classes, in_chans)
+
+    build.__doc__ = f"Baseline with {kind} blocks in the QuadraNet25-t skeleton (width 64, depths 2-3-18-2)"
+    return build
+
+
+for _name, _kind in (("convnet", "conv"), ("skipnet", "skip"), ("swinnet", "swin"), ("hornet", "hor")):
+    register(_name)(_baseline_factory(_kind))
+
+
+def _from_arch_file(path: str, num_classes: int | None = None, in_chans: int = 3,
+                    memory_saving: bool = True) -> nn.Module:
+    return quadranet.build_from_arch(load_arch(path), num_classes=num_classes, in_chans=in_chans,
+                                     memory_saving=memory_saving)
+
+
+register_family("quadranet-arch:", _from_arch_file)

@@ -1,0 +1,1 @@
+"""Detection and vision ops without torchvision (NMS, RoIAlign)."""

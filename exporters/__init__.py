@@ -1,0 +1,1 @@
+"""edgedet.exporters: ONNX / OpenVINO / TensorRT / TVM lowering with parity checks."""

@@ -1,0 +1,1 @@
+"""edgedet.nas: search space, supernet, search loop and latency predictors."""

@@ -1,0 +1,1 @@
+"""Latency prediction: kernel graphs, roofline and measured predictors."""

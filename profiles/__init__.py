@@ -1,0 +1,1 @@
+"""edgedet.profiles: device profiles (JSON) and their loader."""
