@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-slow quickstart lint clean
+.PHONY: venv test test-slow quickstart lint clean sysdeps
 
 venv: $(STAMP)
 
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[tvm,triton,coco,test]'
 	touch $(STAMP)
+
+# System packages: Debian's aarch64 cross compiler (TVM Cortex-A76 libraries), installed
+# only when missing (needs root or sudo; apt-get only).
+sysdeps:
+	@command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q gcc-aarch64-linux-gnu; }
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -4,14 +4,23 @@ k∈{3,5,7} × e∈{2,4} or identity ("skip").
 Downsampling lives between stages (LN + 2×2 stride-2 conv), so no block changes shape;
 still, the first layer of each stage is kept a real block so every stage mixes spatially
 (ProxylessNAS likewise never lets the first, shape-changing layer of a stage be identity).
+
+A *skeleton* fixes widths and maximum depths; `SKELETONS` is the family the search picks
+from so that a latency budget binds (see `nas.search.choose_skeleton`). The same skeleton
+can host MBConv blocks (ProxylessNAS's own space, k∈{3,5,7} × e∈{3,6}) for comparison.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from torch import nn
 
 from edgedet.arch import Arch, Layer, LayerChoice, Stage, Stem
+from edgedet.errors import EdgedetError
+
+BLOCKS = ("quadra", "mbconv")
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,12 @@ class SearchSpace:
     expansions: tuple[int, ...] = (2, 4)
     num_classes: int = 1000
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    block: str = "quadra"
+
+    @property
+    def name(self) -> str:
+        """Skeleton name: base width and total depth, e.g. c16-d16."""
+        return f"c{self.widths[0]}-d{sum(self.max_layers)}"
 
     def block_choices(self) -> list[LayerChoice]:
         return [LayerChoice(k, e) for k in self.kernels for e in self.expansions]
@@ -36,6 +51,14 @@ class SearchSpace:
         """(stage, layer) of every searchable layer, in network order."""
         return [(s, i) for s, n in enumerate(self.max_layers) for i in range(n)]
 
+    def all_choices(self) -> list[list[Layer]]:
+        """Choices of every searchable layer, in network order."""
+        return [self.layer_choices(s, i) for s, i in self.layers()]
+
+    def stage_resolution(self, stage: int, input_size: int | None = None) -> int:
+        """Feature-map side of a stage (stem stride 4, then ×½ per later stage)."""
+        return (input_size or self.input_size) // (4 * 2**stage)
+
     def arch(self, layers: list[Layer], **meta) -> Arch:
         """Assemble an Arch from one choice per searchable layer (network order)."""
         if len(layers) != sum(self.max_layers):
@@ -46,6 +69,9 @@ class SearchSpace:
             pos += n
         return Arch(stem=Stem(), stages=stages, input_size=self.input_size, num_classes=self.num_classes, **meta)
 
+    def arch_from_indices(self, indices: list[int], **meta) -> Arch:
+        return self.arch([c[i] for c, i in zip(self.all_choices(), indices, strict=True)], **meta)
+
     def largest(self) -> Arch:
         big = LayerChoice(max(self.kernels), max(self.expansions))
         return self.arch([big] * sum(self.max_layers))
@@ -53,6 +79,54 @@ class SearchSpace:
     def smallest(self) -> Arch:
         small = LayerChoice(min(self.kernels), min(self.expansions))
         return self.arch([small if i == 0 else None for _, i in self.layers()])
+
+    def describe(self) -> dict:
+        """The skeleton as recorded in arch.json / search.json."""
+        return {"name": self.name, "block": self.block, "widths": list(self.widths),
+                "max_layers": list(self.max_layers), "kernels": list(self.kernels),
+                "expansions": list(self.expansions)}
+
+
+def build_block(space_block: str, width: int, choice: Layer) -> nn.Module:
+    """The module of one layer choice (identity for "skip")."""
+    if choice is None:
+        return nn.Identity()
+    if space_block == "quadra":
+        from edgedet.models.quadranet import QuadraBlock
+
+        return QuadraBlock(width, choice.kernel, choice.expansion)
+    if space_block == "mbconv":
+        from edgedet.nas.mbconv import MBConvBlock
+
+        return MBConvBlock(width, choice.kernel, choice.expansion)
+    raise EdgedetError(f"unknown block type {space_block!r}; choose from {', '.join(BLOCKS)}")
+
+
+# The skeleton family: base width C (stages C, 2C, 4C, 8C) × maximum depths (QuadraNet25/36
+# depths and two more; engine runtimes on big GPUs are launch-bound, so depth sets latency there).
+BASE_WIDTHS = (16, 24, 32, 48, 64, 96, 128)
+DEPTHS = {16: (2, 3, 9, 2), 25: (2, 3, 18, 2), 36: (3, 3, 27, 3), 48: (3, 6, 36, 3)}
+SKELETONS = [f"c{c}-d{d}" for d in DEPTHS for c in BASE_WIDTHS]
+
+
+def skeleton(name: str, block: str = "quadra", input_size: int = 224, num_classes: int = 1000) -> SearchSpace:
+    """A skeleton of the family by name (c<C>-d<16|25>), hosting QuadraBlocks or MBConvs."""
+    try:
+        c_part, d_part = name.split("-")
+        c, d = int(c_part.removeprefix("c")), int(d_part.removeprefix("d"))
+        depths = DEPTHS[d]
+    except (ValueError, KeyError):
+        raise EdgedetError(f"unknown skeleton {name!r}; use c<C>-d<D> with D in {sorted(DEPTHS)}, "
+                           f"e.g. {', '.join(SKELETONS[:3])}") from None
+    if c < 8 or c % 8:
+        raise EdgedetError(f"skeleton {name!r}: base width must be a multiple of 8, got {c}")
+    if block not in BLOCKS:
+        raise EdgedetError(f"unknown block type {block!r}; choose from {', '.join(BLOCKS)}")
+    space = SearchSpace(widths=(c, 2 * c, 4 * c, 8 * c), max_layers=depths, input_size=input_size,
+                        num_classes=num_classes, block=block)
+    if block == "mbconv":
+        space = replace(space, expansions=(3, 6))
+    return space
 
 
 def sample_arch(space: SearchSpace, rng: random.Random | int | None = None) -> Arch:

@@ -25,6 +25,15 @@ COMMAND_MODULES = [
     "edgedet.cli.train_cmd",
     "edgedet.cli.reproduce_cmd",
     "edgedet.cli.quickstart_cmd",
+    "edgedet.cli.bench_cmd",
+    "edgedet.cli.hostinfo_cmd",
+    "edgedet.cli.export_cmd",
+    "edgedet.cli.search_cmd",
+    "edgedet.cli.predict_cmd",
+    "edgedet.cli.profile_cmd",
+    "edgedet.cli.eval_cmd",
+    "edgedet.cli.detect_cmd",
+    "edgedet.cli.convert_cmd",
 ]
 
 for _mod in COMMAND_MODULES:

@@ -10,6 +10,13 @@ import typer
 # Each module defines register(reproduce_app).
 SUITE_MODULES = [
     "edgedet.bench.suites.memory",
+    "edgedet.bench.suites.bench_agreement",
+    "edgedet.bench.suites.throughput",
+    "edgedet.bench.suites.predictor",
+    "edgedet.bench.suites.boxrpb",
+    "edgedet.bench.suites.asag_speed",
+    "edgedet.bench.suites.export_matrix",
+    "edgedet.bench.suites.nas",
 ]
 
 

@@ -49,3 +49,28 @@ def _from_arch_file(path: str, num_classes: int | None = None, in_chans: int = 3
 
 
 register_family("quadranet-arch:", _from_arch_file)
+
+
+def _plain_detr_factory(backbone: str, **overrides) -> nn.Module:
+    from edgedet.models.plain_detr import build_plain_detr
+
+    return build_plain_detr(backbone, **overrides)
+
+
+register_family("plain-detr-", _plain_detr_factory, examples=["plain-detr-quadranet25-xxs"])
+
+
+def _asag_factory(backbone: str, **overrides) -> nn.Module:
+    import inspect
+
+    from edgedet.errors import EdgedetError
+    from edgedet.models.asag import build_asag
+
+    allowed = [p for p in inspect.signature(build_asag).parameters if p != "backbone_name"]
+    bad = [k for k in overrides if k not in allowed]
+    if bad:
+        raise EdgedetError(f"model 'asag-{backbone}' has no option {', '.join(bad)} (options: {', '.join(allowed)})")
+    return build_asag(backbone, **overrides)
+
+
+register_family("asag-", _asag_factory, examples=["asag-quadranet25-xxs"])

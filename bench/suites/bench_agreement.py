@@ -1,0 +1,236 @@
+"""`edgedet reproduce bench-agreement`: the same OpenVINO IR measured by OpenVINO's own
+`benchmark_app` and by `edgedet bench` with the same settings (sync API, one stream, N
+threads, same batch, f32, LATENCY hint), interleaved over several rounds so load drifts hit
+both alike. Acceptance: edgedet's median within ±5% of benchmark_app's."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from edgedet.errors import EdgedetError
+
+SCHEMA_VERSION = 1
+TOLERANCE = 0.05
+_LAT = re.compile(r"^\s*(?:\[ INFO \])?\s*(Median|Average|Min|Max):\s*([0-9.]+)\s*ms", re.M)
+_COUNT = re.compile(r"Count:\s*([0-9]+)\s*iterations")
+
+
+def benchmark_app_path() -> str:
+    here = Path(sys.executable).parent / "benchmark_app"
+    found = str(here) if here.exists() else shutil.which("benchmark_app")
+    if not found:
+        raise EdgedetError("OpenVINO's benchmark_app is not installed (it ships with `pip install openvino`)")
+    return found
+
+
+def parse_benchmark_app(text: str) -> dict:
+    """Median / average / min / max latency (ms) and iteration count from benchmark_app's report."""
+    lat = {k.lower(): float(v) for k, v in _LAT.findall(text)}
+    if "median" not in lat:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        raise EdgedetError(f"could not find benchmark_app's latency report in its output: {tail}")
+    m = _COUNT.search(text)
+    lat["iterations"] = int(m.group(1)) if m else None
+    return lat
+
+
+def run_benchmark_app(
+    xml: str, batch: int, size: int, threads: int, seconds: float, input_name: str = "input"
+) -> dict:
+    cmd = [
+        benchmark_app_path(),
+        "-m",
+        xml,
+        "-d",
+        "CPU",
+        "-api",
+        "sync",
+        "-hint",
+        "none",
+        "-nstreams",
+        "1",
+        "-nthreads",
+        str(threads),
+        "-shape",
+        f"{input_name}[{batch},3,{size},{size}]",
+        "-infer_precision",
+        "f32",
+        "-t",
+        str(max(1, round(seconds))),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600 + 4 * seconds)
+    if proc.returncode != 0:
+        raise EdgedetError(f"benchmark_app failed: {(proc.stdout + proc.stderr).strip().splitlines()[-1]}")
+    out = parse_benchmark_app(proc.stdout)
+    out["command"] = " ".join(cmd)
+    return out
+
+
+def run_edgedet(xml: str, batch: int, size: int, threads: int, seconds: float, warmup_s: float) -> dict:
+    from edgedet.bench.runner import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        target=xml,
+        runtime="openvino",
+        batches=[batch],
+        threads=threads,
+        streams=1,
+        precision="f32",
+        warmup_s=warmup_s,
+        duration_s=seconds,
+        min_iters=10,
+        input_size=size,
+        roofline=False,
+    )
+    return run_bench(cfg)
+
+
+def agreement(
+    model: str, batch: int, size: int, threads: int, seconds: float, rounds: int, warmup_s: float, log=print
+) -> dict:
+    from statistics import median
+
+    from edgedet.bench.suites.model_files import build
+
+    with tempfile.TemporaryDirectory(prefix="edgedet-agreement-") as tmp:
+        log(f"exporting {model} to ONNX and OpenVINO IR (f32) at {size}×{size}")
+        files = build(model, tmp, input_size=size)
+        rows = []
+        for i in range(rounds):
+            order = ("edgedet", "benchmark_app") if i % 2 == 0 else ("benchmark_app", "edgedet")
+            got = {}
+            for who in order:
+                log(f"round {i + 1}/{rounds}: {who}")
+                if who == "edgedet":
+                    r = run_edgedet(files.xml, batch, size, threads, seconds, warmup_s)
+                    res = r["results"][0]
+                    got["edgedet"] = {
+                        "median": res["latency_ms"]["median"],
+                        "average": res["latency_ms"]["mean"],
+                        "min": res["latency_ms"]["min"],
+                        "max": res["latency_ms"]["max"],
+                        "iterations": res["iterations"],
+                        "cov": res["cov"],
+                        "effective": r["runtime"]["effective"],
+                    }
+                else:
+                    got["benchmark_app"] = run_benchmark_app(files.xml, batch, size, threads, seconds)
+            got["ratio"] = got["edgedet"]["median"] / got["benchmark_app"]["median"]
+            rows.append(got)
+    ours = median(r["edgedet"]["median"] for r in rows)
+    theirs = median(r["benchmark_app"]["median"] for r in rows)
+    ratio = ours / theirs
+    own = [r["edgedet"]["median"] for r in rows]
+    repeat_spread = (max(own) - min(own)) / median(own)  # back-to-back agreement of edgedet with itself
+    import openvino as ov
+    from edgedet.bench.hostinfo import fingerprint
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "suite": "bench-agreement",
+        "device": fingerprint(),
+        "openvino": ov.get_version(),
+        "settings": {
+            "model": model,
+            "params": files.params,
+            "gflops": files.gflops,
+            "batch": batch,
+            "input_size": size,
+            "threads": threads,
+            "streams": 1,
+            "precision": "f32",
+            "api": "sync",
+            "seconds_per_run": seconds,
+            "edgedet_warmup_s": warmup_s,
+            "rounds": rounds,
+            "order": "interleaved, alternating which tool goes first",
+        },
+        "rounds": rows,
+        "edgedet_median_ms": ours,
+        "benchmark_app_median_ms": theirs,
+        "ratio": ratio,
+        "tolerance": TOLERANCE,
+        "within_tolerance": abs(ratio - 1) <= TOLERANCE,
+        "edgedet_repeat_spread": repeat_spread,
+        "edgedet_repeat_within_tolerance": repeat_spread <= TOLERANCE,
+    }
+
+
+def register(reproduce: typer.Typer) -> None:
+    @reproduce.command("bench-agreement")
+    def bench_agreement(
+        json_path: str = typer.Option(None, "--json", help="Write the comparison JSON here."),
+        model: str = typer.Option(
+            "quadranet25-xxs", "--model", help="Registered model to export and measure."
+        ),
+        batch: int = typer.Option(1, "--batch", min=1),
+        input_size: int = typer.Option(224, "--input-size", min=32),
+        threads: int = typer.Option(None, "--threads", min=1, help="Default: every usable CPU."),
+        seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Measured time per run, both tools."),
+        rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved runs per tool."),
+        quick: bool = typer.Option(False, "--quick", help="2 rounds of 3 s."),
+    ) -> None:
+        """OpenVINO's benchmark_app vs edgedet bench on the same IR: both medians and their ratio."""
+        from edgedet.bench.hostinfo import usable_cpus
+        from rich.console import Console
+        from rich.table import Table
+
+        from edgedet.arch import write_json_atomic
+
+        console = Console()
+        if quick:
+            seconds, rounds = 3.0, 2
+        n = threads or usable_cpus()
+        res = agreement(
+            model,
+            batch,
+            input_size,
+            n,
+            seconds,
+            rounds,
+            warmup_s=1.0,
+            log=lambda m: console.print(f"[dim]{m}[/dim]"),
+        )
+        d = res["device"]
+        t = Table(
+            title=f"measured: OpenVINO {res['openvino']} on {d['cpu_model']}, {n} threads, 1 stream, sync, "
+            f"f32, batch {batch}, {model} {input_size}×{input_size}"
+        )
+        for col in ("round", "edgedet median ms", "benchmark_app median ms", "ratio"):
+            t.add_column(col, justify="right")
+        for i, r in enumerate(res["rounds"]):
+            t.add_row(
+                str(i + 1),
+                f"{r['edgedet']['median']:.3f}",
+                f"{r['benchmark_app']['median']:.3f}",
+                f"{r['ratio']:.3f}",
+            )
+        t.add_row(
+            "median",
+            f"{res['edgedet_median_ms']:.3f}",
+            f"{res['benchmark_app_median_ms']:.3f}",
+            f"{res['ratio']:.3f}",
+        )
+        console.print(t)
+        verdict = "within" if res["within_tolerance"] else "OUTSIDE"
+        console.print(
+            f"edgedet / benchmark_app median = {res['ratio']:.3f}: {verdict} ±{TOLERANCE:.0%} "
+            f"(1-min load at the end: {os.getloadavg()[0]:.2f} on {d['usable_cpus']} CPUs)"
+        )
+        own = ", ".join(f"{r['edgedet']['median']:.3f}" for r in res["rounds"])
+        ok = "within" if res["edgedet_repeat_within_tolerance"] else "OUTSIDE"
+        console.print(
+            f"edgedet bench back to back: medians {own} ms, spread (max − min) / median = "
+            f"{res['edgedet_repeat_spread']:.1%} ({ok} ±{TOLERANCE:.0%})"
+        )
+        if json_path:
+            write_json_atomic(json_path, res)
+            console.print(f"wrote {json_path}")

@@ -1,0 +1,241 @@
+"""`edgedet reproduce predictor`: how good are the latency predictors?
+
+(a) leave-one-out error of every shipped predicted profile on its calibration data;
+(b) on this machine: a measured profile's prediction vs ONNX Runtime's measured latency
+    (same threads) on the reference CNNs (random weights filled in), every QuadraNet
+    variant at 224×224, and random architectures of the search space. Table, JSON and a
+    predicted-vs-measured scatter plot (PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import typer
+
+from edgedet.errors import EdgedetError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ModelRow:
+    model: str
+    group: str
+    predicted_ms: float
+    measured_ms: float  # robust best (20th percentile of runs), what profiles are fitted to
+    median_ms: float
+    runs: int
+    error: float  # (predicted − measured) / measured
+    error_median: float
+
+
+def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
+    """A structure-only ONNX graph with its weight inputs turned into random initialisers
+    (BatchNorm variances positive), runnable by any runtime."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgedet.nas.latency.graph import load_model
+
+    m = onnx.ModelProto()
+    m.CopyFrom(load_model(model_bytes_or_path))
+    g = m.graph
+    init = {i.name for i in g.initializer}
+    data_input = next(i.name for i in g.input if i.name not in init)
+    positive = {n.input[4] for n in g.node if n.op_type == "BatchNormalization" and len(n.input) > 4}
+    rng = np.random.default_rng(seed)
+    keep = []
+    for vi in g.input:
+        if vi.name in init or vi.name == data_input:
+            keep.append(vi)
+            continue
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if vi.name in positive:
+            arr = rng.uniform(0.5, 1.5, shape)
+        else:
+            fan = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
+            arr = rng.standard_normal(shape) / math.sqrt(fan)
+        g.initializer.append(numpy_helper.from_array(arr.astype(np.float32), vi.name))
+    del g.input[:]
+    g.input.extend(keep)
+    return m.SerializeToString()
+
+
+def torch_onnx(module, size: int = 224) -> bytes:
+    """Export with weights (TorchScript exporter) for timing."""
+    import warnings
+
+    import torch
+
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.randn(1, 3, size, size),), buf, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"])
+    return buf.getvalue()
+
+
+def benchmark_models(n_archs: int, seed: int, include: str = "all"):
+    """(name, group, onnx bytes) of the comparison set, built lazily."""
+    from edgedet import models as zoo
+    from edgedet.nas.latency.calibrate import data_root
+
+    root = data_root()
+    if include in ("all", "cnn"):
+        for sub in ("latency-reference", "a100-reference"):
+            for p in sorted((root / sub / "onnx").glob("*.onnx")):
+                yield p.stem, f"reference CNN ({sub})", lambda p=p: fill_weights(p)
+    if include in ("all", "quadranet"):
+        for name in zoo.names():
+            if name.startswith("quadranet") and "arch:" not in name:
+                yield name, "QuadraNet", lambda name=name: torch_onnx(zoo.create(name))
+    if include in ("all", "arch"):
+        from edgedet.models.quadranet import build_from_arch
+        from edgedet.nas.space import SearchSpace, sample_arch
+
+        space = SearchSpace()
+        for i in range(n_archs):
+            arch = sample_arch(space, seed + i)
+            yield f"arch-{seed + i}", "search-space sample", lambda arch=arch: torch_onnx(build_from_arch(arch))
+
+
+def loo_table() -> list[dict]:
+    from edgedet.profiles import load_profile, shipped_ids
+
+    rows = []
+    for pid in shipped_ids():
+        p = load_profile(pid)
+        if p.kind != "predicted":
+            continue
+        c = p.calibration
+        rows.append({"profile": pid, "runtime": p.runtime_name, "n": c.get("n"), "loo_mape": c["mape"],
+                     "loo_within10": c["within10"], "fit_mape": c.get("fit_mape")})
+    return rows
+
+
+def scatter_png(rows: list[ModelRow], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgedet.arch import write_json_atomic  # noqa: F401  (atomic writes below)
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    groups = sorted({r.group for r in rows})
+    for g in groups:
+        xs = [r.measured_ms for r in rows if r.group == g]
+        ys = [r.predicted_ms for r in rows if r.group == g]
+        ax.scatter(xs, ys, label=g, s=22)
+    lo = min(min(r.measured_ms, r.predicted_ms) for r in rows) * 0.8
+    hi = max(max(r.measured_ms, r.predicted_ms) for r in rows) * 1.25
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6)
+    ax.plot([lo, hi], [lo * 0.9, hi * 0.9], "k:", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predictor")
+    def predictor(
+        json_out: Path = typer.Option(None, "--json", help="Write all results as JSON here."),
+        profile: Path = typer.Option(None, "--profile", help="Measured profile of this machine "
+                                     "(default: generate one in quick mode)."),
+        threads: int = typer.Option(1, "--threads", min=1),
+        archs: int = typer.Option(10, "--archs", min=0, help="Random search-space architectures."),
+        seed: int = typer.Option(0, "--seed"),
+        png: Path = typer.Option(Path("predictor_scatter.png"), "--png", help="Scatter plot path."),
+        skip_measured: bool = typer.Option(False, "--loo-only", help="Only part (a)."),
+        include: str = typer.Option("all", "--include", help="all | cnn | quadranet | arch"),
+    ) -> None:
+        """Leave-one-out error of predicted profiles; predicted vs measured on this machine."""
+        import torch
+        from rich.console import Console
+        from rich.table import Table
+
+        from edgedet.arch import write_json_atomic
+        from edgedet.nas.latency import load_profile, predict_onnx
+        from edgedet.nas.latency.timing import Runner, machine_info
+
+        torch.set_num_threads(threads)
+        con = Console()
+        loo = loo_table()
+        t = Table(title="(a) predicted profiles: leave-one-out error on their calibration data")
+        for c in ("profile", "runtime", "n", "LOO MAPE", "LOO within ±10%", "fit MAPE"):
+            t.add_column(c)
+        for r in loo:
+            t.add_row(r["profile"], r["runtime"], str(r["n"]), f"{100 * r['loo_mape']:.1f}%",
+                      f"{100 * r['loo_within10']:.0f}%", f"{100 * (r['fit_mape'] or 0):.1f}%")
+        con.print(t)
+        result = {"schema_version": SCHEMA_VERSION, "loo": loo}
+        if not skip_measured:
+            if profile is None:
+                from edgedet.nas.latency.measure import build_measured_profile
+
+                con.print("no --profile given: building a measured profile in quick mode (≤ 5 min)…")
+                doc = build_measured_profile("onnxruntime", threads, 240.0, quick=True)
+                from edgedet.profiles import from_document
+
+                prof = from_document(doc, "<quick profile>")
+                result["generated_profile"] = doc
+            else:
+                prof = load_profile(str(profile))
+            if prof.kind != "measured":
+                raise EdgedetError(f"--profile must be a measured profile of this machine, got kind {prof.kind!r}")
+            if int(prof.runtime.get("threads", 1)) != threads:
+                con.print(f"[yellow]note: profile was measured with {prof.runtime.get('threads')} thread(s), "
+                          f"timing with {threads}[/yellow]")
+            runner = Runner("onnxruntime", threads)
+            rows: list[ModelRow] = []
+            info = machine_info()
+            t0 = time.perf_counter()
+            for name, group, make in benchmark_models(archs, seed, include):
+                mb = make()
+                pred = predict_onnx(mb, prof)
+                tm = runner.time(mb, min_s=1.0, min_runs=7, max_runs=100)
+                err = (pred.latency_ms - tm.best_ms) / tm.best_ms
+                rows.append(ModelRow(name, group, pred.latency_ms, tm.best_ms, tm.median_ms, tm.runs, err,
+                                     (pred.latency_ms - tm.median_ms) / tm.median_ms))
+                con.print(f"  {name:22s} predicted {pred.latency_ms:9.2f} ms   measured p20 {tm.best_ms:9.2f} ms "
+                          f"median {tm.median_ms:9.2f} ms ({tm.runs} runs)   {100 * err:+6.1f}%")
+            w10 = sum(abs(r.error) <= 0.10 for r in rows) / max(1, len(rows))
+            w10_med = sum(abs(r.error_median) <= 0.10 for r in rows) / max(1, len(rows))
+            mape = sum(abs(r.error) for r in rows) / max(1, len(rows))
+            tt = Table(title=f"(b) this machine: predicted (measured profile '{prof.id}') vs measured "
+                             f"(ONNX Runtime {runner.version}, {threads} thread(s), batch 1)")
+            for c in ("model", "group", "predicted ms", "measured ms (p20)", "measured ms (median)", "error vs p20"):
+                tt.add_column(c)
+            for r in rows:
+                tt.add_row(r.model, r.group, f"{r.predicted_ms:.2f}", f"{r.measured_ms:.2f}", f"{r.median_ms:.2f}",
+                           f"{100 * r.error:+.1f}%")
+            con.print(tt)
+            con.print(f"{len(rows)} models: {100 * w10:.0f}% within ±10% of the measured p20 "
+                      f"({100 * w10_med:.0f}% of the median), MAPE {100 * mape:.1f}% "
+                      f"(CPU {info['cpu']}, load average {info.get('load_average_1m', float('nan')):.1f} — "
+                      "other processes share this CPU; medians quoted) [{:.0f}s]".format(time.perf_counter() - t0))
+            if rows:
+                scatter_png(rows, png, f"predicted ({prof.id}) vs measured, ORT {threads} thread(s): "
+                                       f"{100 * w10:.0f}% within ±10%")
+                con.print(f"scatter plot → {png}")
+            result.update({"profile": {"id": prof.id, "kind": prof.kind, "calibration": prof.calibration},
+                           "runtime": runner.describe(), "machine": info, "models": [asdict(r) for r in rows],
+                           "within10": w10, "within10_vs_median": w10_med, "mape": mape})
+        if json_out is not None:
+            write_json_atomic(json_out, result)

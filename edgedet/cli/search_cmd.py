@@ -1,0 +1,114 @@
+"""`edgedet search`: hardware-aware NAS for a latency budget on a device (ProxylessNAS over
+QuadraBlocks); writes arch.json, search.json and plots to --out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("search")
+    def search(
+        device: str = typer.Option(..., "--device", help="Device profile id (e.g. cortex-a76) or profile JSON path."),
+        budget_ms: float = typer.Option(..., "--budget-ms", help="Latency budget in ms at --input-size, batch 1."),
+        data: str = typer.Option("synthetic", "--data", help="'synthetic' or a folder of class sub-folders."),
+        train_size: int = typer.Option(64, "--train-size", min=32, help="Proxy training image size."),
+        input_size: int = typer.Option(224, "--input-size", min=32, help="Deployment image size (prices the LUT)."),
+        epochs: int = typer.Option(12, "--epochs", min=2, help="Total epochs, warm-up included."),
+        warmup_epochs: int = typer.Option(-1, "--warmup-epochs", help="Weight-only epochs on random paths "
+                                          "(default: a third of --epochs)."),
+        out: str = typer.Option("search-out", "--out", help="Output folder."),
+        seed: int = typer.Option(0, "--seed"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from --out/search.ckpt."),
+        loss: str = typer.Option("mul", "--loss", help="mul: a·CE·(log E/log T)^β; add: CE + λ(E−T)/T."),
+        skeleton: str = typer.Option("auto", "--skeleton", help="auto (chosen from budget and device) or "
+                                     "c<C>-d<16|25>, e.g. c32-d16."),
+        images: int = typer.Option(2000, "--synthetic-images", min=256, help="Synthetic training images."),
+        batch_size: int = typer.Option(64, "--batch-size", min=2, help="Per-process batch size."),
+        arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN reference 1e-3 "
+                                      "is for ~10⁵ α steps; scaled up for a proxy search)."),
+        threads: int = typer.Option(0, "--threads", help="torch threads per process (0: leave as is)."),
+        plots: bool = typer.Option(True, "--plots/--no-plots"),
+    ) -> None:
+        """Search the QuadraNet space for the most accurate network within --budget-ms on --device."""
+        import torch
+
+        from edgedet.nas.driver import SearchJob, dist_setup, run_job
+        from edgedet.nas.search import SearchConfig
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        rank, world = dist_setup()
+        warm = epochs // 3 if warmup_epochs < 0 else warmup_epochs
+        cfg = SearchConfig(budget_ms=budget_ms, epochs=epochs, warmup_epochs=warm, batch_size=batch_size,
+                           loss=loss, seed=seed, arch_lr=arch_lr)
+        job = SearchJob(device=device, budget_ms=budget_ms, out_dir=out, data=data, train_size=train_size,
+                        input_size=input_size, skeleton=skeleton, synthetic_images=images, resume=resume,
+                        plots=plots, config=cfg)
+        reporter = RichReporter() if rank == 0 else None
+        res = run_job(job, reporter, on_plan=reporter.plan if reporter else None)
+        if rank == 0:
+            _summary(res, out, world)
+
+
+class RichReporter:
+    """Progress bar with expected latency, accuracy and α entropy, plus a line per epoch."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.progress = None
+
+    def plan(self, space, lut) -> None:
+        src = lut.source
+        cal = src.get("calibration") or {}
+        err = f"MAPE {cal['mape']:.1%}" if isinstance(cal.get("mape"), (int, float)) else "calibration n/a"
+        self.console.print(markup=False, highlight=False, *[
+            f"skeleton {space.name} (widths {list(space.widths)}, ≤{list(space.max_layers)} layers): "
+            f"predicted {lut.min_ms:.3g}–{lut.max_ms:.3g} ms at {space.input_size}px by profile "
+            f"{src.get('id')} ({src.get('kind')}, {err})"])
+
+    def start(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}", markup=False), TimeRemainingColumn(),
+                                 console=self.console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("search", total=total, completed=done, status="")
+
+    def step(self, info: dict[str, Any]) -> None:
+        status = (f"ep {info['epoch'] + 1} E[lat] {info['expected_ms']:.3g} ms (predicted) "
+                  f"acc {info['acc']:.2f} H(α) {info['entropy']:.3f}")
+        self.progress.update(self.task, advance=1, status=status)
+
+    def epoch(self, r: dict[str, Any]) -> None:
+        self.progress.console.print(markup=False, highlight=False, *[
+            f"epoch {r['epoch']} [{r['phase']}] loss {r['train_loss']:.3f} train acc {r['train_acc']:.3f} "
+            f"val acc (argmax) {r['val_acc_argmax']:.3f} E[lat] {r['expected_latency_ms']:.3g} ms "
+            f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f}"])
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _summary(res, out: str, world: int) -> None:
+    from rich.console import Console
+
+    a = res.arch
+    prof = a.profile or {}
+    cal = prof.get("calibration") or {}
+    err = f", calibration MAPE {cal['mape']:.1%}" if isinstance(cal.get("mape"), (int, float)) else ""
+    layers = " | ".join(" ".join("skip" if l is None else f"k{l.kernel}e{l.expansion}" for l in s.layers)
+                        for s in a.stages)
+    c = Console(markup=False, highlight=False)
+    c.print(f"derived architecture ({res.space.name}, {world} process(es)): {layers}")
+    c.print(f"predicted latency {a.predicted_latency_ms:.4g} ms of budget {a.budget_ms:g} ms "
+            f"({a.predicted_latency_ms / a.budget_ms:.0%}) on {a.device} at {a.input_size}px, batch 1 "
+            f"(predicted by profile {prof.get('id')}, {prof.get('kind')}{err}); argmax before fitting "
+            f"{res.result.argmax_latency_ms:.4g} ms, {len(res.result.repair)} fitting move(s)")
+    c.print(f"wrote {out}/arch.json, search.json, latency.png, accuracy.png, alpha_heatmap.png, architecture.png")

@@ -1,0 +1,182 @@
+"""ASAG detector (ASAG-S): backbone → FPN (P3–P6) → adaptive sparse anchors → query
+initialiser → one Sparse R-CNN dynamic decoder layer (+ parallel auxiliary decoders in
+training, the paper's trick for training a single layer).
+
+`model(images, masks, targets=None)` → outputs dict; `model.loss(outputs, targets)`.
+masks (B,H,W) are True on padding; boxes are normalised cxcywh of each image's unpadded
+extent. `mode` "dynamic" (eager, as the paper) or "static" (fixed shapes, for export).
+In eval the outputs also hold fixed-size top-k `scores`, `labels`, `boxes` (B,top_k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from edgedet.models.asag_anchor import AnchorConfig, AnchorGenerator
+from edgedet.models.asag_query import QueryInit
+from edgedet.models.dynamic_head import DynamicDecoderLayer
+from edgedet.models.fpn import FPN
+from edgedet.ops.boxes import box_cxcywh_to_xyxy
+
+MODES = ("dynamic", "static")
+
+
+def image_wh_from_masks(masks: Tensor | None, images: Tensor) -> Tensor:
+    """(B,2) unpadded (width, height) in pixels: padding is bottom/right, True in masks."""
+    bsz, _, h, w = images.shape
+    if masks is None:
+        return images.new_tensor([[w, h]]).expand(bsz, 2).clone()
+    inside = ~masks
+    return torch.stack([inside.sum(2).amax(1), inside.sum(1).amax(1)], 1).to(images.dtype).clamp(min=1)
+
+
+class ASAG(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int = 80,
+        dim: int = 256,
+        num_decoder_layers: int = 1,
+        num_aux_decoders: int = 3,
+        mode: str = "dynamic",
+        top_k: int = 100,
+        ffn_dim: int = 2048,
+        anchor_cfg: AnchorConfig | None = None,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.backbone = backbone
+        self.num_classes, self.mode, self.top_k = num_classes, mode, top_k
+        self.fpn = FPN(list(backbone.feature_channels[1:]), dim)
+        self.anchor_generator = AnchorGenerator(dim, anchor_cfg)
+        self.query_init = QueryInit(dim, num_classes, ffn_dim=ffn_dim, strides=FPN.strides)
+        self.decoder = nn.ModuleList(
+            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides)
+            for _ in range(num_decoder_layers)
+        )
+        self.aux_decoders = nn.ModuleList(
+            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides)
+            for _ in range(num_aux_decoders)
+        )
+        self._criterion = None
+
+    def forward(self, images: Tensor, masks: Tensor | None = None, targets: list[dict] | None = None) -> dict:
+        image_wh = image_wh_from_masks(masks, images)
+        feats = self.fpn(self.backbone.forward_features(images)[1:])
+        anch = self.anchor_generator(feats[:3], image_wh, self.mode, targets)
+        valid = anch.valid
+        static = self.mode == "static" and not self.training
+        init_logits, proposals, query = self.query_init(feats, anch.anchors, image_wh, valid, static)
+        boxes, q = proposals.detach(), query
+        stages = []
+        for layer in self.decoder:  # cascade: each layer refines the previous one's boxes
+            logits, pred, q = layer(feats, boxes, q, image_wh, valid, static)
+            stages.append({"pred_logits": logits, "pred_boxes": pred})
+            boxes = pred.detach()
+        out = dict(stages[-1])
+        out.update(
+            valid=valid,
+            anchors=anch.anchors,
+            anchor_scores=anch.scores,
+            image_wh=image_wh,
+            init={"pred_logits": init_logits, "pred_boxes": proposals},
+        )
+        if self.training:
+            aux = stages[:-1]
+            for layer in self.aux_decoders:  # parallel: same proposals and queries as the main head
+                logits, pred, _ = layer(feats, proposals.detach(), query, image_wh, valid)
+                aux.append({"pred_logits": logits, "pred_boxes": pred})
+            out["aux_outputs"] = aux
+            out["anchor_stages"] = anch.stages
+        else:
+            # padding queries: no score, zero box (so both modes agree on every real detection)
+            out["pred_logits"] = out["pred_logits"].masked_fill(~valid[..., None], -1e4)
+            out["pred_boxes"] = out["pred_boxes"].masked_fill(~valid[..., None], 0.0)
+            out.update(self.select_top_k(out["pred_logits"], out["pred_boxes"]))
+        return out
+
+    def select_top_k(self, logits: Tensor, boxes: Tensor, top_k: int | None = None) -> dict[str, Tensor]:
+        """Fixed-size detections: the top_k (query, class) pairs by sigmoid score; boxes
+        normalised cxcywh."""
+        bsz, nq, nc = logits.shape
+        k = min(top_k or self.top_k, nq * nc)
+        scores, idx = torch.topk(logits.sigmoid().flatten(1), k, dim=1)
+        query = torch.div(idx, nc, rounding_mode="floor")
+        return {
+            "scores": scores,
+            "labels": idx % nc,
+            "boxes": torch.gather(boxes, 1, query[..., None].expand(-1, -1, 4)),
+        }
+
+    def postprocess(self, outputs: dict, target_sizes: Tensor, top_k: int = 100) -> dict[str, Tensor]:
+        """Fixed-size `scores`, `labels` (B,k) and `boxes` (B,k,4) xyxy in pixels of
+        target_sizes (B,2) = (h, w)."""
+        det = (
+            outputs
+            if "scores" in outputs and top_k == self.top_k
+            else self.select_top_k(outputs["pred_logits"], outputs["pred_boxes"], top_k)
+        )
+        h, w = target_sizes.to(det["boxes"].dtype).unbind(-1)
+        xyxy = box_cxcywh_to_xyxy(det["boxes"]) * torch.stack([w, h, w, h], -1)[:, None, :]
+        return {"scores": det["scores"], "labels": det["labels"], "boxes": xyxy}
+
+    def loss(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
+        if self._criterion is None:
+            from edgedet.training.asag_loss import ASAGCriterion
+
+            self._criterion = ASAGCriterion(self.num_classes)
+        return self._criterion(outputs, targets)
+
+
+PRESETS = {
+    "paper": {"dim": 256, "ffn_dim": 2048, "max_anchors": 200},  # the official configuration
+    "cpu": {"dim": 64, "ffn_dim": 512, "max_anchors": 100},  # small images, CPU training
+}
+
+
+def build_asag(
+    backbone_name: str,
+    num_classes: int = 80,
+    preset: str = "paper",
+    dim: int | None = None,
+    ffn_dim: int | None = None,
+    max_anchors: int | None = None,
+    num_decoder_layers: int = 1,
+    num_aux_decoders: int = 3,
+    mode: str = "dynamic",
+    top_k: int = 100,
+    max_patches: tuple[int, int] = (16, 16),
+) -> ASAG:
+    """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
+    `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
+    dim / ffn_dim / max_anchors override the preset."""
+    from edgedet.errors import EdgedetError
+    from edgedet.models.registry import create
+
+    if preset not in PRESETS:
+        raise EdgedetError(f"asag preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if mode not in MODES:
+        raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if num_decoder_layers < 1 or num_aux_decoders < 0:
+        raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
+    p = dict(PRESETS[preset])
+    p.update(
+        {k: v for k, v in (("dim", dim), ("ffn_dim", ffn_dim), ("max_anchors", max_anchors)) if v is not None}
+    )
+    if p["dim"] % 8:
+        raise EdgedetError(f"asag dim must be a multiple of 8 (8 attention heads), got {p['dim']}")
+    backbone = create(backbone_name)
+    if not hasattr(backbone, "forward_features") or not hasattr(backbone, "feature_channels"):
+        raise EdgedetError(f"backbone '{backbone_name}' has no forward_features/feature_channels")
+    if list(getattr(backbone, "feature_strides", [4, 8, 16, 32]))[-3:] != [8, 16, 32]:
+        raise EdgedetError(
+            f"backbone '{backbone_name}' must give stride 8/16/32 stages, has {backbone.feature_strides}"
+        )
+    cfg = replace(AnchorConfig(), max_patches=tuple(max_patches), max_anchors=p["max_anchors"])
+    return ASAG(
+        backbone, num_classes, p["dim"], num_decoder_layers, num_aux_decoders, mode, top_k, p["ffn_dim"], cfg
+    )

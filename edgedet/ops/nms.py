@@ -1,0 +1,88 @@
+"""Non-maximum suppression in pure torch (no torchvision), deterministic.
+
+Semantics (same as torchvision.ops.nms and ONNX `NonMaxSuppression` with
+center_point_box=0): boxes are xyxy, visited in decreasing score order (ties: lower index
+first), and a box is dropped when its IoU with an already kept box is strictly greater than
+`iou_threshold`.
+
+Two forms:
+* `nms` / `batched_nms` return a variable-length index tensor (eager, data-dependent);
+* `fixed_size_nms` has static shapes only — (B, N) candidates with a validity mask in,
+  (B, K) indices with a validity mask out — and no data-dependent Python control flow, so
+  it traces; its valid prefix equals ONNX NonMaxSuppression's selected indices for that
+  batch entry (one class, `max_output_boxes_per_class=K`), which is what an exporter maps
+  it to.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from edgedet.ops.boxes import box_iou
+
+
+def _greedy_keep(iou_sorted: Tensor, iou_threshold: float, alive: Tensor) -> Tensor:
+    """Greedy suppression over score-sorted candidates.
+
+    iou_sorted (..., N, N) pairwise IoU in sorted order, alive (..., N) bool: candidates that
+    take part. Returns the kept mask (..., N). A fixed N-step recurrence of tensor ops, so it
+    is identical in eager mode and when traced.
+    """
+    n = iou_sorted.shape[-1]
+    keep = alive.clone()
+    over = iou_sorted > iou_threshold
+    later = torch.ones(n, n, dtype=torch.bool, device=alive.device).triu(1)
+    over = over & later
+    for i in range(n):
+        suppress = over[..., i, :] & keep[..., i : i + 1]
+        keep = keep & ~suppress
+    return keep
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Indices (int64) of the kept boxes, in decreasing score order. boxes (N,4) xyxy."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    b = boxes[order]
+    keep = _greedy_keep(
+        box_iou(b, b), iou_threshold, torch.ones(len(order), dtype=torch.bool, device=b.device)
+    )
+    return order[keep]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS independently per group `idxs` (class or image); kept indices by decreasing score."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    # Shift each group to its own region of the plane so groups never overlap.
+    span = boxes.max() - boxes.min() + 1
+    shifted = boxes + (idxs.to(boxes.dtype) * span)[:, None]
+    return nms(shifted, scores, iou_threshold)
+
+
+def fixed_size_nms(
+    boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float, max_output: int
+) -> tuple[Tensor, Tensor]:
+    """Static-shape NMS: boxes (B,N,4) xyxy, scores (B,N), valid (B,N) bool →
+    (indices (B,K) int64, kept (B,K) bool), K = max_output. Kept indices come first, by
+    decreasing score; the rest of the row is padding (kept False, index of a dropped box)."""
+    bsz, n = scores.shape
+    neg_inf = torch.finfo(scores.dtype).min
+    order = torch.sort(torch.where(valid, scores, neg_inf), dim=1, descending=True, stable=True).indices
+    b = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
+    alive = torch.gather(valid, 1, order)
+    iou = torch.stack([box_iou(b[i], b[i]) for i in range(bsz)])
+    keep = _greedy_keep(iou, iou_threshold, alive)
+    pos = torch.arange(n, device=scores.device).expand(bsz, n)
+    # Rank kept candidates first (in sorted order), then the dropped ones.
+    rank_key = torch.where(keep, n - pos, -pos).to(torch.float32)
+    k = min(max_output, n)
+    top = torch.topk(rank_key, k, dim=1, sorted=True).indices
+    idx, kept = torch.gather(order, 1, top), torch.gather(keep, 1, top)
+    if k < max_output:
+        pad = max_output - k
+        idx = torch.cat([idx, idx.new_zeros(bsz, pad)], 1)
+        kept = torch.cat([kept, kept.new_zeros(bsz, pad)], 1)
+    return idx, kept

@@ -1,0 +1,274 @@
+"""Training loop for the detectors (`edgedet train plain-detr-* | asag-*`).
+
+Generic over detectors through a small interface:
+    model(images, masks[, targets]) -> outputs    (training mode: everything the loss needs;
+                                                   targets are passed when forward takes them)
+    model.loss(outputs, targets) -> dict          (must hold "loss", the scalar to minimise)
+    model(images, masks) in eval mode -> {"pred_logits", "pred_boxes"} and optionally
+    model.postprocess(outputs, target_sizes, top_k) -> fixed-size scores/labels/boxes
+Data: `--data synthetic-det` (generated once into the cache, at `--img-size`, with
+`--train-size` / `--val-size` images) or `--data coco:ANN.json:IMAGES_DIR[,VAL.json:VAL_DIR]`.
+Writes OUT/checkpoint.pt (weights_only-loadable), OUT/metrics.json (schema_version 1:
+per-epoch losses, final COCO metrics) and OUT/training_curve.png.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgedet.arch import write_json_atomic
+from edgedet.data.coco import Augment, CocoDetection, collate, parse_data_spec
+from edgedet.errors import EdgedetError
+from edgedet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from edgedet.training.config import TrainConfig
+from edgedet.training.schedule import warmup_cosine
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class DetectionRun:
+    """What a detection training run produced (also written as metrics.json)."""
+
+    model: str
+    data: str
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    threads: int = 1
+    model_options: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "task": "detection", "model": self.model, "data": self.data,
+                "threads": self.threads, "wall_time_s": self.wall_time_s, "model_options": self.model_options,
+                "epochs": self.epochs, "final": self.final}
+
+
+def load_datasets(cfg: TrainConfig, augment: bool = True) -> tuple[CocoDetection, CocoDetection]:
+    """Train and validation datasets for `cfg.data` (see module docstring)."""
+    spec = parse_data_spec(cfg.data)
+    if spec["kind"] == "synthetic-det":
+        from edgedet.data.synthetic_det import SyntheticDetConfig, ensure_synthetic_coco
+
+        syn = SyntheticDetConfig(image_size=cfg.img_size, num_train=cfg.train_size, num_val=cfg.val_size,
+                                 seed=cfg.seed)
+        paths = ensure_synthetic_coco(syn, spec.get("root"))
+        train_ann, train_img, val_ann, val_img = (paths["train_ann"], paths["train_images"], paths["val_ann"],
+                                                  paths["val_images"])
+    else:
+        train_ann, train_img, val_ann, val_img = spec["train_ann"], spec["train_images"], spec["val_ann"], \
+            spec["val_images"]
+    aug = Augment() if augment else None
+    train = CocoDetection(train_ann, train_img, max_size=cfg.img_size, augment=aug)
+    val = CocoDetection(val_ann, val_img, max_size=cfg.img_size, augment=None, require_annotations=False)
+    if val.label_to_cat != train.label_to_cat:
+        raise EdgedetError(f"{val_ann}: categories differ from the training annotations {train_ann}")
+    return train, val
+
+
+def default_model_options(model: str, img_size: int) -> dict[str, Any]:
+    """Detectors train with their small CPU preset below 512-pixel images, the paper's
+    configuration from 512 up (documented in docs/detectors.md)."""
+    if model.startswith(("plain-detr-", "asag-")):
+        return {"preset": "cpu" if img_size < 512 else "paper"}
+    return {}
+
+
+def build_detector(model: str, num_classes: int, options: dict[str, Any]) -> nn.Module:
+    from edgedet.models import create
+
+    return create(model, num_classes=num_classes, **options)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(".bias") or "embed" in name.split(".")[-2:][0]
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
+          eval_max_images: int | None = None, clock: str = "wall", log_every: int = 0) -> DetectionRun:
+    """Train the detector `cfg.model`; evaluates COCO mAP on the validation set at the end
+    (and at every checkpoint). `max_minutes` stops early (after a whole step) and still
+    evaluates and checkpoints; `clock` "wall" or "cpu" (this process's CPU time, for budgets
+    on a shared machine). `log_every` > 0 prints the loss every that many steps."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    threads = cfg.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    _seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    train_ds, val_ds = load_datasets(cfg)
+    ckpt_path = out / "checkpoint.pt"
+    options = default_model_options(cfg.model, cfg.img_size)
+    saved = None
+    if resume:
+        saved = load_checkpoint(ckpt_path)
+        _check_resumable(cfg, saved, ckpt_path)
+        options = saved["model_options"]
+    model = build_detector(cfg.model, train_ds.num_classes, options)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    takes_targets = "targets" in inspect.signature(model.forward).parameters
+    steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    run = DetectionRun(cfg.model, cfg.data, threads=threads, model_options=options)
+    start_epoch, step = 0, 0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start_epoch, step = int(saved["epoch"]), int(saved["step"])
+        run.epochs = list(saved["history"])
+        set_rng_state(saved["rng"])
+        random.setstate(_py_state(saved["py_rng"]))
+    console.print(f"[bold]{cfg.model}[/] on {cfg.data}: {len(train_ds)} train / {len(val_ds)} val images, "
+                  f"{train_ds.num_classes} classes, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+                  f"params, options {options}, {threads} thread(s)")
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    t0, c0 = time.perf_counter(), now()
+    deadline = None if max_minutes is None else c0 + 60.0 * max_minutes
+    stopped = False
+    start_step = step
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        order = torch.randperm(len(train_ds), generator=g).tolist()
+        sums: dict[str, float] = {}
+        n = 0
+        for b in range(steps_per_epoch):
+            batch = [train_ds[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            images, masks, targets = collate(batch)
+            for gr in optimizer.param_groups:
+                gr["lr"] = cfg.lr * warmup_cosine(step, total_steps, warmup, final=0.01)
+            outputs = model(images, masks, targets) if takes_targets else model(images, masks)
+            losses = model.loss(outputs, targets)
+            loss = losses["loss"]
+            if not math.isfinite(loss.item()):
+                raise EdgedetError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}: "
+                                   "lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            step += 1
+            n += 1
+            for k in ("loss", "loss_ce", "loss_bbox", "loss_giou"):
+                if k in losses:
+                    sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
+            if log_every and step % log_every == 0:
+                console.print(f"  step {step}: loss {float(loss.detach()):.3f} "
+                              f"[{time.perf_counter() - t0:.0f} s wall, {now() - c0:.0f} s {clock}]")
+            if deadline is not None and step == start_step + 10:
+                # fit the cosine schedule into the time budget (20% kept for evaluations)
+                per_step = (now() - c0) / 10
+                fit = step + int(0.8 * (deadline - now()) / max(per_step, 1e-9))
+                if fit < total_steps:
+                    total_steps = max(fit, step + 1)
+                    console.print(f"time budget: schedule shortened to {total_steps} steps")
+            if (deadline is not None and now() > deadline) or step >= total_steps:
+                stopped = step < steps_per_epoch * cfg.epochs
+                break
+        row = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+               "time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time(),
+               **{k: v / max(n, 1) for k, v in sums.items()}}
+        last = stopped or epoch + 1 == cfg.epochs
+        if last or (epoch + 1) % cfg.checkpoint_every == 0:
+            from edgedet.training.coco_eval import evaluate
+
+            m = evaluate(model, val_ds, batch_size=8, max_images=eval_max_images)
+            row.update({k: m[k] for k in ("AP", "AP50", "AP_small")})
+            if last:
+                run.final = {k: v for k, v in m.items()}
+        run.epochs.append(row)
+        console.print(f"epoch {epoch + 1}/{cfg.epochs} step {step}: loss {row.get('loss', float('nan')):.3f}"
+                      + (f"  AP {row['AP']:.3f} AP50 {row['AP50']:.3f} AP_small {row['AP_small']:.3f}"
+                         if "AP" in row else "") + f"  [{row['time_s']:.0f} s]")
+        if last or (epoch + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "task": "detection", "model_name": cfg.model,
+                "model_options": options, "num_classes": train_ds.num_classes,
+                "class_names": train_ds.class_names, "label_to_cat": train_ds.label_to_cat,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                "step": step, "history": run.epochs, "rng": rng_state(),
+                "py_rng": _py_state_to_list(random.getstate())})
+        if stopped:
+            console.print(f"stopped after {max_minutes} min (time budget)")
+            break
+    run.wall_time_s = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", run.to_json())
+    _plot(run, out)
+    return run
+
+
+def _py_state_to_list(state) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _py_state(lst) -> tuple:
+    return (int(lst[0]), tuple(int(v) for v in lst[1]), lst[2])
+
+
+def _check_resumable(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> None:
+    if saved.get("task") != "detection":
+        raise EdgedetError(f"{path} is not a detection checkpoint")
+    old = saved["config"]
+    diff = [k for k in TrainConfig.RESUME_KEYS if old.get(k) != getattr(cfg, k)]
+    if diff:
+        raise EdgedetError(f"cannot resume {path}: options differ from the checkpoint ({', '.join(diff)})")
+
+
+def _plot(run: DetectionRun, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not run.epochs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ep = [r["epoch"] for r in run.epochs]
+    ax.plot(ep, [r.get("loss", float("nan")) for r in run.epochs], label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    evals = [r for r in run.epochs if "AP50" in r]
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([r["epoch"] for r in evals], [r["AP50"] for r in evals], "o-", color="C1", label="val AP50")
+        ax2.set_ylabel("AP50")
+    ax.set_title(f"{run.model} on {run.data}")
+    fig.tight_layout()
+    tmp = out / ".training_curve.png.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out / "training_curve.png")
+
+
+def load_trained(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a detector from a detection checkpoint; returns (model in eval mode, checkpoint)."""
+    state = load_checkpoint(checkpoint)
+    if state.get("task") != "detection":
+        raise EdgedetError(f"{checkpoint} is not a detection checkpoint (train one with `edgedet train`)")
+    model = build_detector(state["model_name"], int(state["num_classes"]), dict(state["model_options"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state

@@ -1,0 +1,198 @@
+"""PyTorch → ONNX with edgedet's custom ops as local functions, and ONNX Runtime execution.
+
+The TorchScript exporter (`dynamo=False`) writes one custom-domain node per quadratic conv
+(`edgedet.QuadraConv`) and BoxRPB cross-attention (`edgedet.BoxRPBAttention`); this module
+then attaches each op's standard-op body as a model-local FunctionProto, so ONNX Runtime
+runs the file as is and any other consumer can inline it. `decompose=True` inlines them
+(standard ops only).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from edgedet.exporters import quadraconv_onnx
+from torch import nn
+
+from edgedet.errors import EdgedetError
+
+MIN_OPSET = 17
+DEFAULT_OPSET = 17
+
+
+def _function_builders() -> dict[str, Callable[[int], object]]:
+    """Custom op type → builder of its FunctionProto (given the model's default opset)."""
+    builders: dict[str, Callable[[int], object]] = {quadraconv_onnx.OP_TYPE: quadraconv_onnx.quadraconv_function}
+    try:
+        from edgedet.exporters import boxrpb_onnx
+    except ImportError:  # the detector stack is optional for classifier exports
+        return builders
+    builders[boxrpb_onnx.OP_TYPE] = boxrpb_onnx.boxrpb_function
+    return builders
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """An exported ONNX model in memory plus what the manifest needs to know about it."""
+
+    model: object  # onnx.ModelProto
+    input_names: list[str]
+    output_names: list[str]
+    custom_ops: list[str]  # "edgedet.QuadraConv", … (empty when decomposed)
+    opset: int
+    ir_version: int
+    decomposed: bool
+
+    def serialize(self) -> bytes:
+        return self.model.SerializeToString()
+
+
+def export_onnx(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    decompose: bool = False,
+) -> OnnxExport:
+    """Export an export-ready module (custom ops already swapped in, see `prepare`)."""
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise EdgedetError(f"opset {opset} is too old: edgedet needs opset >= {MIN_OPSET} (LayerNormalization)")
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
+    from edgedet.exporters.detection_ops_onnx import patched
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad(), patched(opset):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, example, buf, dynamo=False, opset_version=opset,
+            input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+            custom_opsets={quadraconv_onnx.DOMAIN: quadraconv_onnx.DOMAIN_VERSION},
+            do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    bool_where_as_logic(model)
+    custom = attach_functions(model, opset)
+    if decompose:
+        model = decompose_model(model)
+    check_model(model)
+    return OnnxExport(model, list(input_names), list(output_names),
+                      [] if decompose else custom, opset, model.ir_version, decompose)
+
+
+def attach_functions(model, opset: int) -> list[str]:
+    """Add the FunctionProto of every edgedet op used in `model`; returns 'domain.op' names."""
+    from onnx import helper
+
+    builders = _function_builders()
+    used = sorted({n.op_type for n in model.graph.node if n.domain == quadraconv_onnx.DOMAIN})
+    unknown = [u for u in used if u not in builders]
+    if unknown:
+        raise EdgedetError(f"no ONNX function body for edgedet op(s) {', '.join(unknown)}")
+    have = {(f.domain, f.name) for f in model.functions}
+    for op in used:
+        if (quadraconv_onnx.DOMAIN, op) not in have:
+            model.functions.append(builders[op](opset))
+    if used and not any(o.domain == quadraconv_onnx.DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(quadraconv_onnx.DOMAIN, quadraconv_onnx.DOMAIN_VERSION))
+    return [f"{quadraconv_onnx.DOMAIN}.{u}" for u in used]
+
+
+def bool_where_as_logic(model) -> int:
+    """Where(c, a, b) on bool a, b → Or(And(c, a), And(Not(c), b)): ONNX Runtime's CPU
+    provider has no bool Where kernel. Returns how many nodes were rewritten."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    nodes, count = [], 0
+    for n in model.graph.node:
+        if n.op_type == "Where" and types.get(n.input[1]) == TensorProto.BOOL == types.get(n.input[2]):
+            c, a, b = n.input
+            p = f"{n.name or n.output[0]}_logic"
+            nodes += [helper.make_node("And", [c, a], [f"{p}_ca"]),
+                      helper.make_node("Not", [c], [f"{p}_nc"]),
+                      helper.make_node("And", [f"{p}_nc", b], [f"{p}_ncb"]),
+                      helper.make_node("Or", [f"{p}_ca", f"{p}_ncb"], list(n.output))]
+            count += 1
+        else:
+            nodes.append(n)
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
+
+
+def decompose_model(model):
+    """Inline every local function: the result uses standard ONNX ops only."""
+    import onnx.inliner
+
+    out = onnx.inliner.inline_local_functions(model)
+    del out.functions[:]
+    keep = [o for o in out.opset_import if o.domain != quadraconv_onnx.DOMAIN]
+    del out.opset_import[:]
+    out.opset_import.extend(keep)
+    constants_as_tensors(out.graph)
+    return out
+
+
+def constants_as_tensors(graph) -> None:
+    """Rewrite Constant(value_int/value_float/value_ints/value_floats) as Constant(value=tensor):
+    some importers (TVM Relax) read only the `value` form."""
+    from onnx import TensorProto, helper
+
+    kinds = {"value_int": (TensorProto.INT64, False), "value_ints": (TensorProto.INT64, True),
+             "value_float": (TensorProto.FLOAT, False), "value_floats": (TensorProto.FLOAT, True)}
+    for n in graph.node:
+        if n.op_type != "Constant" or n.domain not in ("", "ai.onnx"):
+            continue
+        for a in list(n.attribute):
+            if a.name in kinds:
+                dtype, many = kinds[a.name]
+                v = helper.get_attribute_value(a)
+                vals = list(v) if many else [v]
+                t = helper.make_tensor("value", dtype, [len(vals)] if many else [], vals)
+                n.attribute.remove(a)
+                n.attribute.append(helper.make_attribute("value", t))
+
+
+def check_model(model) -> None:
+    """ONNX checker (full) and strict shape inference; a failure is an exporter bug."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise RuntimeError(f"exported ONNX model is invalid: {e}") from e
+
+
+def used_custom_ops(model) -> list[str]:
+    """'domain.op' of every non-standard node in the main graph."""
+    return sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+
+
+def run_onnxruntime(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
+    """Run a serialized ONNX model on ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)

@@ -1,0 +1,334 @@
+"""One export: model + weights → runtime artifact → parity gate → atomic artifact folder.
+
+`export_artifact(ExportRequest)` is what `edgedet export` and the export-matrix suite call.
+Everything is built in a temp folder next to `out`; the folder is renamed into place only
+when parity against PyTorch passed, otherwise `ParityFailed` carries the figures and
+nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from edgedet.exporters import artifact, parity
+from edgedet.exporters.artifact import FORMATS
+
+from edgedet.errors import EdgedetError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class ParityFailed(Exception):
+    """The exported model differs from PyTorch beyond the tolerance (nothing was written)."""
+
+    def __init__(self, result: parity.ParityResult):
+        super().__init__(result.summary())
+        self.result = result
+
+
+@dataclass
+class ExportRequest:
+    model: str
+    format: str
+    out: Path
+    checkpoint: Path | None = None
+    target: str = "host"
+    precision: str = "fp32"
+    decompose: bool = False
+    dynamic_batch: bool = False
+    input_size: int | None = None
+    opset: int = 17
+    tolerance: float | None = None
+    batches: tuple[int, ...] | None = None
+    seed: int = 0
+    rpc: str | None = None  # "host:port" of a TVM RPC server that runs the target library
+    threads: int = 1
+    model_overrides: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise EdgedetError(f"unsupported format '{self.format}' (choose {', '.join(FORMATS)})")
+        if self.precision not in PRECISIONS:
+            raise EdgedetError(f"unknown precision '{self.precision}' (choose {', '.join(PRECISIONS)})")
+        if self.precision != "fp32" and self.format in ("onnx", "tvm"):
+            raise EdgedetError(f"--precision {self.precision} applies to openvino and tensorrt; "
+                               f"{self.format} exports are fp32")
+        if self.precision == "bf16" and self.format == "tensorrt":
+            raise EdgedetError("TensorRT engines are built in fp32 or fp16 (bf16 is not offered)")
+        if self.target != "host" and self.format != "tvm":
+            raise EdgedetError(f"--target {self.target} applies to --format tvm only")
+        if self.rpc and self.format != "tvm":
+            raise EdgedetError("--rpc applies to --format tvm only")
+        if self.input_size is not None and self.input_size < 32:
+            raise EdgedetError(f"--input-size must be at least 32, got {self.input_size}")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: dict
+    parity: parity.ParityResult
+    seconds: float
+
+
+Log = Callable[[str], None]
+
+
+def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
+    """The model with its weights (checkpoint, or seeded init) and the manifest's weights entry."""
+    from edgedet.exporters import weights
+
+    from edgedet import models
+
+    torch.manual_seed(req.seed)
+    overrides = dict(req.model_overrides)
+    sd = None
+    if req.checkpoint is not None:
+        sd = weights.read_state_dict(req.checkpoint)
+        n = weights.num_classes_of(sd)
+        if n is not None and "num_classes" not in overrides:
+            overrides["num_classes"] = n
+    try:
+        model = models.create(req.model, **overrides)
+    except TypeError as e:
+        raise EdgedetError(f"model '{req.model}' cannot be built with {overrides}: {e}") from None
+    if sd is not None:
+        weights.load_into(model, sd, req.checkpoint)
+    return model.eval(), weights.weights_record(req.checkpoint, req.seed)
+
+
+def default_input_size(model: torch.nn.Module) -> int:
+    arch = getattr(model, "arch", None)
+    size = getattr(arch, "input_size", None) or getattr(model, "export_input_size", None)
+    return int(size) if size else 224
+
+
+def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResult:
+    """Run one export end to end; raises EdgedetError (bad input) or ParityFailed."""
+    from edgedet.exporters import onnx as onnx_export
+    from edgedet.exporters.prepare import prepare
+
+    req.validate()
+    t0 = time.perf_counter()
+    _require_runtime(req)
+    model, weights_entry = build_model(req)
+    size = req.input_size or default_input_size(model)
+    form = prepare(model, size)
+    batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
+    tolerance = req.tolerance if req.tolerance is not None else parity.DEFAULT_TOLERANCE[req.precision]
+    decompose = req.decompose or req.format == "tvm"
+    log(f"exporting {req.model} to ONNX (opset {req.opset}, {'standard ops only' if decompose else 'edgedet ops as local functions'})")
+    ex = onnx_export.export_onnx(form.module, form.example(1, req.seed), form.input_names, form.output_names,
+                                 opset=req.opset, dynamic_batch=req.dynamic_batch, decompose=decompose)
+    inlined = [] if ex.custom_ops or not decompose else sorted(set(_custom_ops_of(form)))
+
+    def make_inputs(b: int) -> list[np.ndarray]:
+        return [t.numpy() for t in form.example(b, req.seed + 1)]
+
+    def reference(x: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = form.reference(*[torch.from_numpy(a) for a in x])
+        out = out if isinstance(out, tuple | list) else (out,)
+        return [o.numpy() for o in out]
+
+    with artifact.staging_dir(req.out) as stage:
+        writer = {"onnx": _onnx_files, "openvino": _openvino_files, "tvm": _tvm_files,
+                  "tensorrt": _tensorrt_files}[req.format]
+        files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
+        log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
+        res = parity.check(form.output_names, make_inputs, reference, run, batches,
+                           runtime_name=runtime_info["name"], precision=req.precision, tolerance=tolerance,
+                           seed=req.seed + 1, note=runtime_info.get("parity_note", ""))
+        if not res.passed:
+            raise ParityFailed(res)
+        manifest = {
+            "schema_version": artifact.SCHEMA_VERSION,
+            "edgedet_version": _edgedet_version(),
+            "created_unix": int(time.time()),
+            "source": {"model": req.model, "arch": _arch_json(model), "kind": form.kind,
+                       "input_size": size, "weights": weights_entry},
+            "format": req.format,
+            "target": req.target if req.format == "tvm" else ("cuda" if req.format == "tensorrt" else "cpu"),
+            "precision": req.precision,
+            "model_file": model_file,
+            "runtime": runtime_info,
+            "onnx": {"opset": ex.opset, "ir_version": ex.ir_version, "decomposed": ex.decomposed},
+            "custom_ops": ex.custom_ops if req.format in ("onnx", "tensorrt") else [],
+            "custom_ops_converted": _converted(req, ex, inlined),
+            "dynamic_batch": req.dynamic_batch,
+            "inputs": _io_entries(ex.model.graph.input, ex.model.graph.initializer),
+            "outputs": _io_entries(ex.model.graph.output, ()),
+            "files": artifact.file_entries(stage, files),
+            "parity": res.to_json(),
+            "exported_on": {"machine": platform.machine(), "python": platform.python_version(),
+                            "torch": torch.__version__},
+        }
+        artifact.remove_unlisted(stage, files)
+        artifact.commit(stage, req.out, manifest)
+    return ExportResult(Path(req.out), manifest, res, time.perf_counter() - t0)
+
+
+def _custom_ops_of(form) -> list[str]:
+    from edgedet.exporters.prepare import custom_ops_in
+
+    return custom_ops_in(form.module)
+
+
+def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
+    """How each edgedet op reached the runtime (kept as a node, extension, or inlined)."""
+    ops = ex.custom_ops or inlined
+    if req.format == "onnx" or req.format == "tensorrt":
+        how = "inlined to standard ONNX ops (--decompose)" if ex.decomposed else "ONNX local function"
+        if req.format == "tensorrt" and not ex.decomposed:
+            how = "TensorRT plugin (Triton kernel)"
+    elif req.format == "openvino":
+        how = "inlined to standard ONNX ops (--decompose)" if ex.decomposed else None
+    else:
+        how = "inlined to standard ONNX ops before Relax import"
+    out = {}
+    for op in ops:
+        if how is None:
+            out[op] = ("OpenVINO ONNX-frontend ConversionExtension" if op.endswith("QuadraConv")
+                       else "inlined to standard ONNX ops")
+        else:
+            out[op] = how
+    return out
+
+
+def _io_entries(values, initializers) -> list[dict]:
+    from onnx import helper
+
+    init = {i.name for i in initializers}
+    out = []
+    for v in values:
+        if v.name in init:
+            continue
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in t.shape.dim]
+        out.append({"name": v.name, "shape": shape, "dtype": str(helper.tensor_dtype_to_np_dtype(t.elem_type))})
+    return out
+
+
+def _arch_json(model) -> dict | None:
+    arch = getattr(model, "arch", None)
+    if arch is None:
+        backbone = getattr(model, "backbone", None)
+        arch = getattr(backbone, "arch", None)
+    if arch is None or not hasattr(arch, "to_json"):
+        return None
+    import json
+
+    doc = arch.to_json()
+    return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def _edgedet_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("edgedet")
+    except Exception:
+        return "unknown"
+
+
+def _require_runtime(req: ExportRequest) -> None:
+    if req.format == "tvm":
+        from edgedet.exporters.tvm import require_tvm
+
+        require_tvm()
+    elif req.format == "tensorrt":
+        from edgedet.exporters.tensorrt import require_tensorrt
+
+        require_tensorrt()
+
+
+# ---- per-format writers: (files, model_file, runtime info, run(inputs) -> outputs) ----
+
+def _onnx_files(req, ex, form, stage: Path, log: Log):
+    import onnxruntime as ort
+    from edgedet.exporters.onnx import run_onnxruntime
+
+    (stage / "model.onnx").write_bytes(ex.serialize())
+    data = (stage / "model.onnx").read_bytes()
+    names = form.input_names
+
+    def run(x):
+        return run_onnxruntime(data, dict(zip(names, x, strict=True)), req.threads)
+
+    info = {"name": "onnxruntime", "version": ort.__version__, "provider": "CPUExecutionProvider"}
+    return ["model.onnx"], "model.onnx", info, run
+
+
+def _openvino_files(req, ex, form, stage: Path, log: Log):
+    import openvino as ov
+    from edgedet.exporters import openvino as ovx
+
+    log(f"converting to OpenVINO IR (precision {req.precision}, explicit INFERENCE_PRECISION_HINT)")
+    ov_model = ovx.convert(ex.serialize(), use_extensions=True)
+    ovx.save_ir(ov_model, stage / "model.xml", req.precision)
+    compiled = ovx.compile_ir(stage / "model.xml", req.precision, req.threads)
+    names = form.input_names
+
+    def run(x):
+        return ovx.run_compiled(compiled, dict(zip(names, x, strict=True)))
+
+    info = {"name": "openvino", "version": ov.__version__, "device": "CPU",
+            "config": {"INFERENCE_PRECISION_HINT": ovx.PRECISION_HINTS[req.precision]}}
+    return ["model.xml", "model.bin"], "model.xml", info, run
+
+
+def _tvm_files(req, ex, form, stage: Path, log: Log):
+    import tvm
+    from edgedet.exporters import tvm as tx
+
+    target = tx.get_target(req.target)
+    log(f"building TVM Relax library for {target.name} ({target.description()})")
+    tx.build_library(ex.model, target, stage / "model.so")
+    info = {"name": "tvm", "version": tvm.__version__, "executor": "relax.VirtualMachine", "entry": "main",
+            "target": target.target, "library": "model.so (weights embedded as constants)"}
+    if target.compiler:
+        elf = tx.elf_info(stage / "model.so")
+        if not (elf.get("elf") and elf.get("shared_object") and elf.get("machine") == target.elf_machine):
+            raise RuntimeError(f"cross-compiled library is not an {target.elf_machine} shared object: {elf}")
+        info.update(compiler=target.compiler, elf=elf)
+        if req.rpc:
+            host, _, port = req.rpc.rpartition(":")
+            from tvm import rpc
+
+            try:
+                session = rpc.connect(host, int(port))
+            except Exception as e:
+                raise EdgedetError(f"cannot reach the TVM RPC server at {req.rpc}: {e}") from None
+            info["parity_note"] = f"ran the {target.name} library on the RPC server {req.rpc}"
+
+            def run(x):
+                return tx.run_remote(session, stage / "model.so", x)
+
+            return ["model.so"], "model.so", info, run
+        log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
+        host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
+        tx.build_library(ex.model, tx.TARGETS["host"], host_lib)
+        info["parity_note"] = ("host (x86_64) build of the same Relax module; the aarch64 library itself "
+                               "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)")
+
+        def run_proxy(x):
+            return tx.run_library(host_lib, x)
+
+        return ["model.so"], "model.so", info, run_proxy
+
+    def run_host(x):
+        return tx.run_library(stage / "model.so", x)
+
+    return ["model.so"], "model.so", info, run_host
+
+
+def _tensorrt_files(req, ex, form, stage: Path, log: Log):
+    from edgedet.exporters import tensorrt as trtx
+
+    return trtx.build_artifact(req, ex, form, stage, log)

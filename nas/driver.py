@@ -1,0 +1,185 @@
+"""One search end to end, as the CLI and `reproduce nas` run it: load the device profile,
+price the LUT at the deployment size, pick the skeleton (or check the given one against
+the budget), search on the proxy data, and write arch.json, search.json and the plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgedet.arch import Arch
+from edgedet.errors import EdgedetError
+from edgedet.nas.budget import check_budget, choose_skeleton
+from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
+from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
+from edgedet.nas.space import SearchSpace, skeleton
+
+
+@dataclass
+class SearchJob:
+    device: str  # profile id or path
+    budget_ms: float
+    out_dir: str
+    data: str = "synthetic"
+    train_size: int = 64  # proxy image size
+    input_size: int = 224  # deployment image size (the LUT's)
+    skeleton: str = "auto"
+    block: str = "quadra"
+    synthetic_images: int = 2000
+    resume: bool = False
+    plots: bool = True
+    nonbinding_ok: bool = False  # accept a budget above the skeleton's largest arch (comparisons only)
+    config: SearchConfig = field(default_factory=lambda: SearchConfig(budget_ms=1.0))
+
+
+@dataclass
+class JobResult:
+    arch: Arch
+    result: SearchResult
+    space: SearchSpace
+    lut: LatencyTable
+    ranges: dict[str, list[float]]
+
+
+def dist_setup() -> tuple[int, int]:
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def load_device(device: str) -> tuple[Any, ModuleCost, dict[str, Any]]:
+    """Profile, its block-cost function, and what arch.json records about it."""
+    try:
+        from edgedet.nas.latency import load_profile
+    except ImportError as e:
+        raise EdgedetError(f"latency prediction is unavailable ({e})") from None
+    profile = load_profile(device)
+    return profile, profile_cost(profile), profile_source(profile)
+
+
+def plan(job: SearchJob, num_classes: int, cost: ModuleCost | BlockCostCache, device_name: str,
+         source: dict[str, Any]) -> tuple[SearchSpace, LatencyTable, dict[str, list[float]]]:
+    """The skeleton and its LUT for the job's budget; fails fast on budgets that cannot bind."""
+    cache = cost if isinstance(cost, BlockCostCache) else BlockCostCache(cost)
+
+    def make_lut(sp: SearchSpace) -> LatencyTable:
+        return build_lut(sp, cache, source)
+
+    if job.skeleton == "auto":
+        ch = choose_skeleton(job.budget_ms, make_lut, device_name, job.block, job.input_size, num_classes)
+        return ch.space, ch.lut, ch.ranges
+    sp = skeleton(job.skeleton, job.block, job.input_size, num_classes)
+    lut = make_lut(sp)
+    if not (job.nonbinding_ok and job.budget_ms > lut.max_ms):
+        check_budget(lut, job.budget_ms, sp.name, device_name)
+    return sp, lut, {sp.name: [lut.min_ms, lut.max_ms]}
+
+
+def run_job(job: SearchJob, reporter: Reporter | None = None,
+            on_plan: Callable[[SearchSpace, LatencyTable], None] | None = None) -> JobResult:
+    import torch.distributed as dist
+
+    from edgedet.data import make_classification_data
+    from edgedet.nas.outputs import result_arch, write_outputs
+
+    rank, world = dist_setup()
+    cfg = job.config
+    cfg.budget_ms = job.budget_ms
+    cfg.validate()
+    profile, cost, source = load_device(job.device)
+    dev_name = source.get("id") or str(job.device)
+    data = make_classification_data(job.data, job.train_size, seed=cfg.seed, train_size=job.synthetic_images,
+                                    val_size=max(200, job.synthetic_images // 5))
+    cache = BlockCostCache(cost)
+    if world > 1:  # rank 0 prices the LUT, the others receive it
+        box: list[Any] = [None]
+        if rank == 0:
+            try:
+                box[0] = plan(job, data.num_classes, cache, dev_name, source)
+            except EdgedetError as e:
+                box[0] = e
+        dist.broadcast_object_list(box, src=0)
+        if isinstance(box[0], EdgedetError):
+            raise box[0]
+        space, lut, ranges = box[0]
+    else:
+        space, lut, ranges = plan(job, data.num_classes, cache, dev_name, source)
+    if on_plan is not None and rank == 0:
+        on_plan(space, lut)
+    result = run_search(space, lut, data.train, data.val, data.num_classes, cfg, job.out_dir,
+                        resume=job.resume, reporter=reporter if rank == 0 else None,
+                        fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size})
+    arch = fit_whole_network(space, result, lut, cost, dev_name, job, source)
+    if rank == 0:
+        write_outputs(job.out_dir, space, result, lut, arch,
+                      extra={"skeleton_ranges_ms": ranges, "data": data.source, "world_size": world},
+                      plots=job.plots)
+    return JobResult(arch, result, space, lut, ranges)
+
+
+def fit_whole_network(space: SearchSpace, result: SearchResult, lut: LatencyTable, cost: ModuleCost,
+                      dev_name: str, job: SearchJob, source: dict[str, Any]) -> Arch:
+    """The arch whose *whole-network* prediction meets the budget. The LUT sum misses the
+    small cross-block terms of the predictor (e.g. fusion at block borders, ~0.1%), so when
+    the whole network comes out over budget the fit is redone against a budget shrunk by
+    the observed ratio. arch.json's predicted_latency_ms is the whole-network prediction."""
+    import math
+
+    from edgedet.nas.budget import fit_to_budget
+    from edgedet.nas.outputs import result_arch
+
+    logp = [[math.log(max(p, 1e-30)) for p in row] for row in result.probs]
+    target = job.budget_ms
+    for _ in range(5):
+        arch = result_arch(space, result, lut, dev_name, job.budget_ms, source, job.train_size)
+        whole = whole_network_ms(arch, cost)
+        arch.extra["search"]["lut_latency_ms"] = result.latency_ms
+        arch.predicted_latency_ms = whole
+        if whole <= job.budget_ms:
+            return arch
+        target *= job.budget_ms / whole * 0.999
+        fit = fit_to_budget(result.argmax_indices, logp, lut, target, result.config["fit_low"])
+        result.indices, result.latency_ms, result.repair = fit.indices, fit.latency_ms, fit.moves
+    raise EdgedetError(f"could not fit the derived architecture under {job.budget_ms:g} ms as a whole network "
+                       f"(last prediction {whole:.4g} ms)")
+
+
+def whole_network_ms(arch: Arch, cost: ModuleCost) -> float | None:
+    """The derived network priced as one model (checks that the LUT is additive)."""
+    if arch.extra.get("skeleton", {}).get("block", "quadra") != "quadra":
+        from edgedet.nas.space import skeleton as _sk
+
+        sk = arch.extra["skeleton"]
+        sp = _sk(sk["name"], sk["block"], arch.input_size, arch.num_classes)
+        net = build_space_net(sp, arch)
+    else:
+        from edgedet.models.quadranet import build_from_arch
+
+        net = build_from_arch(arch)
+    return float(cost(net.eval(), (1, 3, arch.input_size, arch.input_size)))
+
+
+def build_space_net(space: SearchSpace, arch: Arch, num_classes: int | None = None):
+    """The network of an arch in any block type of the search spaces."""
+    from edgedet.models.skeleton import MacroNet
+    from edgedet.nas.space import build_block
+
+    stages = [[build_block(space.block, s.width, l) for l in s.layers] for s in arch.stages]
+    return MacroNet([s.width for s in arch.stages], stages,
+                    num_classes=num_classes if num_classes is not None else arch.num_classes)
+
+

@@ -1,0 +1,71 @@
+"""Per-kernel latency from a profile's predictor (pure functions of kernel features).
+
+roofline (predicted profiles):
+    t = overhead_us + (C^p + M^p)^(1/p),  C = compute_scale · FLOPs / peak,
+                                           M = memory_scale · bytes / bandwidth
+    (compute_scale, memory_scale = 1 / efficiency of the op class, fitted on whole models)
+linear (measured profiles):
+    t = max(min_us, Σ_f coef_f · feature_f)            fitted on single-kernel timings
+    or  max(min_us, exp(Σ_f c_f · log(1 + feature_f)))  (a power law, `log_coef`)
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgedet.nas.latency.kernel import Kernel
+from edgedet.profiles import Profile
+
+FREE_CLASSES = frozenset({"identity"})  # Identity / Dropout: removed by every runtime
+
+
+def features(k: Kernel) -> dict[str, float]:
+    out = float(sum(math.prod(s) for s in k.output_shapes))
+    inp = float(sum(math.prod(s) for s in k.input_shapes))
+    return {"const": 1.0, "flops": k.flops, "bytes_read": k.bytes_read, "bytes_written": k.bytes_written,
+            "weight_bytes": k.weight_bytes, "out_elems": out, "in_elems": inp,
+            "flops_per_out": k.flops / out if out else 0.0}
+
+
+def variant_key(k: Kernel, classes: dict) -> str:
+    """Most specific predictor entry present: conv:k3s1 / conv:k3 / conv (kernel size, stride)."""
+    if k.op == "conv" and k.kernel_size:
+        kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
+        for key in (f"conv:k{kh}s{sh}", f"conv:k{kh}"):
+            if key in classes:
+                return key
+    return k.op
+
+
+def kernel_us(k: Kernel, profile: Profile) -> float | None:
+    """Latency in µs, or None when the profile has no model for the kernel's class."""
+    if k.op in FREE_CLASSES:
+        return 0.0
+    pred = profile.predictor
+    spec = pred["classes"].get(variant_key(k, pred["classes"]))
+    if spec is None:
+        return None
+    if pred["type"] == "roofline":
+        hw = profile.hardware
+        p = float(pred.get("combine_p", 1.0))
+        out = max(1.0, float(sum(math.prod(s) for s in k.output_shapes)))
+        c = spec["compute_scale"] * k.flops / (hw["peak_gflops"] * 1e3) * (1.0 + spec.get("parallel_half", 0.0) / out)
+        m = spec["memory_scale"] * (k.bytes_read + k.bytes_written) / (hw["bandwidth_gbs"] * 1e3)
+        return spec["overhead_us"] + (c ** p + m ** p) ** (1.0 / p)
+    return linear_us(spec, k)
+
+
+def linear_us(spec: dict, k: Kernel) -> float:
+    """A measured class: linear in the features (`coef`) or a power law (`log_coef`)."""
+    f = features(k)
+    if "log_coef" in spec:
+        z = sum(c * (1.0 if n == "const" else math.log1p(f[n])) for n, c in spec["log_coef"].items())
+        t = math.exp(min(z, 50.0))
+    else:
+        t = sum(c * f[name] for name, c in spec["coef"].items())
+    return max(float(spec.get("min_us", 0.0)), t)
+
+
+def fixed_us(profile: Profile) -> float:
+    """Per-inference cost outside the kernels (host↔device transfer, dispatch)."""
+    return float(profile.predictor.get("fixed_us", 0.0))

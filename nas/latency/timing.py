@@ -1,0 +1,129 @@
+"""Time an ONNX model on this machine with ONNX Runtime or OpenVINO (CPU), and describe
+the machine. Used by `edgedet profile` (single kernels) and `reproduce predictor`
+(whole models), so both are timed the same way."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgedet.errors import EdgedetError
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+    except Exception:
+        pass
+    try:
+        info["load_average_1m"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return info
+
+
+@dataclass
+class Timing:
+    """Per-run latencies summarised. `best_ms` (20th percentile) is what profiles fit and
+    compare against: other processes on a shared CPU inflate the median, rarely the p20."""
+
+    median_ms: float
+    runs: int
+    min_ms: float
+    best_ms: float
+
+
+class Runner:
+    """Compile one ONNX model (bytes) and time it with random inputs."""
+
+    def __init__(self, runtime: str, threads: int):
+        if runtime not in ("onnxruntime", "openvino"):
+            raise EdgedetError(f"unknown runtime {runtime!r} (onnxruntime | openvino)")
+        self.runtime, self.threads = runtime, threads
+        if runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            self.version = ort.__version__
+        else:
+            try:
+                import openvino as ov
+            except ImportError:
+                raise EdgedetError("OpenVINO is not installed; `pip install openvino`") from None
+            self.version = ov.get_version()
+            self.core = ov.Core()
+
+    def describe(self) -> dict:
+        d = {"name": self.runtime, "version": self.version, "threads": self.threads, "device": "CPU"}
+        if self.runtime == "onnxruntime":
+            d["graph_optimization_level"] = "ORT_ENABLE_ALL"
+        else:
+            d["inference_precision_hint"] = "f32"
+        return d
+
+    def _compile(self, model_bytes: bytes):
+        if self.runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+            inputs = sess.get_inputs()
+            feeds = {i.name: _random(i.shape, i.type) for i in inputs}
+            return lambda: sess.run(None, feeds)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "m.onnx")
+            with open(p, "wb") as f:
+                f.write(model_bytes)
+            model = self.core.read_model(p)
+            # the CPU plugin defaults to bf16 on CPUs that have it: ask for f32 explicitly
+            cm = self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                        "INFERENCE_NUM_THREADS": self.threads,
+                                                        "PERFORMANCE_HINT": "LATENCY"})
+        req = cm.create_infer_request()
+        feeds = {i.get_any_name(): _random(list(i.get_partial_shape().to_shape()), "tensor(float)")
+                 for i in cm.inputs}
+        return lambda: req.infer(feeds)
+
+    def time(self, model_bytes: bytes, min_s: float = 0.2, min_runs: int = 5, max_runs: int = 200,
+             warmup: int = 2) -> Timing:
+        run = self._compile(model_bytes)
+        for _ in range(warmup):
+            run()
+        ts: list[float] = []
+        start = time.perf_counter()
+        while len(ts) < max_runs and (len(ts) < min_runs or time.perf_counter() - start < min_s):
+            t0 = time.perf_counter()
+            run()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        ts.sort()
+        return Timing(statistics.median(ts), len(ts), ts[0], ts[int(0.2 * (len(ts) - 1))])
+
+
+def _random(shape, type_str: str):
+    shp = [int(d) if isinstance(d, int) or (isinstance(d, str) and d.isdigit()) else 1 for d in shape]
+    if "int64" in type_str:
+        return np.zeros(shp, dtype=np.int64)
+    return np.random.default_rng(0).standard_normal(shp).astype(np.float32)

@@ -1,0 +1,327 @@
+"""The search loop: weight-only warm-up on random paths, then alternating one-path weight
+steps and two-path α steps on separate splits of the training data, checkpointed each
+epoch; then argmax derivation fitted to the budget.
+
+Losses of the α step (ProxylessNAS), with E = E[lat] from the LUT and T the budget:
+    mul: a · CE · (log E / log T)^β        (a = 0.2, β = 0.3)
+    add: CE + λ · (E − T) / T
+Both keep E in the autograd graph, so α gets the latency gradient directly and the CE
+gradient through the binary gates.
+
+Multi-process (torchrun): weights are trained with DistributedDataParallel, each rank on
+its shard of every batch; α gradients are all-reduced; every rank draws the same paths
+from a generator seeded alike; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from edgedet.errors import EdgedetError
+from edgedet.nas.budget import fit_to_budget
+from edgedet.nas.checkpoint import (CHECKPOINT_NAME, load_checkpoint, restore_rng_states, rng_states,
+                                    save_checkpoint)
+from edgedet.nas.lut import LatencyTable
+from edgedet.nas.space import SearchSpace
+from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
+
+LOSSES = ("mul", "add")
+
+
+@dataclass
+class SearchConfig:
+    budget_ms: float
+    epochs: int = 12
+    warmup_epochs: int = 4
+    batch_size: int = 64
+    lr: float = 0.025
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    # DESIGN's reference is 1e-3 for ~10⁵ α steps (ImageNet, 120 epochs); a proxy search
+    # takes ~10², so α would hardly move: the default is scaled up (pass 1e-3 for long runs)
+    arch_lr: float = 1e-2
+    arch_betas: tuple[float, float] = (0.0, 0.999)
+    arch_every: int = 2  # one α step every this many weight steps
+    arch_split: float = 0.2  # share of the training set held out for α steps
+    loss: str = "mul"
+    mul_a: float = 0.2
+    mul_beta: float = 0.3
+    add_lambda: float = 1.0
+    fit_low: float = 0.85  # the derived arch is fitted into [fit_low·budget, budget]
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise EdgedetError(f"unknown loss form {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
+            raise EdgedetError(f"need epochs ≥ 1 and 0 ≤ warm-up epochs < epochs, got {self.epochs}, "
+                               f"{self.warmup_epochs}")
+        if self.budget_ms <= 0:
+            raise EdgedetError(f"budget must be positive, got {self.budget_ms} ms")
+        if self.loss == "mul" and self.budget_ms <= 1.0:
+            raise EdgedetError("the 'mul' loss uses log(T) and needs a budget above 1 ms; use --loss add")
+        if not 0 < self.arch_split < 1:
+            raise EdgedetError(f"arch_split must be in (0, 1), got {self.arch_split}")
+
+
+def latency_loss(ce: Tensor, expected_ms: Tensor, cfg: SearchConfig) -> Tensor:
+    """The α-step objective; E[lat] stays in the graph."""
+    t = cfg.budget_ms
+    if cfg.loss == "mul":
+        return cfg.mul_a * ce * (torch.log(expected_ms) / math.log(t)) ** cfg.mul_beta
+    return ce + cfg.add_lambda * (expected_ms - t) / t
+
+
+@dataclass
+class SearchResult:
+    indices: list[int]
+    argmax_indices: list[int]
+    latency_ms: float
+    argmax_latency_ms: float
+    repair: list[dict]
+    history: list[dict]
+    probs: list[list[float]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter:
+    """Progress hooks; the CLI's rich bars implement them (the default prints nothing)."""
+
+    def start(self, total_steps: int, done_steps: int) -> None: ...
+    def step(self, info: dict[str, float]) -> None: ...
+    def epoch(self, record: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _epoch_perm(n: int, seed: int, epoch: int, stream: int) -> Tensor:
+    g = torch.Generator().manual_seed(1_000_003 * seed + 1009 * epoch + stream)
+    return torch.randperm(n, generator=g)
+
+
+def _batch(ds, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    items = [ds[int(i)] for i in idx]
+    x = torch.stack([a for a, _ in items]).to(device)
+    y = torch.as_tensor([b for _, b in items], dtype=torch.long, device=device)
+    return x, y
+
+
+def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_classes: int,
+               cfg: SearchConfig, out_dir: str | Path, resume: bool = False,
+               reporter: Reporter | None = None, fingerprint: dict | None = None,
+               on_checkpoint: Callable[[int], None] | None = None) -> SearchResult:
+    """Search `space` on the proxy data; checkpoint to out_dir/search.ckpt each epoch."""
+    cfg.validate()
+    rep = reporter or Reporter()
+    rank, world = _dist()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+        else torch.device("cpu")
+    ckpt_path = Path(out_dir) / CHECKPOINT_NAME
+    fp = {"config": _jsonable(asdict(cfg)), "skeleton": space.describe(), "lut": lut.to_json(),
+          "world_size": world, **(fingerprint or {})}
+
+    # split the training set into weight and α parts, fixed by the seed
+    n = len(train_set)
+    order = _epoch_perm(n, cfg.seed, -1, 7)
+    n_arch = max(1, int(round(n * cfg.arch_split)))
+    arch_idx, weight_idx = order[:n_arch], order[n_arch:]
+    per_step = cfg.batch_size * world
+    steps = len(weight_idx) // per_step
+    arch_steps = max(1, len(arch_idx) // per_step)
+    if steps < 1:
+        raise EdgedetError(f"training split of {len(weight_idx)} images is smaller than one batch of "
+                           f"{per_step}; use more data or a smaller batch")
+
+    torch.manual_seed(cfg.seed)
+    supernet = Supernet(space, num_classes).to(device)
+    alphas = Alphas(supernet.num_choices, torch.Generator().manual_seed(cfg.seed + 1)).to(device)
+    model = supernet
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
+    w_opt = torch.optim.SGD(supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                            weight_decay=cfg.weight_decay)
+    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=cfg.epochs * steps)
+    a_opt = torch.optim.Adam(alphas.parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=0.0)
+    path_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    history: list[dict] = []
+    start_epoch = 0
+
+    if resume and ckpt_path.is_file():
+        st = load_checkpoint(ckpt_path)
+        if st["fingerprint"] != fp:
+            diff = sorted(k for k in fp if fp.get(k) != st["fingerprint"].get(k))
+            raise EdgedetError(f"{ckpt_path} belongs to a different search (differs in: {', '.join(diff)}); "
+                               f"rerun without --resume or use another --out")
+        supernet.load_state_dict(st["supernet"])
+        alphas.load_state_dict(st["alphas"])
+        w_opt.load_state_dict(st["w_opt"])
+        w_sched.load_state_dict(st["w_sched"])
+        a_opt.load_state_dict(st["a_opt"])
+        path_gen.set_state(st["path_gen"])
+        restore_rng_states(st["rng"])
+        history = st["history"]
+        start_epoch = st["epoch"]
+    elif not resume and ckpt_path.is_file() and rank == 0:
+        st = load_checkpoint(ckpt_path)
+        if st["epoch"] < st["fingerprint"]["config"]["epochs"]:
+            raise EdgedetError(f"{ckpt_path} holds an unfinished search; pass --resume to continue it, "
+                               f"or use another --out")
+
+    rep.start(cfg.epochs * steps, start_epoch * steps)
+    for epoch in range(start_epoch, cfg.epochs):
+        warm = epoch < cfg.warmup_epochs
+        torch.manual_seed(cfg.seed * 7919 + epoch)
+        perm_w = weight_idx[_epoch_perm(len(weight_idx), cfg.seed, epoch, 0)]
+        perm_a = arch_idx[_epoch_perm(len(arch_idx), cfg.seed, epoch, 1)]
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        for step in range(steps):
+            lo = step * per_step + rank * cfg.batch_size
+            x, y = _batch(train_set, perm_w[lo:lo + cfg.batch_size], device)
+            supernet.use_paths(sample_paths(alphas, path_gen, uniform=warm))
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            w_opt.step()
+            w_sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            info = {"epoch": epoch, "loss": loss_sum / seen, "acc": correct / seen}
+            if not warm and (step + 1) % cfg.arch_every == 0:
+                k = (step // cfg.arch_every) % arch_steps
+                lo = k * per_step + rank * cfg.batch_size
+                xa, ya = _batch(train_set, perm_a[lo:lo + cfg.batch_size], device)
+                info["arch_loss"] = _arch_step(supernet, alphas, a_opt, path_gen, lut, cfg, xa, ya, world)
+            with torch.no_grad():
+                info["expected_ms"] = float(lut.expected(list(alphas)))
+            info["entropy"] = alphas.entropy()
+            rep.step(info)
+
+        val_acc = evaluate(supernet, alphas.argmax(), val_set, cfg.batch_size, device, rank, world)
+        with torch.no_grad():
+            expected = float(lut.expected(list(alphas)))
+        record = {
+            "epoch": epoch + 1, "phase": "warmup" if warm else "search",
+            "train_loss": _mean(loss_sum, seen, world), "train_acc": _mean(float(correct), seen, world),
+            "val_acc_argmax": val_acc, "expected_latency_ms": expected,
+            "argmax_latency_ms": lut.latency(alphas.argmax()), "alpha_entropy": alphas.entropy(),
+            "lr": w_sched.get_last_lr()[0],
+            "probs": [[round(float(v), 6) for v in p] for p in alphas.probs()],
+        }
+        history.append(record)
+        rep.epoch(record)
+        if rank == 0:
+            save_checkpoint(ckpt_path, {
+                "fingerprint": fp, "epoch": epoch + 1, "warmup_done": epoch + 1 >= cfg.warmup_epochs,
+                "supernet": supernet.state_dict(), "alphas": alphas.state_dict(),
+                "w_opt": w_opt.state_dict(), "w_sched": w_sched.state_dict(), "a_opt": a_opt.state_dict(),
+                "path_gen": path_gen.get_state(), "rng": rng_states(), "history": history,
+            })
+        if world > 1:
+            dist.barrier()
+        if on_checkpoint is not None:
+            on_checkpoint(epoch + 1)
+    rep.close()
+
+    argmax = alphas.argmax()
+    logp = [torch.log_softmax(a.detach().cpu(), 0).tolist() for a in alphas]
+    fit = fit_to_budget(argmax, logp, lut, cfg.budget_ms, cfg.fit_low)
+    return SearchResult(indices=fit.indices, argmax_indices=argmax, latency_ms=fit.latency_ms,
+                        argmax_latency_ms=lut.latency(argmax), repair=fit.moves, history=history,
+                        probs=[p.cpu().tolist() for p in alphas.probs()], config=_jsonable(asdict(cfg)))
+
+
+def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer, gen: torch.Generator,
+               lut: LatencyTable, cfg: SearchConfig, x: Tensor, y: Tensor, world: int) -> float:
+    """One two-path α update with the gate-gradient estimator and log-sum-exp rescaling."""
+    pairs, active = sample_pairs(alphas, gen)
+    gates = supernet.use_pairs(pairs, active, device=x.device)
+    supernet.train()
+    ce = F.cross_entropy(supernet(x), y)
+    alpha_list = list(alphas)
+    loss = latency_loss(ce, lut.expected(alpha_list), cfg)
+    grads = torch.autograd.grad(loss, gates + alpha_list, allow_unused=True)
+    gate_grads, direct = grads[:len(gates)], grads[len(gates):]
+    a_opt.zero_grad(set_to_none=True)
+    old = []
+    for a, d, gg, pair in zip(alpha_list, direct, gate_grads, pairs, strict=True):
+        g = torch.zeros_like(a) if d is None else d.clone()
+        if gg is not None:
+            g[list(pair)] += gate_gradient(a[list(pair)], gg)
+        a.grad = g
+        old.append(a.detach()[list(pair)].clone())
+    if world > 1:
+        flat = torch.cat([a.grad for a in alpha_list])
+        dist.all_reduce(flat)
+        flat /= world
+        for a, chunk in zip(alpha_list, flat.split([len(a) for a in alpha_list]), strict=True):
+            a.grad.copy_(chunk)
+    a_opt.step()
+    for a, pair, o in zip(alpha_list, pairs, old, strict=True):
+        rescale_pair(a, pair, o)
+    for m in supernet.mixed_layers():
+        m.pair, m.gates = None, None
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def evaluate(net: Supernet, indices: list[int], val_set, batch_size: int, device: torch.device,
+             rank: int = 0, world: int = 1) -> float:
+    """Top-1 accuracy of one sub-network of the supernet (ranks split the set)."""
+    net.use_paths(indices)
+    net.eval()
+    correct = total = 0
+    idx = torch.arange(len(val_set))[rank::world]
+    for lo in range(0, len(idx), batch_size):
+        x, y = _batch(val_set, idx[lo:lo + batch_size], device)
+        correct += int((net(x).argmax(1) == y).sum())
+        total += len(y)
+    if world > 1:
+        t = torch.tensor([correct, total], dtype=torch.float64)
+        dist.all_reduce(t)
+        correct, total = int(t[0]), int(t[1])
+    net.train()
+    return correct / max(total, 1)
+
+
+def _mean(total: float, count: int, world: int) -> float:
+    if world > 1:
+        t = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(t)
+        total, count = float(t[0]), int(t[1])
+    return total / max(count, 1)
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    return d
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,69 @@
+"""Load a device profile by shipped id or by path, validated against the schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgedet.errors import EdgedetError
+from edgedet.profiles.schema import validate
+
+PROFILE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_ids() -> list[str]:
+    """Ids of the profiles shipped in the package (profiles/<id>.json)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+@dataclass
+class Profile:
+    """A validated device profile. `doc` is the whole JSON; the fields below are its
+    most used parts."""
+
+    id: str
+    kind: str
+    runtime: dict
+    calibration: dict
+    element_bytes: float
+    predictor: dict
+    fusion: dict
+    hardware: dict
+    path: str
+    doc: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def runtime_name(self) -> str:
+        return str(self.runtime.get("name", "?"))
+
+    def describe(self) -> str:
+        """One line: which profile, what kind, and its own error."""
+        c = self.calibration
+        return (f"{self.kind} profile '{self.id}' ({self.runtime_name}; held-out MAPE "
+                f"{100 * c['mape']:.1f}%, {100 * c['within10']:.0f}% within ±10%)")
+
+
+def from_document(doc: dict, src: str = "<memory>") -> Profile:
+    validate(doc, src)
+    return Profile(id=doc["id"], kind=doc["kind"], runtime=doc["runtime"], calibration=doc["calibration"],
+                   element_bytes=float(doc["element_bytes"]), predictor=doc["predictor"],
+                   fusion=doc.get("fusion", {}), hardware=doc["hardware"], path=src, doc=doc)
+
+
+def load_profile(id_or_path: str | Path) -> Profile:
+    """A shipped id ('cortex-a76') or a path to a profile JSON file."""
+    s = str(id_or_path)
+    p = Path(s)
+    if not (s.endswith(".json") or p.is_file() or "/" in s):
+        p = PROFILE_DIR / f"{s}.json"
+        if not p.is_file():
+            raise EdgedetError(f"unknown device profile {s!r}; shipped profiles: {', '.join(shipped_ids())} "
+                               "(or give a path to a profile JSON)")
+    if not p.is_file():
+        raise EdgedetError(f"device profile file not found: {p}")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EdgedetError(f"invalid device profile {p}: not readable JSON ({e})") from None
+    return from_document(doc, str(p))

@@ -1,0 +1,112 @@
+"""Device-profile schema: a profile JSON is checked field by field on load, and a bad one
+is rejected with the field named (EdgedetError), never half-used."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from edgedet.errors import EdgedetError
+
+SCHEMA_VERSION = 1
+KINDS = ("predicted", "measured")
+PREDICTOR_TYPES = ("roofline", "linear")
+LINEAR_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "weight_bytes", "out_elems",
+                   "in_elems", "flops_per_out")
+
+
+def _bad(src: str, field: str, why: str) -> EdgedetError:
+    return EdgedetError(f"invalid device profile {src}: field '{field}' {why}")
+
+
+def _get(d: dict, key: str, typ: type | tuple, src: str, where: str) -> Any:
+    path = f"{where}.{key}" if where else key
+    if not isinstance(d, dict) or key not in d:
+        raise _bad(src, path, "is missing")
+    v = d[key]
+    if typ in (float, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _bad(src, path, f"must be a finite number, got {v!r:.60}")
+        return float(v)
+    if not isinstance(v, typ):
+        name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise _bad(src, path, f"must be a {name}, got {type(v).__name__}")
+    return v
+
+
+def _nonneg(d: dict, key: str, src: str, where: str) -> float:
+    v = _get(d, key, float, src, where)
+    if v < 0:
+        raise _bad(src, f"{where}.{key}", f"must be ≥ 0, got {v}")
+    return v
+
+
+def validate(doc: Any, src: str) -> dict:
+    """Check a profile document; return it unchanged when valid."""
+    if not isinstance(doc, dict):
+        raise EdgedetError(f"invalid device profile {src}: top level must be a JSON object")
+    ver = _get(doc, "schema_version", int, src, "")
+    if ver != SCHEMA_VERSION:
+        raise _bad(src, "schema_version", f"must be {SCHEMA_VERSION}, got {ver}")
+    pid = _get(doc, "id", str, src, "")
+    if not pid:
+        raise _bad(src, "id", "must not be empty")
+    kind = _get(doc, "kind", str, src, "")
+    if kind not in KINDS:
+        raise _bad(src, "kind", f"must be one of {KINDS}, got {kind!r}")
+    rt = _get(doc, "runtime", dict, src, "")
+    _get(rt, "name", str, src, "runtime")
+    _nonneg(rt, "threads", src, "runtime")
+    eb = _get(doc, "element_bytes", float, src, "")
+    if eb not in (1.0, 2.0, 4.0):
+        raise _bad(src, "element_bytes", f"must be 1, 2 or 4, got {eb}")
+    hw = _get(doc, "hardware", dict, src, "")
+    _get(hw, "name", str, src, "hardware")
+    if kind == "predicted":
+        for k in ("peak_gflops", "bandwidth_gbs"):
+            if _nonneg(hw, k, src, "hardware") <= 0:
+                raise _bad(src, f"hardware.{k}", "must be > 0")
+        srcs = _get(hw, "sources", list, src, "hardware")
+        if not srcs or not all(isinstance(s, str) and s for s in srcs):
+            raise _bad(src, "hardware.sources", "must be a non-empty list of strings")
+    fus = doc.get("fusion", {})
+    if not isinstance(fus, dict):
+        raise _bad(src, "fusion", "must be an object")
+    if "epilogues" in fus and not (isinstance(fus["epilogues"], list)
+                                   and all(isinstance(e, str) for e in fus["epilogues"])):
+        raise _bad(src, "fusion.epilogues", "must be a list of strings")
+    pred = _get(doc, "predictor", dict, src, "")
+    ptype = _get(pred, "type", str, src, "predictor")
+    if ptype not in PREDICTOR_TYPES:
+        raise _bad(src, "predictor.type", f"must be one of {PREDICTOR_TYPES}, got {ptype!r}")
+    classes = _get(pred, "classes", dict, src, "predictor")
+    if not classes:
+        raise _bad(src, "predictor.classes", "must not be empty")
+    for cls, spec in classes.items():
+        where = f"predictor.classes.{cls}"
+        if not isinstance(spec, dict):
+            raise _bad(src, where, "must be an object")
+        if ptype == "roofline":
+            for k in ("overhead_us", "compute_scale", "memory_scale"):
+                _nonneg(spec, k, src, where)
+        else:
+            key = "log_coef" if "log_coef" in spec else "coef"
+            coef = _get(spec, key, dict, src, where)
+            if not coef:
+                raise _bad(src, f"{where}.{key}", "must not be empty")
+            for f, v in coef.items():
+                if f not in LINEAR_FEATURES:
+                    raise _bad(src, f"{where}.{key}.{f}", f"is not a known feature {LINEAR_FEATURES}")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise _bad(src, f"{where}.{key}.{f}", "must be a finite number")
+            if "min_us" in spec:
+                _nonneg(spec, "min_us", src, where)
+    if ptype == "roofline":
+        _nonneg(pred, "fixed_us", src, "predictor")
+    cal = _get(doc, "calibration", dict, src, "")
+    for k in ("mape", "within10"):
+        v = _get(cal, k, float, src, "calibration")
+        if v < 0:
+            raise _bad(src, f"calibration.{k}", "must be ≥ 0")
+    _get(cal, "method", str, src, "calibration")
+    return doc

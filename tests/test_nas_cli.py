@@ -1,0 +1,86 @@
+"""`edgedet search` end to end: budget errors (fast), SIGKILL + --resume and torchrun (slow)."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgedet.cli.main import main
+
+TINY = ["--device", "myriad-vpu", "--skeleton", "c16-d16", "--epochs", "4", "--warmup-epochs", "1",
+        "--synthetic-images", "256", "--batch-size", "16", "--train-size", "32", "--no-plots", "--threads", "1"]
+
+
+def test_unattainable_budget_names_smallest_latency(tmp_path, capsys):
+    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unattainable" in err and "smallest architecture" in err and err.count("\n") == 1
+    assert not (tmp_path / "arch.json").exists()
+
+
+def test_budget_above_fixed_skeleton_says_so(tmp_path, capsys):
+    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "5000", "--skeleton", "c16-d16",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "above the largest architecture of skeleton c16-d16" in err and "wider or deeper" in err
+
+
+def test_unknown_device_and_loss(tmp_path, capsys):
+    assert main(["search", "--device", "no-such-device", "--budget-ms", "30", "--out", str(tmp_path)]) == 2
+    assert "unknown device profile" in capsys.readouterr().err
+    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "30", "--loss", "exp",
+                 "--out", str(tmp_path)]) == 2
+    assert "unknown loss form" in capsys.readouterr().err
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "edgedet", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_arch(tmp_path):
+    t0 = time.time()
+    ref = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref")])
+    out, _ = ref.communicate()
+    assert ref.returncode == 0, out
+    duration = time.time() - t0
+
+    kill_at = random.Random().uniform(0.2, 0.9) * duration
+    run = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run")])
+    try:
+        run.wait(timeout=kill_at)
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert not (tmp_path / "run" / "arch.json").exists() or run.returncode == 0
+    res = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume"])
+    out, _ = res.communicate()
+    assert res.returncode == 0, out
+    a = (tmp_path / "ref" / "arch.json").read_text()
+    b = (tmp_path / "run" / "arch.json").read_text()
+    assert a == b, f"killed at {kill_at:.1f}s of {duration:.1f}s"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgedet", "search", *TINY,
+                        "--budget-ms", "30", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+                       timeout=1800)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    arch = json.loads((tmp_path / "arch.json").read_text())
+    hist = json.loads((tmp_path / "search.json").read_text())
+    assert hist["world_size"] == 2
+    assert 0.85 * 30 <= arch["predicted_latency_ms"] <= 30
