@@ -15,7 +15,7 @@ def headline(result: dict) -> str:
     if dev["name"] in ("cuda", "GPU") and gpus:
         where = f"{dev['name']} ({gpus[0]['name']})"
     return (
-        f"measured: {rt['name']} {rt['version']} on {where}, {st['threads']} threads, "
+        f"measured: {rt['name']} {rt['version']} on {where}, {st['threads'] or 'board-default'} threads, "
         f"{st['streams']} stream(s), {st['precision']}"
     )
 

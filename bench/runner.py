@@ -164,7 +164,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     check_config(cfg)
     check_available(cfg.runtime, "cpu" if cfg.device.startswith("rpc://") else cfg.device)
     target = resolve(cfg.target, cfg.runtime)
-    threads = cfg.threads or host.usable_cpus()
+    remote = cfg.device.startswith("rpc://")
+    threads = cfg.threads or (0 if remote else host.usable_cpus())  # 0: the board's own default
     device_info = host.fingerprint()
     loop = LoopConfig(
         warmup_s=cfg.warmup_s,
@@ -174,7 +175,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     )
     warnings: list[str] = []
     load = device_info.get("load_average_1m")
-    if load is not None and load > 0.5 * device_info["usable_cpus"]:
+    if not remote and load is not None and load > 0.5 * device_info["usable_cpus"]:
         warnings.append(
             f"the machine was busy when bench started (1-min load {load} on "
             f"{device_info['usable_cpus']} CPUs): timings are noisy; re-run on an idle machine"
@@ -205,7 +206,6 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
 
     local_cpu = cfg.device in ("cpu", "CPU") and cfg.runtime != "tensorrt"
     peak = _peak(cfg, threads) if cfg.roofline and local_cpu else None
-    remote = cfg.device.startswith("rpc://")
     results = []
     for c in children:
         st = summarize(c["latencies_ms"])

@@ -69,7 +69,7 @@ SCHEMA: dict = {
             "properties": {
                 "target": {"type": "string"},
                 "device": {"type": "string"},
-                "threads": {"type": "integer", "minimum": 1},
+                "threads": {"type": "integer", "minimum": 0},  # 0: a remote board's own default
                 "streams": {"type": "integer", "minimum": 1},
                 "precision": {"enum": ["f32", "bf16", "f16"]},
                 "batches": {"type": "array", "items": {"type": "integer", "minimum": 1}},

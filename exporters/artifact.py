@@ -68,6 +68,7 @@ def commit(staging: Path, out: Path, manifest: dict) -> None:
     """
     out = Path(out)
     _write_json(staging / MANIFEST, manifest)
+    staging.chmod(0o755)  # mkdtemp makes it private
     if out.exists():
         if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists()):
             raise EdgedetError(f"{out} exists and is not an edgedet artifact folder; choose another --out")
@@ -138,5 +139,14 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
                 raise EdgedetError(f"{folder}: file {name} listed in the manifest is missing")
             if sha256_file(f) != entry["sha256"]:
                 raise EdgedetError(f"{folder}: {name} does not match its sha256 in the manifest (modified?)")
-    return Manifest(folder, data["format"], data["target"], data["precision"], data["files"],
-                    data["inputs"], data["outputs"], data["custom_ops"], data)
+    return Manifest(
+        folder,
+        data["format"],
+        data["target"],
+        data["precision"],
+        data["files"],
+        data["inputs"],
+        data["outputs"],
+        data["custom_ops"],
+        data,
+    )

@@ -17,7 +17,14 @@ from torch import Tensor, nn
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 
 OP_TYPE = "BoxRPBAttention"
-ATTRS = {"num_heads": "int", "height": "int", "width": "int", "stride": "float", "scale": "float", "log8": "int"}
+ATTRS = {
+    "num_heads": "int",
+    "height": "int",
+    "width": "int",
+    "stride": "float",
+    "scale": "float",
+    "log8": "int",
+}
 
 
 class BoxRPBOp(torch.autograd.Function):
@@ -26,15 +33,38 @@ class BoxRPBOp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, boxes, memory_k, memory_v, mask, *args):  # noqa: D401
         weights, (num_heads, height, width, stride, log8, _scale) = list(args[:14]), args[14:]
-        return boxrpb_attention(query, boxes, memory_k, memory_v, mask, weights, num_heads=num_heads,
-                                height=height, width=width, stride=stride, log8=bool(log8))
+        return boxrpb_attention(
+            query,
+            boxes,
+            memory_k,
+            memory_v,
+            mask,
+            weights,
+            num_heads=num_heads,
+            height=height,
+            width=width,
+            stride=stride,
+            log8=bool(log8),
+        )
 
     @staticmethod
     def symbolic(g, query, boxes, memory_k, memory_v, mask, *args):
         weights, (num_heads, height, width, stride, log8, scale) = list(args[:14]), args[14:]
-        y = g.op(f"{DOMAIN}::{OP_TYPE}", query, boxes, memory_k, memory_v, mask, *weights,
-                 num_heads_i=num_heads, height_i=height, width_i=width, stride_f=float(stride), scale_f=float(scale),
-                 log8_i=int(log8))
+        y = g.op(
+            f"{DOMAIN}::{OP_TYPE}",
+            query,
+            boxes,
+            memory_k,
+            memory_v,
+            mask,
+            *weights,
+            num_heads_i=num_heads,
+            height_i=height,
+            width_i=width,
+            stride_f=float(stride),
+            scale_f=float(scale),
+            log8_i=int(log8),
+        )
         y.setType(query.type())
         return y
 
@@ -57,19 +87,51 @@ class BoxRPBExport(nn.Module):
         def bias(lin: nn.Linear) -> Tensor:
             return lin.bias if lin.bias is not None else torch.zeros(d, dtype=lin.weight.dtype)
 
-        return [s.q.weight, bias(s.q), s.k.weight, bias(s.k), s.v.weight, bias(s.v), s.proj.weight, bias(s.proj),
-                s.rpb_x[0].weight, s.rpb_x[0].bias, s.rpb_x[2].weight,
-                s.rpb_y[0].weight, s.rpb_y[0].bias, s.rpb_y[2].weight]
+        return [
+            s.q.weight,
+            bias(s.q),
+            s.k.weight,
+            bias(s.k),
+            s.v.weight,
+            bias(s.v),
+            s.proj.weight,
+            bias(s.proj),
+            s.rpb_x[0].weight,
+            s.rpb_x[0].bias,
+            s.rpb_x[2].weight,
+            s.rpb_y[0].weight,
+            s.rpb_y[0].bias,
+            s.rpb_y[2].weight,
+        ]
 
-    def forward(self, query: Tensor, boxes: Tensor, memory_k: Tensor, memory_v: Tensor,
-                spatial_shape: tuple[int, int], padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        boxes: Tensor,
+        memory_k: Tensor,
+        memory_v: Tensor,
+        spatial_shape: tuple[int, int],
+        padding_mask: Tensor | None = None,
+    ) -> Tensor:
         h, w = int(spatial_shape[0]), int(spatial_shape[1])
         if padding_mask is None:
             mask = torch.zeros(1, h * w, dtype=query.dtype)
         else:
             mask = padding_mask.to(query.dtype)
-        return BoxRPBOp.apply(query, boxes, memory_k, memory_v, mask, *self.weights(),
-                              self.num_heads, h, w, self.stride, self.log8, float(self.src.scale))
+        return BoxRPBOp.apply(
+            query,
+            boxes,
+            memory_k,
+            memory_v,
+            mask,
+            *self.weights(),
+            self.num_heads,
+            h,
+            w,
+            self.stride,
+            self.log8,
+            float(self.src.scale),
+        )
 
 
 def boxrpb_function(opset: int = 17):
@@ -119,8 +181,11 @@ def boxrpb_function(opset: int = 17):
     logits5 = node("Reshape", [logits, shape5], "logits5")
 
     # box corners in pixels of the feature extent, minus pixel centres (j + 0.5)·stride
-    nodes.append(helper.make_node("Split", ["boxes", const("c_split", [1, 1, 1, 1])], ["cx", "cy", "bw", "bh"],
-                                  axis=-1))
+    nodes.append(
+        helper.make_node(
+            "Split", ["boxes", const("c_split", [1, 1, 1, 1])], ["cx", "cy", "bw", "bh"], axis=-1
+        )
+    )
     stride = attr_const("a_stride", "stride", "float")
     half = const("c_half", 0.5, TensorProto.FLOAT, scalar=True)
     log8 = node("Cast", [attr_const("a_log8", "log8", "int")], "log8_b", to=TensorProto.BOOL)
@@ -132,19 +197,46 @@ def boxrpb_function(opset: int = 17):
         lo = node("Mul", [node("Sub", [c, halfsize], f"lo{axis}_n"), ext], f"lo{axis}")
         hi = node("Mul", [node("Add", [c, halfsize], f"hi{axis}_n"), ext], f"hi{axis}")
         corners = node("Concat", [lo, hi], f"corners{axis}", axis=-1)  # B,Q,2
-        idx = node("Range", [const(f"c_r0{axis}", 0, scalar=True), n_int, const(f"c_r1{axis}", 1, scalar=True)],
-                   f"idx{axis}")
-        centres = node("Mul", [node("Add", [node("Cast", [idx], f"idx{axis}_f", to=TensorProto.FLOAT), half],
-                                    f"idx{axis}_c"), stride], f"centres{axis}")
-        delta = node("Sub", [node("Unsqueeze", [corners, const(f"c_ax2{axis}", [2])], f"corners{axis}_u"),
-                             node("Unsqueeze", [centres, const(f"c_ax1{axis}", [1])], f"centres{axis}_u")],
-                     f"delta{axis}")  # B,Q,N,2
-        mag = node("Log", [node("Add", [node("Abs", [delta], f"abs{axis}"), const(f"c_one{axis}", 1.0,
-                                                                                     TensorProto.FLOAT, True)],
-                                f"abs1{axis}")], f"ln{axis}")
+        idx = node(
+            "Range",
+            [const(f"c_r0{axis}", 0, scalar=True), n_int, const(f"c_r1{axis}", 1, scalar=True)],
+            f"idx{axis}",
+        )
+        centres = node(
+            "Mul",
+            [
+                node(
+                    "Add", [node("Cast", [idx], f"idx{axis}_f", to=TensorProto.FLOAT), half], f"idx{axis}_c"
+                ),
+                stride,
+            ],
+            f"centres{axis}",
+        )
+        delta = node(
+            "Sub",
+            [
+                node("Unsqueeze", [corners, const(f"c_ax2{axis}", [2])], f"corners{axis}_u"),
+                node("Unsqueeze", [centres, const(f"c_ax1{axis}", [1])], f"centres{axis}_u"),
+            ],
+            f"delta{axis}",
+        )  # B,Q,N,2
+        mag = node(
+            "Log",
+            [
+                node(
+                    "Add",
+                    [node("Abs", [delta], f"abs{axis}"), const(f"c_one{axis}", 1.0, TensorProto.FLOAT, True)],
+                    f"abs1{axis}",
+                )
+            ],
+            f"ln{axis}",
+        )
         log2_3 = const(f"c_l2{axis}", 1.0 / (3.0 * 0.6931471805599453), TensorProto.FLOAT, True)
-        enc_log = node("Mul", [node("Mul", [node("Sign", [delta], f"sign{axis}"), mag], f"slog{axis}"), log2_3],
-                       f"enc_log{axis}")
+        enc_log = node(
+            "Mul",
+            [node("Mul", [node("Sign", [delta], f"sign{axis}"), mag], f"slog{axis}"), log2_3],
+            f"enc_log{axis}",
+        )
         return node("Where", [log8, enc_log, delta], f"enc{axis}")
 
     def bias_mlp(enc: str, w1: str, b1: str, w2: str, name: str) -> str:
@@ -157,14 +249,25 @@ def boxrpb_function(opset: int = 17):
     logits5 = node("Add", [logits5, node("Unsqueeze", [by, const("c_axm1", [-1])], "by_u")], "logits5_y")
     logits5 = node("Add", [logits5, node("Unsqueeze", [bx, const("c_axm2", [-2])], "bx_u")], "logits5_xy")
     logits = node("Reshape", [logits5, const("c_flat", [0, 0, 0, -1])], "logits_b")
-    mask_bias = node("Mul", [node("Unsqueeze", ["mask", const("c_ax12", [1, 2])], "mask_u"),
-                             const("c_m100", -100.0, TensorProto.FLOAT, True)], "mask_bias")
+    mask_bias = node(
+        "Mul",
+        [
+            node("Unsqueeze", ["mask", const("c_ax12", [1, 2])], "mask_u"),
+            const("c_m100", -100.0, TensorProto.FLOAT, True),
+        ],
+        "mask_bias",
+    )
     attn = node("Softmax", [node("Add", [logits, mask_bias], "logits_m")], "attn", axis=-1)
     out = node("Transpose", [node("MatMul", [attn, v], "ctx")], "ctx_t", perm=[0, 2, 1, 3])
     out = node("Reshape", [out, const("c_merge", [0, 0, -1])], "ctx_m")
     linear(out, "wo", "bo", "y")
     return helper.make_function(
-        DOMAIN, OP_TYPE, ["query", "boxes", "memory_k", "memory_v", "mask", *WEIGHT_NAMES], ["y"], nodes,
-        opset_imports=[helper.make_opsetid("", opset)], attributes=list(ATTRS),
+        DOMAIN,
+        OP_TYPE,
+        ["query", "boxes", "memory_k", "memory_v", "mask", *WEIGHT_NAMES],
+        ["y"],
+        nodes,
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=list(ATTRS),
         doc_string="Plain-DETR global cross-attention with box-to-pixel relative position bias (BoxRPB).",
     )

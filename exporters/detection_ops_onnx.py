@@ -63,43 +63,66 @@ class _NMS(torch.autograd.Function):
 
         low = torch.finfo(torch.float32).min
         masked = g.op("Where", valid, scores, const(low, torch.float32))
-        sel = g.op("NonMaxSuppression", boxes, g.op("Unsqueeze", masked, const([1], torch.int64)),
-                   const([max_output], torch.int64), const([iou_threshold], torch.float32),
-                   const([low / 2], torch.float32), center_point_box_i=0)  # (S,3): batch, class, box
+        sel = g.op(
+            "NonMaxSuppression",
+            boxes,
+            g.op("Unsqueeze", masked, const([1], torch.int64)),
+            const([max_output], torch.int64),
+            const([iou_threshold], torch.float32),
+            const([low / 2], torch.float32),
+            center_point_box_i=0,
+        )  # (S,3): batch, class, box
         b_idx = g.op("Gather", sel, const(0, torch.int64), axis_i=1)  # (S,)
         box_idx = g.op("Gather", sel, const(2, torch.int64), axis_i=1)
         bsz = g.op("Gather", g.op("Shape", scores), const(0, torch.int64), axis_i=0)
         batches = g.op("Range", const(0, torch.int64), bsz, const(1, torch.int64))
-        onehot = g.op("Cast", g.op("Equal", g.op("Unsqueeze", b_idx, const([1], torch.int64)), batches),
-                      to_i=7)  # (S,B) int64
+        onehot = g.op(
+            "Cast", g.op("Equal", g.op("Unsqueeze", b_idx, const([1], torch.int64)), batches), to_i=7
+        )  # (S,B) int64
         rank = g.op("Sub", g.op("CumSum", onehot, const(0, torch.int64)), const(1, torch.int64))
-        pos = g.op("Squeeze", g.op("GatherElements", rank, g.op("Unsqueeze", b_idx, const([1], torch.int64)),
-                                   axis_i=1), const([1], torch.int64))
-        where = g.op("Concat", g.op("Unsqueeze", b_idx, const([1], torch.int64)),
-                     g.op("Unsqueeze", pos, const([1], torch.int64)), axis_i=1)  # (S,2)
-        shape = g.op("Concat", g.op("Unsqueeze", bsz, const([0], torch.int64)), const([max_output], torch.int64),
-                     axis_i=0)
+        pos = g.op(
+            "Squeeze",
+            g.op("GatherElements", rank, g.op("Unsqueeze", b_idx, const([1], torch.int64)), axis_i=1),
+            const([1], torch.int64),
+        )
+        where = g.op(
+            "Concat",
+            g.op("Unsqueeze", b_idx, const([1], torch.int64)),
+            g.op("Unsqueeze", pos, const([1], torch.int64)),
+            axis_i=1,
+        )  # (S,2)
+        shape = g.op(
+            "Concat",
+            g.op("Unsqueeze", bsz, const([0], torch.int64)),
+            const([max_output], torch.int64),
+            axis_i=0,
+        )
         zeros = g.op("ConstantOfShape", shape, value_t=torch.tensor([0], dtype=torch.int64))
         idx = g.op("ScatterND", zeros, where, box_idx)
-        ones = g.op("Cast", g.op("Add", g.op("Mul", box_idx, const(0, torch.int64)), const(1, torch.int64)),
-                    to_i=9)  # (S,) True
+        ones = g.op(
+            "Cast", g.op("Add", g.op("Mul", box_idx, const(0, torch.int64)), const(1, torch.int64)), to_i=9
+        )  # (S,) True
         kept = g.op("ScatterND", g.op("Cast", zeros, to_i=9), where, ones)
         return idx, kept
 
 
-def fixed_size_nms_onnx(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float,
-                        max_output: int) -> tuple[Tensor, Tensor]:
+def fixed_size_nms_onnx(
+    boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float, max_output: int
+) -> tuple[Tensor, Tensor]:
     return _NMS.apply(boxes, scores, valid, float(iou_threshold), int(max_output))
 
 
 class _RoIAlign(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, features, boxes, ph: int, pw: int, spatial_scale: float, sampling_ratio: int,
-                aligned: bool):  # noqa: D401
+    def forward(
+        ctx, features, boxes, ph: int, pw: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+    ):  # noqa: D401
         return _roi_align_eager(features, boxes, (ph, pw), spatial_scale, sampling_ratio, aligned)
 
     @staticmethod
-    def symbolic(g, features, boxes, ph: int, pw: int, spatial_scale: float, sampling_ratio: int, aligned: bool):
+    def symbolic(
+        g, features, boxes, ph: int, pw: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+    ):
         def const(v):
             return g.op("Constant", value_t=torch.tensor(v, dtype=torch.int64))
 
@@ -110,31 +133,54 @@ class _RoIAlign(torch.autograd.Function):
         batch = g.op("Unsqueeze", g.op("Range", const(0), bsz, const(1)), const([1]))  # (B,1)
         bq = g.op("Concat", g.op("Unsqueeze", bsz, const([0])), g.op("Unsqueeze", nq, const([0])), axis_i=0)
         batch_idx = g.op("Reshape", g.op("Expand", batch, bq), const([-1]))
-        pooled = g.op("RoiAlign", features, rois, batch_idx, mode_s="avg", output_height_i=ph, output_width_i=pw,
-                      sampling_ratio_i=sampling_ratio, spatial_scale_f=spatial_scale,
-                      coordinate_transformation_mode_s="half_pixel" if aligned else "output_half_pixel")
+        pooled = g.op(
+            "RoiAlign",
+            features,
+            rois,
+            batch_idx,
+            mode_s="avg",
+            output_height_i=ph,
+            output_width_i=pw,
+            sampling_ratio_i=sampling_ratio,
+            spatial_scale_f=spatial_scale,
+            coordinate_transformation_mode_s="half_pixel" if aligned else "output_half_pixel",
+        )
         out_shape = g.op("Concat", bq, const([-1, ph, pw]), axis_i=0)
         return g.op("Reshape", pooled, out_shape)
 
 
-def roi_align_batched_onnx(features: Tensor, boxes: Tensor, output_size, spatial_scale: float = 1.0,
-                           sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+def roi_align_batched_onnx(
+    features: Tensor,
+    boxes: Tensor,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
     if sampling_ratio <= 0:
         raise ValueError("export needs a fixed RoIAlign sampling_ratio (> 0)")
-    return _RoIAlign.apply(features, boxes, int(ph), int(pw), float(spatial_scale), int(sampling_ratio),
-                           bool(aligned))
+    return _RoIAlign.apply(
+        features, boxes, int(ph), int(pw), float(spatial_scale), int(sampling_ratio), bool(aligned)
+    )
 
 
 @contextmanager
-def patched(opset: int = 17):
-    """Swap the detection ops for their ONNX-mapped forms while exporting."""
+def patched(opset: int = 17, onnx_nms: bool = True):
+    """Swap the detection ops for their ONNX-mapped forms while exporting.
+
+    `onnx_nms=False` keeps edgedet's static NMS as traced standard ops (TopK and a fixed
+    greedy recurrence; every shape static) for importers that cannot follow
+    NonMaxSuppression's data-dependent output (TVM Relax)."""
     import importlib
 
     _register_sort(opset)
-    swaps = [("edgedet.ops.roi_align", "roi_align_batched", roi_align_batched_onnx),
-             ("edgedet.ops.nms", "fixed_size_nms", fixed_size_nms_onnx),
-             ("edgedet.models.asag_anchor", "fixed_size_nms", fixed_size_nms_onnx)]
+    swaps = [("edgedet.ops.roi_align", "roi_align_batched", roi_align_batched_onnx)]
+    if onnx_nms:
+        swaps += [
+            ("edgedet.ops.nms", "fixed_size_nms", fixed_size_nms_onnx),
+            ("edgedet.models.asag_anchor", "fixed_size_nms", fixed_size_nms_onnx),
+        ]
     saved = []
     for mod_name, attr, new in swaps:
         try:

@@ -27,7 +27,9 @@ DEFAULT_OPSET = 17
 
 def _function_builders() -> dict[str, Callable[[int], object]]:
     """Custom op type → builder of its FunctionProto (given the model's default opset)."""
-    builders: dict[str, Callable[[int], object]] = {quadraconv_onnx.OP_TYPE: quadraconv_onnx.quadraconv_function}
+    builders: dict[str, Callable[[int], object]] = {
+        quadraconv_onnx.OP_TYPE: quadraconv_onnx.quadraconv_function
+    }
     try:
         from edgedet.exporters import boxrpb_onnx
     except ImportError:  # the detector stack is optional for classifier exports
@@ -61,34 +63,51 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     decompose: bool = False,
+    onnx_nms: bool = True,
 ) -> OnnxExport:
     """Export an export-ready module (custom ops already swapped in, see `prepare`)."""
     import onnx
 
     if opset < MIN_OPSET:
-        raise EdgedetError(f"opset {opset} is too old: edgedet needs opset >= {MIN_OPSET} (LayerNormalization)")
+        raise EdgedetError(
+            f"opset {opset} is too old: edgedet needs opset >= {MIN_OPSET} (LayerNormalization)"
+        )
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
     from edgedet.exporters.detection_ops_onnx import patched
 
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad(), patched(opset):
+    with warnings.catch_warnings(), torch.no_grad(), patched(opset, onnx_nms):
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, example, buf, dynamo=False, opset_version=opset,
-            input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+            module,
+            example,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
             custom_opsets={quadraconv_onnx.DOMAIN: quadraconv_onnx.DOMAIN_VERSION},
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buf.getvalue())
     bool_where_as_logic(model)
+    narrow_gather_elements(model)
     custom = attach_functions(model, opset)
     if decompose:
         model = decompose_model(model)
     check_model(model)
-    return OnnxExport(model, list(input_names), list(output_names),
-                      [] if decompose else custom, opset, model.ir_version, decompose)
+    return OnnxExport(
+        model,
+        list(input_names),
+        list(output_names),
+        [] if decompose else custom,
+        opset,
+        model.ir_version,
+        decompose,
+    )
 
 
 def attach_functions(model, opset: int) -> list[str]:
@@ -116,21 +135,72 @@ def bool_where_as_logic(model) -> int:
     from onnx import TensorProto, helper
 
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    }
     types.update({i.name: i.data_type for i in model.graph.initializer})
     nodes, count = [], 0
     for n in model.graph.node:
         if n.op_type == "Where" and types.get(n.input[1]) == TensorProto.BOOL == types.get(n.input[2]):
             c, a, b = n.input
             p = f"{n.name or n.output[0]}_logic"
-            nodes += [helper.make_node("And", [c, a], [f"{p}_ca"]),
-                      helper.make_node("Not", [c], [f"{p}_nc"]),
-                      helper.make_node("And", [f"{p}_nc", b], [f"{p}_ncb"]),
-                      helper.make_node("Or", [f"{p}_ca", f"{p}_ncb"], list(n.output))]
+            nodes += [
+                helper.make_node("And", [c, a], [f"{p}_ca"]),
+                helper.make_node("Not", [c], [f"{p}_nc"]),
+                helper.make_node("And", [f"{p}_nc", b], [f"{p}_ncb"]),
+                helper.make_node("Or", [f"{p}_ca", f"{p}_ncb"], list(n.output)),
+            ]
             count += 1
         else:
             nodes.append(n)
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
+
+
+def narrow_gather_elements(model) -> int:
+    """torch.gather allows an index smaller than the data on the non-gathered axes; ONNX
+    GatherElements consumers differ (OpenVINO requires equal sizes). Slice the data to the
+    index's static size there. Returns how many nodes were narrowed."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for i in model.graph.initializer:
+        shapes[i.name] = list(i.dims)
+    nodes, count = [], 0
+    for n in model.graph.node:
+        if n.op_type == "GatherElements":
+            data, idx = shapes.get(n.input[0]), shapes.get(n.input[1])
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+            if data and idx and len(data) == len(idx):
+                axis %= len(data)
+                axes = [
+                    d
+                    for d in range(len(data))
+                    if d != axis and data[d] is not None and idx[d] is not None and idx[d] < data[d]
+                ]
+                if axes:
+                    p = f"{n.name or n.output[0]}_narrow"
+                    consts = {"starts": [0] * len(axes), "ends": [idx[d] for d in axes], "axes": axes}
+                    for key, vals in consts.items():
+                        model.graph.initializer.append(
+                            numpy_helper.from_array(np.asarray(vals, dtype=np.int64), f"{p}_{key}")
+                        )
+                    nodes.append(
+                        helper.make_node(
+                            "Slice", [n.input[0], f"{p}_starts", f"{p}_ends", f"{p}_axes"], [f"{p}_data"]
+                        )
+                    )
+                    n.input[0] = f"{p}_data"
+                    count += 1
+        nodes.append(n)
     if count:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
@@ -155,8 +225,12 @@ def constants_as_tensors(graph) -> None:
     some importers (TVM Relax) read only the `value` form."""
     from onnx import TensorProto, helper
 
-    kinds = {"value_int": (TensorProto.INT64, False), "value_ints": (TensorProto.INT64, True),
-             "value_float": (TensorProto.FLOAT, False), "value_floats": (TensorProto.FLOAT, True)}
+    kinds = {
+        "value_int": (TensorProto.INT64, False),
+        "value_ints": (TensorProto.INT64, True),
+        "value_float": (TensorProto.FLOAT, False),
+        "value_floats": (TensorProto.FLOAT, True),
+    }
     for n in graph.node:
         if n.op_type != "Constant" or n.domain not in ("", "ai.onnx"):
             continue
@@ -179,6 +253,48 @@ def check_model(model) -> None:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise RuntimeError(f"exported ONNX model is invalid: {e}") from e
+
+
+def fold_constants(model, max_elements: int = 1 << 22) -> int:
+    """Evaluate every standard node whose inputs are all constant (onnx.reference) and
+    store its outputs as initializers. Shape arithmetic of a static-shape export then
+    becomes constants, which importers such as TVM's need (e.g. for Pad amounts).
+    Returns how many nodes were folded."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    known = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}
+    nodes, folded = [], 0
+    for n in model.graph.node:
+        inputs = [i for i in n.input if i]
+        standard = n.domain in ("", "ai.onnx") and not n.op_type.startswith("Random")
+        standard = standard and not any(a.HasField("g") or len(a.graphs) for a in n.attribute)
+        if not (standard and all(i in known and i not in graph_inputs for i in inputs)):
+            nodes.append(n)
+            continue
+        try:
+            init = [numpy_helper.from_array(known[i], i) for i in dict.fromkeys(inputs)]
+            single = helper.make_model(helper.make_graph([n], "fold", [], [], init),
+                                       opset_imports=list(model.opset_import))
+            outs = [np.asarray(o) for o in ReferenceEvaluator(single).run(list(n.output), {})]
+        except Exception:  # an op the reference evaluator lacks: keep the node
+            nodes.append(n)
+            continue
+        if any(o.size > max_elements for o in outs):
+            nodes.append(n)
+            continue
+        for name, value in zip(n.output, outs, strict=True):
+            known[name] = value
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
+        folded += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return folded
 
 
 def used_custom_ops(model) -> list[str]:

@@ -39,6 +39,43 @@ def _quadraconv_converter(node) -> list:
     return [ops.add(y, b).output(0)]
 
 
+def slices_before_gather_elements_as_gather(model) -> int:
+    """Slice(x, [s], [e], [axis]) feeding GatherElements → Gather(x, range(s, e), axis).
+
+    Works around the OpenVINO CPU plugin dropping such a Slice during compilation (it
+    then rejects the GatherElements shapes). Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = numpy_helper.to_array(a.t)
+    nodes, count = [], 0
+    for n in model.graph.node:
+        src = producer.get(n.input[0]) if n.op_type == "GatherElements" else None
+        if src is not None and src.op_type == "Slice" and len(src.input) >= 4:
+            start, end, axes = (consts.get(src.input[i]) for i in (1, 2, 3))
+            step = consts.get(src.input[4]) if len(src.input) > 4 else None
+            ok = all(v is not None and v.size == 1 for v in (start, end, axes))
+            unit = step is None or int(step.reshape(-1)[0]) == 1
+            if ok and unit and 0 <= int(start[0]) < int(end[0]) < 2**31:
+                name = f"{src.output[0]}_as_gather"
+                idx = np.arange(int(start[0]), int(end[0]), dtype=np.int64)
+                model.graph.initializer.append(numpy_helper.from_array(idx, f"{name}_idx"))
+                gather = helper.make_node("Gather", [src.input[0], f"{name}_idx"], [name], axis=int(axes[0]))
+                nodes.append(gather)
+                n.input[0] = name
+                count += 1
+        nodes.append(n)
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
+
+
 def convert(onnx_bytes: bytes, use_extensions: bool = True):
     """ONNX (with or without edgedet local functions) → `openvino.Model`."""
     import onnx
@@ -57,6 +94,7 @@ def convert(onnx_bytes: bytes, use_extensions: bool = True):
     else:
         model = onnx.inliner.inline_local_functions(model)
         del model.functions[:]
+    slices_before_gather_elements_as_gather(model)
     fe = FrontEndManager().load_by_framework("onnx")
     fe.add_extension(ConversionExtension(QUADRACONV, DOMAIN, _quadraconv_converter))
     import tempfile
@@ -88,7 +126,9 @@ def compile_ir(xml_path: Path, precision: str, threads: int = 1):
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     need = {"bf16": "BF16", "f16": "FP16"}.get(hint)
     if need and need not in caps:
-        raise EdgedetError(f"this CPU's OpenVINO plugin has no {need} support (capabilities: {', '.join(caps)})")
+        raise EdgedetError(
+            f"this CPU's OpenVINO plugin has no {need} support (capabilities: {', '.join(caps)})"
+        )
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
     return core.compile_model(core.read_model(str(xml_path)), "CPU", config)
 

@@ -59,8 +59,12 @@ class ParityResult:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.update(max_abs_err=_finite(self.max_abs_err), mean_abs_err=_finite(self.mean_abs_err),
-                 passed=self.passed, metric="max |runtime - pytorch| over all outputs and batch sizes")
+        d.update(
+            max_abs_err=_finite(self.max_abs_err),
+            mean_abs_err=_finite(self.mean_abs_err),
+            passed=self.passed,
+            metric="max |runtime - pytorch| over all outputs and batch sizes",
+        )
         for c in d["cases"]:
             c["max_abs_err"] = _finite(c["max_abs_err"])
             for o in c["outputs"]:
@@ -68,17 +72,23 @@ class ParityResult:
         return d
 
     def summary(self) -> str:
-        per = ", ".join(f"batch {c.batch}: max {c.max_abs_err:.3g} mean {c.mean_abs_err:.3g}" for c in self.cases)
+        per = ", ".join(
+            f"batch {c.batch}: max {c.max_abs_err:.3g} mean {c.mean_abs_err:.3g}" for c in self.cases
+        )
         verdict = "ok" if self.passed else "FAILED"
-        return (f"parity {verdict} ({self.runtime}, {self.precision}): max abs err {self.max_abs_err:.3g} "
-                f"(tolerance {self.tolerance:g}); {per}")
+        return (
+            f"parity {verdict} ({self.runtime}, {self.precision}): max abs err {self.max_abs_err:.3g} "
+            f"(tolerance {self.tolerance:g}); {per}"
+        )
 
 
 def _finite(v: float) -> float | str:
     return v if math.isfinite(v) else "inf"
 
 
-def compare(names: Sequence[str], ref: Sequence[np.ndarray], got: Sequence[np.ndarray], batch: int) -> ParityCase:
+def compare(
+    names: Sequence[str], ref: Sequence[np.ndarray], got: Sequence[np.ndarray], batch: int
+) -> ParityCase:
     """Per-output errors of one run; shapes must match (a shape change is a failure)."""
     if len(ref) != len(got):
         raise ValueError(f"runtime returned {len(got)} outputs, PyTorch {len(ref)}")
@@ -94,8 +104,14 @@ def compare(names: Sequence[str], ref: Sequence[np.ndarray], got: Sequence[np.nd
             outs.append(OutputError(name, err, err, float(np.abs(r).max(initial=0)), bad))
             continue
         d = np.abs(r.astype(np.float64) - g.astype(np.float64))
-        outs.append(OutputError(name, float(d.max(initial=0)), float(d.mean()) if d.size else 0.0,
-                                float(np.abs(r).max(initial=0))))
+        outs.append(
+            OutputError(
+                name,
+                float(d.max(initial=0)),
+                float(d.mean()) if d.size else 0.0,
+                float(np.abs(r).max(initial=0)),
+            )
+        )
     return ParityCase(batch, max(o.max_abs_err for o in outs), max(o.mean_abs_err for o in outs), outs)
 
 

@@ -57,8 +57,10 @@ class ExportRequest:
         if self.precision not in PRECISIONS:
             raise EdgedetError(f"unknown precision '{self.precision}' (choose {', '.join(PRECISIONS)})")
         if self.precision != "fp32" and self.format in ("onnx", "tvm"):
-            raise EdgedetError(f"--precision {self.precision} applies to openvino and tensorrt; "
-                               f"{self.format} exports are fp32")
+            raise EdgedetError(
+                f"--precision {self.precision} applies to openvino and tensorrt; "
+                f"{self.format} exports are fp32"
+            )
         if self.precision == "bf16" and self.format == "tensorrt":
             raise EdgedetError("TensorRT engines are built in fp32 or fp16 (bf16 is not offered)")
         if self.target != "host" and self.format != "tvm":
@@ -123,9 +125,18 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
     tolerance = req.tolerance if req.tolerance is not None else parity.DEFAULT_TOLERANCE[req.precision]
     decompose = req.decompose or req.format == "tvm"
-    log(f"exporting {req.model} to ONNX (opset {req.opset}, {'standard ops only' if decompose else 'edgedet ops as local functions'})")
-    ex = onnx_export.export_onnx(form.module, form.example(1, req.seed), form.input_names, form.output_names,
-                                 opset=req.opset, dynamic_batch=req.dynamic_batch, decompose=decompose)
+    ops = "standard ops only" if decompose else "edgedet ops as local functions"
+    log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
+    ex = onnx_export.export_onnx(
+        form.module,
+        form.example(1, req.seed),
+        form.input_names,
+        form.output_names,
+        opset=req.opset,
+        dynamic_batch=req.dynamic_batch,
+        decompose=decompose,
+        onnx_nms=req.format != "tvm",  # TVM: static NMS as standard ops (see detection_ops_onnx)
+    )
     inlined = [] if ex.custom_ops or not decompose else sorted(set(_custom_ops_of(form)))
 
     def make_inputs(b: int) -> list[np.ndarray]:
@@ -138,21 +149,47 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
         return [o.numpy() for o in out]
 
     with artifact.staging_dir(req.out) as stage:
-        writer = {"onnx": _onnx_files, "openvino": _openvino_files, "tvm": _tvm_files,
-                  "tensorrt": _tensorrt_files}[req.format]
-        files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
-        log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
-        res = parity.check(form.output_names, make_inputs, reference, run, batches,
-                           runtime_name=runtime_info["name"], precision=req.precision, tolerance=tolerance,
-                           seed=req.seed + 1, note=runtime_info.get("parity_note", ""))
+        writer = {
+            "onnx": _onnx_files,
+            "openvino": _openvino_files,
+            "tvm": _tvm_files,
+            "tensorrt": _tensorrt_files,
+        }[req.format]
+        try:
+            files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
+            log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
+            res = parity.check(
+                form.output_names,
+                make_inputs,
+                reference,
+                run,
+                batches,
+                runtime_name=runtime_info["name"],
+                precision=req.precision,
+                tolerance=tolerance,
+                seed=req.seed + 1,
+                note=runtime_info.get("parity_note", ""),
+            )
+        except EdgedetError:
+            raise
+        except Exception as e:  # the runtime could not convert/run this model: one clear line
+            first = (str(e).strip().splitlines() or [""])[-1][:300]
+            raise EdgedetError(
+                f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
+            ) from e
         if not res.passed:
             raise ParityFailed(res)
         manifest = {
             "schema_version": artifact.SCHEMA_VERSION,
             "edgedet_version": _edgedet_version(),
             "created_unix": int(time.time()),
-            "source": {"model": req.model, "arch": _arch_json(model), "kind": form.kind,
-                       "input_size": size, "weights": weights_entry},
+            "source": {
+                "model": req.model,
+                "arch": _arch_json(model),
+                "kind": form.kind,
+                "input_size": size,
+                "weights": weights_entry,
+            },
             "format": req.format,
             "target": req.target if req.format == "tvm" else ("cuda" if req.format == "tensorrt" else "cpu"),
             "precision": req.precision,
@@ -166,8 +203,11 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
             "outputs": _io_entries(ex.model.graph.output, ()),
             "files": artifact.file_entries(stage, files),
             "parity": res.to_json(),
-            "exported_on": {"machine": platform.machine(), "python": platform.python_version(),
-                            "torch": torch.__version__},
+            "exported_on": {
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+            },
         }
         artifact.remove_unlisted(stage, files)
         artifact.commit(stage, req.out, manifest)
@@ -194,8 +234,11 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
     out = {}
     for op in ops:
         if how is None:
-            out[op] = ("OpenVINO ONNX-frontend ConversionExtension" if op.endswith("QuadraConv")
-                       else "inlined to standard ONNX ops")
+            out[op] = (
+                "OpenVINO ONNX-frontend ConversionExtension"
+                if op.endswith("QuadraConv")
+                else "inlined to standard ONNX ops"
+            )
         else:
             out[op] = how
     return out
@@ -211,7 +254,9 @@ def _io_entries(values, initializers) -> list[dict]:
             continue
         t = v.type.tensor_type
         shape = [d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in t.shape.dim]
-        out.append({"name": v.name, "shape": shape, "dtype": str(helper.tensor_dtype_to_np_dtype(t.elem_type))})
+        out.append(
+            {"name": v.name, "shape": shape, "dtype": str(helper.tensor_dtype_to_np_dtype(t.elem_type))}
+        )
     return out
 
 
@@ -250,6 +295,7 @@ def _require_runtime(req: ExportRequest) -> None:
 
 # ---- per-format writers: (files, model_file, runtime info, run(inputs) -> outputs) ----
 
+
 def _onnx_files(req, ex, form, stage: Path, log: Log):
     import onnxruntime as ort
     from edgedet.exporters.onnx import run_onnxruntime
@@ -278,8 +324,12 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
     def run(x):
         return ovx.run_compiled(compiled, dict(zip(names, x, strict=True)))
 
-    info = {"name": "openvino", "version": ov.__version__, "device": "CPU",
-            "config": {"INFERENCE_PRECISION_HINT": ovx.PRECISION_HINTS[req.precision]}}
+    info = {
+        "name": "openvino",
+        "version": ov.__version__,
+        "device": "CPU",
+        "config": {"INFERENCE_PRECISION_HINT": ovx.PRECISION_HINTS[req.precision]},
+    }
     return ["model.xml", "model.bin"], "model.xml", info, run
 
 
@@ -290,8 +340,14 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
     target = tx.get_target(req.target)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
     tx.build_library(ex.model, target, stage / "model.so")
-    info = {"name": "tvm", "version": tvm.__version__, "executor": "relax.VirtualMachine", "entry": "main",
-            "target": target.target, "library": "model.so (weights embedded as constants)"}
+    info = {
+        "name": "tvm",
+        "version": tvm.__version__,
+        "executor": "relax.VirtualMachine",
+        "entry": "main",
+        "target": target.target,
+        "library": "model.so (weights embedded as constants)",
+    }
     if target.compiler:
         elf = tx.elf_info(stage / "model.so")
         if not (elf.get("elf") and elf.get("shared_object") and elf.get("machine") == target.elf_machine):
@@ -314,8 +370,10 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
         log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
         host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
         tx.build_library(ex.model, tx.TARGETS["host"], host_lib)
-        info["parity_note"] = ("host (x86_64) build of the same Relax module; the aarch64 library itself "
-                               "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)")
+        info["parity_note"] = (
+            "host (x86_64) build of the same Relax module; the aarch64 library itself "
+            "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)"
+        )
 
         def run_proxy(x):
             return tx.run_library(host_lib, x)

@@ -79,9 +79,17 @@ def prepare(model: nn.Module, input_size: int, in_chans: int = 3) -> ExportForm:
     if is_detector(m):
         from edgedet.exporters.detector_swaps import DetectorOutputs
 
-        return ExportForm(DetectorOutputs(m), "detector", ["image"], ["labels", "boxes", "scores"], shape,
-                          DetectorOutputs(ref))
-    return ExportForm(ClassifierOutputs(m), "classifier", ["image"], ["logits"], shape, ClassifierOutputs(ref))
+        return ExportForm(
+            DetectorOutputs(m),
+            "detector",
+            ["image"],
+            ["labels", "boxes", "scores"],
+            shape,
+            DetectorOutputs(ref),
+        )
+    return ExportForm(
+        ClassifierOutputs(m), "classifier", ["image"], ["logits"], shape, ClassifierOutputs(ref)
+    )
 
 
 def is_detector(model: nn.Module) -> bool:

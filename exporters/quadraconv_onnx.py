@@ -34,9 +34,18 @@ class QuadraConvOp(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, wa, wb, wc, bias, stride: int, pad: int, dilation: int):
         channels = wa.type().sizes()[0]
-        y = g.op(f"{DOMAIN}::{OP_TYPE}", x, wa, wb, wc, bias,
-                 strides_i=[stride, stride], pads_i=[pad] * 4, dilations_i=[dilation, dilation],
-                 group_i=channels)
+        y = g.op(
+            f"{DOMAIN}::{OP_TYPE}",
+            x,
+            wa,
+            wb,
+            wc,
+            bias,
+            strides_i=[stride, stride],
+            pads_i=[pad] * 4,
+            dilations_i=[dilation, dilation],
+            group_i=channels,
+        )
         sizes = x.type().sizes() if x.type().dim() is not None else None
         if sizes is not None and all(isinstance(s, int) for s in sizes[2:]):
             k = wa.type().sizes()[-1]
@@ -65,7 +74,9 @@ class QuadraConvExport(nn.Module):
         self.pad = same_padding(src.kernel_size, src.dilation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return QuadraConvOp.apply(x, self.wa, self.wb, self.wc, self.bias, self.stride, self.pad, self.dilation)
+        return QuadraConvOp.apply(
+            x, self.wa, self.wb, self.wc, self.bias, self.stride, self.pad, self.dilation
+        )
 
 
 def quadraconv_function(opset: int = 17):
@@ -90,7 +101,11 @@ def quadraconv_function(opset: int = 17):
         helper.make_node("Add", ["sum", "bias_chw"], ["y"]),
     ]
     return helper.make_function(
-        DOMAIN, OP_TYPE, ["x", "wa", "wb", "wc", "bias"], ["y"], nodes,
+        DOMAIN,
+        OP_TYPE,
+        ["x", "wa", "wb", "wc", "bias"],
+        ["y"],
+        nodes,
         opset_imports=[helper.make_opsetid("", opset)],
         attributes=["strides", "pads", "dilations", "group"],
         doc_string="Depthwise quadratic convolution (Wa*x)(Wb*x) + Wc*x + b (QuadraNet).",

@@ -43,8 +43,9 @@ class ShapeProfile:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
-def batch_profiles(input_names: list[str], input_shape: tuple[int, ...], dynamic: bool,
-                   max_batch: int = 8) -> list[ShapeProfile]:
+def batch_profiles(
+    input_names: list[str], input_shape: tuple[int, ...], dynamic: bool, max_batch: int = 8
+) -> list[ShapeProfile]:
     """One profile per input: batch 1..max_batch (opt = max/2) when dynamic, else fixed."""
     out = []
     for name in input_names:
@@ -56,8 +57,14 @@ def batch_profiles(input_names: list[str], input_shape: tuple[int, ...], dynamic
     return out
 
 
-def build_engine(onnx_path: Path, engine_path: Path, cache_path: Path, precision: str,
-                 profiles: list[ShapeProfile], workspace_mib: int = 2048) -> dict:
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    cache_path: Path,
+    precision: str,
+    profiles: list[ShapeProfile],
+    workspace_mib: int = 2048,
+) -> dict:
     """Parse ONNX (plugins resolve edgedet nodes), build and serialize the engine."""
     import tensorrt as trt
     from edgedet.kernels import trt_plugins
@@ -125,17 +132,24 @@ def build_artifact(req, ex, form, stage: Path, log) -> tuple[list[str], str, dic
     from edgedet.kernels.trt_plugins import plugin_onnx
 
     require_tensorrt()
-    (stage / "model.onnx").write_bytes(plugin_onnx(ex.model).SerializeToString() if ex.custom_ops
-                                       else ex.serialize())
+    (stage / "model.onnx").write_bytes(
+        plugin_onnx(ex.model).SerializeToString() if ex.custom_ops else ex.serialize()
+    )
     profiles = batch_profiles(form.input_names, form.input_shape, req.dynamic_batch)
     log(f"building TensorRT engine ({req.precision}, profiles {[p.to_json() for p in profiles]})")
-    info = build_engine(stage / "model.onnx", stage / "model.engine", stage / "timing.cache", req.precision,
-                        profiles)
+    info = build_engine(
+        stage / "model.onnx", stage / "model.engine", stage / "timing.cache", req.precision, profiles
+    )
     names = form.input_names
 
     def run(x):
         return run_engine(stage / "model.engine", dict(zip(names, x, strict=True)))
 
-    runtime = {"name": "tensorrt", "version": info["tensorrt"], "device": "cuda",
-               "profiles": info["profiles"], "plugins": "edgedet.kernels.trt_plugins (Triton kernels)"}
+    runtime = {
+        "name": "tensorrt",
+        "version": info["tensorrt"],
+        "device": "cuda",
+        "profiles": info["profiles"],
+        "plugins": "edgedet.kernels.trt_plugins (Triton kernels)",
+    }
     return ["model.onnx", "model.engine", "timing.cache"], "model.engine", runtime, run

@@ -9,6 +9,7 @@ build with the system compiler, the Cortex-A76 build (aarch64, NEON) with Debian
 
 from __future__ import annotations
 
+import copy
 import shutil
 import socket
 import subprocess
@@ -42,7 +43,8 @@ TARGETS = {
     "cortex-a76": TvmTarget(
         "cortex-a76",
         {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon"]},
-        CROSS_GCC, "aarch64",
+        CROSS_GCC,
+        "aarch64",
     ),
 }
 
@@ -69,10 +71,16 @@ def build_library(onnx_model, target: TvmTarget, out_path: Path) -> None:
     from tvm.support import cc
 
     if target.compiler and shutil.which(target.compiler) is None:
-        raise EdgedetError(f"cross compiler '{target.compiler}' not found: apt-get install gcc-aarch64-linux-gnu "
-                           "(or `make sysdeps`)")
+        raise EdgedetError(
+            f"cross compiler '{target.compiler}' not found: apt-get install gcc-aarch64-linux-gnu "
+            "(or `make sysdeps`)"
+        )
     if len(onnx_model.functions):
         raise ValueError("inline the ONNX local functions before TVM import (onnx.inliner)")
+    from edgedet.exporters.onnx import fold_constants
+
+    onnx_model = copy.deepcopy(onnx_model)
+    fold_constants(onnx_model)  # shape arithmetic → constants (Relax needs static pads etc.)
     mod = from_onnx(onnx_model, keep_params_in_input=False)
     executable = tvm.compile(mod, target=tvm.target.Target(target.target))
     fcompile = cc.cross_compiler(target.compiler) if target.compiler else None
@@ -107,8 +115,12 @@ def elf_info(path: Path) -> dict:
     e_type = int.from_bytes(head[16:18], order)
     e_machine = int.from_bytes(head[18:20], order)
     machines = {62: "x86_64", 183: "aarch64", 40: "arm"}
-    return {"elf": True, "class": 64 if head[4] == 2 else 32, "shared_object": e_type == 3,
-            "machine": machines.get(e_machine, str(e_machine))}
+    return {
+        "elf": True,
+        "class": 64 if head[4] == 2 else 32,
+        "shared_object": e_type == 3,
+        "machine": machines.get(e_machine, str(e_machine)),
+    }
 
 
 def _free_port() -> int:
@@ -124,9 +136,20 @@ def loopback_rpc_server(timeout_s: float = 30.0):
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
-         "--port-end", str(port + 1), "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + timeout_s

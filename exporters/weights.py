@@ -29,7 +29,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise EdgedetError(f"{p} holds neither a state dict nor a training checkpoint with a 'model' state dict")
+        raise EdgedetError(
+            f"{p} holds neither a state dict nor a training checkpoint with a 'model' state dict"
+        )
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
@@ -57,7 +59,10 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], path: str | Path) -
 def weights_record(checkpoint: str | Path | None, seed: int) -> dict:
     """The manifest's `weights` entry."""
     if checkpoint is None:
-        return {"source": "seeded-init", "seed": seed,
-                "note": "no checkpoint given: weights are the model's initialisation after torch.manual_seed(seed)"}
+        return {
+            "source": "seeded-init",
+            "seed": seed,
+            "note": "no checkpoint given: the model's initialisation after torch.manual_seed(seed)",
+        }
     p = Path(checkpoint)
     return {"source": "checkpoint", "path": str(p.resolve()), "sha256": sha256_file(p)}

@@ -17,8 +17,9 @@ from torch import Tensor
 WEIGHT_NAMES = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "x1w", "x1b", "x2w", "y1w", "y1b", "y2w")
 
 
-def axial_attention_torch(q: Tensor, k: Tensor, v: Tensor, bx: Tensor, by: Tensor, height: int, width: int,
-                          mask_bias: Tensor) -> Tensor:
+def axial_attention_torch(
+    q: Tensor, k: Tensor, v: Tensor, bx: Tensor, by: Tensor, height: int, width: int, mask_bias: Tensor
+) -> Tensor:
     """softmax(q·kᵀ + By + Bx + mask)·v with the bias broadcast over the (H, W) grid."""
     b, m, nq, _ = q.shape
     logits = (q @ k.transpose(-2, -1)).reshape(b, m, nq, height, width)
@@ -35,9 +36,21 @@ def encode(delta: Tensor, log8: bool) -> Tensor:
     return torch.sign(delta) * torch.log2(delta.abs() + 1.0) / 3.0 if log8 else delta
 
 
-def boxrpb_attention(query: Tensor, boxes: Tensor, memory_k: Tensor, memory_v: Tensor, mask: Tensor,
-                     weights: list[Tensor], *, num_heads: int, height: int, width: int, stride: float,
-                     log8: bool, attention: Callable[..., Tensor] = axial_attention_torch) -> Tensor:
+def boxrpb_attention(
+    query: Tensor,
+    boxes: Tensor,
+    memory_k: Tensor,
+    memory_v: Tensor,
+    mask: Tensor,
+    weights: list[Tensor],
+    *,
+    num_heads: int,
+    height: int,
+    width: int,
+    stride: float,
+    log8: bool,
+    attention: Callable[..., Tensor] = axial_attention_torch,
+) -> Tensor:
     """query (B,Q,C), boxes (B,Q,4) cxcywh normalised to the feature extent, memory_k/v
     (B,H·W,C), mask (B or 1, H·W) with 1 on padding → (B,Q,C)."""
     wq, bq, wk, bk, wv, bv, wo, bo, x1w, x1b, x2w, y1w, y1b, y2w = weights

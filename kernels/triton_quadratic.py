@@ -16,10 +16,24 @@ from torch import Tensor
 
 
 @triton.jit
-def _quadconv_kernel(x_ptr, wa_ptr, wb_ptr, wc_ptr, bias_ptr, y_ptr,
-                     C, H, W, OH, OW,
-                     STRIDE: tl.constexpr, PAD: tl.constexpr, DIL: tl.constexpr, K: tl.constexpr,
-                     BLOCK: tl.constexpr):
+def _quadconv_kernel(
+    x_ptr,
+    wa_ptr,
+    wb_ptr,
+    wc_ptr,
+    bias_ptr,
+    y_ptr,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    STRIDE: tl.constexpr,
+    PAD: tl.constexpr,
+    DIL: tl.constexpr,
+    K: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     plane = tl.program_id(0)  # n * C + c
     tile = tl.program_id(1)
     c = plane % C
@@ -51,9 +65,18 @@ def out_size(n: int, k: int, stride: int, pad: int, dilation: int) -> int:
     return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-def quadconv_triton(x: Tensor, wa: Tensor, wb: Tensor, wc: Tensor, bias: Tensor | None,
-                    stride: int = 1, pad: int | None = None, dilation: int = 1,
-                    out: Tensor | None = None, block: int = 128) -> Tensor:
+def quadconv_triton(
+    x: Tensor,
+    wa: Tensor,
+    wb: Tensor,
+    wc: Tensor,
+    bias: Tensor | None,
+    stride: int = 1,
+    pad: int | None = None,
+    dilation: int = 1,
+    out: Tensor | None = None,
+    block: int = 128,
+) -> Tensor:
     """(Wa⊛x)⊙(Wb⊛x) + Wc⊛x + b for x (N,C,H,W) contiguous, weights (C,1,k,k).
 
     `pad=None` is 'same' padding (odd k). Accumulates in fp32 whatever the I/O dtype.
@@ -68,6 +91,22 @@ def quadconv_triton(x: Tensor, wa: Tensor, wb: Tensor, wc: Tensor, bias: Tensor 
     if out is None:
         out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
     grid = (n * c, triton.cdiv(oh * ow, block))
-    _quadconv_kernel[grid](x.contiguous(), wa.contiguous(), wb.contiguous(), wc.contiguous(), bias.contiguous(),
-                           out, c, h, w, oh, ow, STRIDE=stride, PAD=pad, DIL=dilation, K=k, BLOCK=block)
+    _quadconv_kernel[grid](
+        x.contiguous(),
+        wa.contiguous(),
+        wb.contiguous(),
+        wc.contiguous(),
+        bias.contiguous(),
+        out,
+        c,
+        h,
+        w,
+        oh,
+        ow,
+        STRIDE=stride,
+        PAD=pad,
+        DIL=dilation,
+        K=k,
+        BLOCK=block,
+    )
     return out

@@ -24,8 +24,9 @@ def register() -> None:
     try:
         import tensorrt.plugin as trtp
     except ImportError:
-        raise EdgedetError("TensorRT >= 10.6 with tensorrt.plugin is needed: pip install 'edgedet[tensorrt]'") \
-            from None
+        raise EdgedetError(
+            "TensorRT >= 10.6 with tensorrt.plugin is needed: pip install 'edgedet[tensorrt]'"
+        ) from None
     _define_quadraconv(trtp)
     _define_boxrpb(trtp)
     _registered = True
@@ -36,15 +37,25 @@ def _define_quadraconv(trtp) -> None:
     import numpy.typing as npt
 
     @trtp.register(f"{NAMESPACE}::QuadraConv")
-    def quadraconv_desc(x: trtp.TensorDesc, wa: trtp.TensorDesc, wb: trtp.TensorDesc, wc: trtp.TensorDesc,
-                        bias: trtp.TensorDesc, strides: npt.NDArray[np.int32], pads: npt.NDArray[np.int32],
-                        dilations: npt.NDArray[np.int32], group: int) -> trtp.TensorDesc:
+    def quadraconv_desc(
+        x: trtp.TensorDesc,
+        wa: trtp.TensorDesc,
+        wb: trtp.TensorDesc,
+        wc: trtp.TensorDesc,
+        bias: trtp.TensorDesc,
+        strides: npt.NDArray[np.int32],
+        pads: npt.NDArray[np.int32],
+        dilations: npt.NDArray[np.int32],
+        group: int,
+    ) -> trtp.TensorDesc:
         out = x.like()
         k = wa.shape_expr[3]
         for axis in (2, 3):
             i = axis - 2
             span = int(dilations[i]) * (k - 1) + 1
-            out.shape_expr[axis] = (x.shape_expr[axis] + int(pads[i]) + int(pads[i + 2]) - span) // int(strides[i]) + 1
+            out.shape_expr[axis] = (x.shape_expr[axis] + int(pads[i]) + int(pads[i + 2]) - span) // int(
+                strides[i]
+            ) + 1
         return out
 
     @trtp.autotune(f"{NAMESPACE}::QuadraConv")
@@ -69,17 +80,18 @@ def _define_boxrpb(trtp) -> None:
     weights = ", ".join(f"{n}: trtp.TensorDesc" for n in WEIGHT_NAMES)
     attrs = "num_heads: int, height: int, width: int, stride: float, scale: float, log8: int"
     # trtp.register reads the annotated signature, so the 19-input descriptor is spelled out.
-    src = (f"def boxrpb_desc({descs}, {weights}, {attrs}) -> trtp.TensorDesc:\n"
-           f"    return query.like()\n")
+    src = f"def boxrpb_desc({descs}, {weights}, {attrs}) -> trtp.TensorDesc:\n    return query.like()\n"
     scope = {"trtp": trtp}
     exec(src, scope)  # noqa: S102 - builds a signature, no user input
     trtp.register(f"{NAMESPACE}::BoxRPBAttention")(scope["boxrpb_desc"])
 
     # trtp.impl checks its signature against the descriptor's: spelled out the same way.
-    impl_src = (f"def boxrpb_impl({', '.join(['query', 'boxes', 'memory_k', 'memory_v', 'mask', *WEIGHT_NAMES])}, "
-                f"num_heads, height, width, stride, scale, log8, outputs, stream):\n"
-                f"    _run_boxrpb([query, boxes, memory_k, memory_v, mask, "
-                f"{', '.join(WEIGHT_NAMES)}], num_heads, height, width, stride, log8, outputs, stream)\n")
+    impl_src = (
+        f"def boxrpb_impl({', '.join(['query', 'boxes', 'memory_k', 'memory_v', 'mask', *WEIGHT_NAMES])}, "
+        f"num_heads, height, width, stride, scale, log8, outputs, stream):\n"
+        f"    _run_boxrpb([query, boxes, memory_k, memory_v, mask, "
+        f"{', '.join(WEIGHT_NAMES)}], num_heads, height, width, stride, log8, outputs, stream)\n"
+    )
     scope = {"_run_boxrpb": _run_boxrpb}
     exec(impl_src, scope)  # noqa: S102
     trtp.impl(f"{NAMESPACE}::BoxRPBAttention")(scope["boxrpb_impl"])
@@ -92,8 +104,17 @@ def _run_boxrpb(tensors, num_heads, height, width, stride, log8, outputs, stream
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         t = [torch.as_tensor(a, device="cuda") for a in tensors]
         out = torch.as_tensor(outputs[0], device="cuda")
-        out.copy_(boxrpb_attention(*t[:5], t[5:], num_heads=int(num_heads), height=int(height), width=int(width),
-                                   stride=float(stride), log8=bool(log8)))
+        out.copy_(
+            boxrpb_attention(
+                *t[:5],
+                t[5:],
+                num_heads=int(num_heads),
+                height=int(height),
+                width=int(width),
+                stride=float(stride),
+                log8=bool(log8),
+            )
+        )
 
 
 def plugin_onnx(model):
@@ -107,6 +128,10 @@ def plugin_onnx(model):
     del m.functions[:]
     for n in m.graph.node:
         if n.domain == NAMESPACE:
-            n.attribute.extend([helper.make_attribute("plugin_namespace", NAMESPACE),
-                                helper.make_attribute("plugin_version", "1")])
+            n.attribute.extend(
+                [
+                    helper.make_attribute("plugin_namespace", NAMESPACE),
+                    helper.make_attribute("plugin_version", "1"),
+                ]
+            )
     return m

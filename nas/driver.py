@@ -7,17 +7,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-
-from edgedet.arch import Arch
-from edgedet.errors import EdgedetError
 from edgedet.nas.budget import check_budget, choose_skeleton
 from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
 from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
 from edgedet.nas.space import SearchSpace, skeleton
+
+from edgedet.arch import Arch
+from edgedet.errors import EdgedetError
 
 
 @dataclass
@@ -92,9 +91,9 @@ def plan(job: SearchJob, num_classes: int, cost: ModuleCost | BlockCostCache, de
 def run_job(job: SearchJob, reporter: Reporter | None = None,
             on_plan: Callable[[SearchSpace, LatencyTable], None] | None = None) -> JobResult:
     import torch.distributed as dist
+    from edgedet.nas.outputs import write_outputs
 
     from edgedet.data import make_classification_data
-    from edgedet.nas.outputs import result_arch, write_outputs
 
     rank, world = dist_setup()
     cfg = job.config
@@ -123,11 +122,19 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     result = run_search(space, lut, data.train, data.val, data.num_classes, cfg, job.out_dir,
                         resume=job.resume, reporter=reporter if rank == 0 else None,
                         fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size})
+    if rank != 0:  # only rank 0 prices the whole network and writes
+        from edgedet.nas.outputs import result_arch
+
+        dist.barrier()
+        return JobResult(result_arch(space, result, lut, dev_name, job.budget_ms, source, job.train_size),
+                         result, space, lut, ranges)
     arch = fit_whole_network(space, result, lut, cost, dev_name, job, source)
     if rank == 0:
         write_outputs(job.out_dir, space, result, lut, arch,
                       extra={"skeleton_ranges_ms": ranges, "data": data.source, "world_size": world},
                       plots=job.plots)
+    if world > 1:
+        dist.barrier()
     return JobResult(arch, result, space, lut, ranges)
 
 
@@ -154,7 +161,8 @@ def fit_whole_network(space: SearchSpace, result: SearchResult, lut: LatencyTabl
         target *= job.budget_ms / whole * 0.999
         fit = fit_to_budget(result.argmax_indices, logp, lut, target, result.config["fit_low"])
         result.indices, result.latency_ms, result.repair = fit.indices, fit.latency_ms, fit.moves
-    raise EdgedetError(f"could not fit the derived architecture under {job.budget_ms:g} ms as a whole network "
+    raise EdgedetError(f"could not fit the derived architecture under {job.budget_ms:g} ms as a whole "
+                       f"network "
                        f"(last prediction {whole:.4g} ms)")
 
 
@@ -175,8 +183,9 @@ def whole_network_ms(arch: Arch, cost: ModuleCost) -> float | None:
 
 def build_space_net(space: SearchSpace, arch: Arch, num_classes: int | None = None):
     """The network of an arch in any block type of the search spaces."""
-    from edgedet.models.skeleton import MacroNet
     from edgedet.nas.space import build_block
+
+    from edgedet.models.skeleton import MacroNet
 
     stages = [[build_block(space.block, s.width, l) for l in s.layers] for s in arch.stages]
     return MacroNet([s.width for s in arch.stages], stages,

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from edgedet.nas.space import SearchSpace, build_block
 from torch import Tensor, nn
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.space import SearchSpace, build_block
 
 LUT_VERSION = 1  # bump when block definitions change, to invalidate persisted block costs
 
@@ -95,7 +95,8 @@ class BlockCostCache:
         from edgedet.arch import write_json_atomic
 
         try:
-            write_json_atomic(self.store, {json.dumps(list(k)): v for k, v in sorted(self.memo.items(), key=str)})
+            items = sorted(self.memo.items(), key=str)
+            write_json_atomic(self.store, {json.dumps(list(k)): v for k, v in items})
         except OSError:
             pass  # a cache that cannot be written is only slower
 
@@ -111,7 +112,8 @@ class BlockCostCache:
     def fixed(self, space: SearchSpace) -> float:
         key = ("fixed", *space.widths, space.input_size, space.num_classes)
         if key not in self.memo:
-            self.memo[key] = float(self.cost(skeleton_net(space).eval(), (1, 3, space.input_size, space.input_size)))
+            shape = (1, 3, space.input_size, space.input_size)
+            self.memo[key] = float(self.cost(skeleton_net(space).eval(), shape))
         return self.memo[key]
 
 
@@ -130,7 +132,8 @@ def skeleton_net(space: SearchSpace) -> nn.Module:
     return MacroNet(list(space.widths), [[] for _ in space.widths], num_classes=space.num_classes)
 
 
-def build_lut(space: SearchSpace, cost: ModuleCost | BlockCostCache, source: dict | None = None) -> LatencyTable:
+def build_lut(space: SearchSpace, cost: ModuleCost | BlockCostCache,
+              source: dict | None = None) -> LatencyTable:
     """Price every (layer, choice) of `space` at its deployment input size."""
     cache = cost if isinstance(cost, BlockCostCache) else BlockCostCache(cost)
     for s in range(len(space.widths)):
@@ -138,7 +141,8 @@ def build_lut(space: SearchSpace, cost: ModuleCost | BlockCostCache, source: dic
             raise EdgedetError(f"input size {space.input_size} is too small for a 4-stage skeleton "
                                f"(stride 32); use ≥ 32")
     table = [
-        [cache.block(space.block, c, space.widths[s], space.stage_resolution(s)) for c in space.layer_choices(s, i)]
+        [cache.block(space.block, c, space.widths[s], space.stage_resolution(s))
+         for c in space.layer_choices(s, i)]
         for s, i in space.layers()
     ]
     src = {"input_size": space.input_size, **(source or {})}

@@ -7,10 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgedet.arch import Arch
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace
+
+from edgedet.arch import Arch
 
 
 def _save(fig, path: Path) -> Path:
@@ -24,7 +25,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: LatencyTable, arch: Arch) -> list[Path]:
+def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: LatencyTable,
+                arch: Arch) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +42,8 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
     ax.plot(ep, [r["expected_latency_ms"] for r in h], "o-", label="E[latency] (softmax α)")
     ax.plot(ep, [r["argmax_latency_ms"] for r in h], "s--", label="argmax architecture")
     ax.axhline(arch.budget_ms, color="r", label=f"budget {arch.budget_ms:g} ms")
-    ax.axhline(arch.predicted_latency_ms, color="g", ls=":", label=f"derived {arch.predicted_latency_ms:.3g} ms")
+    ax.axhline(arch.predicted_latency_ms, color="g", ls=":",
+               label=f"derived {arch.predicted_latency_ms:.3g} ms")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"predicted latency (ms), {prof} @ {space.input_size}px")
     ax.legend(fontsize=8)
@@ -82,11 +85,13 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
                 ax.add_patch(plt.Rectangle((x, 0.45), 0.8, 0.1, color="#cccccc"))
             else:
                 hgt = 0.35 * layer.expansion / max(space.expansions)
-                ax.add_patch(plt.Rectangle((x, 0.5 - hgt), 0.8, 2 * hgt, color=colours.get(layer.kernel, "#555")))
+                colour = colours.get(layer.kernel, "#555")
+                ax.add_patch(plt.Rectangle((x, 0.5 - hgt), 0.8, 2 * hgt, color=colour))
                 ax.text(x + 0.4, 0.5, f"{layer.kernel}\n×{layer.expansion}", ha="center", va="center",
                         fontsize=6, color="w")
             x += 1
-        ax.text(x - len(stage.layers) / 2 - 0.1, 0.97, f"stage {s + 1}: {stage.width} ch", ha="center", fontsize=7)
+        ax.text(x - len(stage.layers) / 2 - 0.1, 0.97, f"stage {s + 1}: {stage.width} ch",
+                ha="center", fontsize=7)
         x += 0.6
     ax.set_xlim(-0.3, x)
     ax.set_ylim(0, 1.05)

@@ -67,7 +67,8 @@ class SearchSpace:
         for s, (w, n) in enumerate(zip(self.widths, self.max_layers, strict=True)):
             stages.append(Stage(width=w, stride=1 if s == 0 else 2, layers=list(layers[pos:pos + n])))
             pos += n
-        return Arch(stem=Stem(), stages=stages, input_size=self.input_size, num_classes=self.num_classes, **meta)
+        return Arch(stem=Stem(), stages=stages, input_size=self.input_size, num_classes=self.num_classes,
+                    **meta)
 
     def arch_from_indices(self, indices: list[int], **meta) -> Arch:
         return self.arch([c[i] for c, i in zip(self.all_choices(), indices, strict=True)], **meta)

@@ -12,7 +12,7 @@ SCHEMA_VERSION = 1
 KINDS = ("predicted", "measured")
 PREDICTOR_TYPES = ("roofline", "linear")
 LINEAR_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "weight_bytes", "out_elems",
-                   "in_elems", "flops_per_out")
+                   "in_elems", "flops_per_out", "spill_bytes", "dram_bytes")
 
 
 def _bad(src: str, field: str, why: str) -> EdgedetError:

@@ -49,6 +49,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill a process we started and its group (the RPC server forks a worker per session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
 @pytest.fixture
 def rpc_server(tmp_path):
     port = _free_port()
@@ -82,8 +91,7 @@ def rpc_server(tmp_path):
             pytest.fail("rpc_server did not start within 60 s")
         yield f"rpc://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the server forks a worker per session: end its whole group
-        proc.wait(timeout=10)
+        _stop(proc)
         log.close()
 
 
@@ -197,5 +205,4 @@ def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, capsys):
         assert json.loads(out.read_text())["results"][0]["iterations"] >= 5
     finally:
         for p in procs:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
+            _stop(p)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from edgedet.exporters.artifact import load_manifest
+from edgedet.exporters.onnx import run_onnxruntime
+from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
 
 from edgedet import models
 from edgedet.cli.main import main
 from edgedet.errors import EdgedetError
-from edgedet.exporters.artifact import load_manifest
-from edgedet.exporters.onnx import run_onnxruntime
-from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
 
 torch.set_num_threads(1)
 
@@ -97,12 +97,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_export_and_parity_failure_exit(tmp_path, capsys):
     out = tmp_path / "ok"
-    assert main(["export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", str(out)]) == 0
+    assert (
+        main(["export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", str(out)]) == 0
+    )
     assert "parity ok" in capsys.readouterr().out
     assert json.loads((out / "manifest.json").read_text())["format"] == "onnx"
     fail = tmp_path / "fail"
-    code = main(["export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", str(fail),
-                 "--tolerance", "1e-12"])
+    code = main(
+        [
+            "export",
+            "quadranet25-xxs",
+            "--format",
+            "onnx",
+            "--input-size",
+            "64",
+            "--out",
+            str(fail),
+            "--tolerance",
+            "1e-12",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "max abs err" in err and "nothing was written" in err

@@ -7,13 +7,13 @@ import onnx
 import onnx.inliner
 import pytest
 import torch
-from torch import nn
-
-from edgedet import models
 from edgedet.exporters.boxrpb_onnx import BoxRPBExport
 from edgedet.exporters.onnx import export_onnx, run_onnxruntime, used_custom_ops
 from edgedet.exporters.prepare import prepare
 from edgedet.kernels import QuadraConv2d
+from torch import nn
+
+from edgedet import models
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 
 torch.set_num_threads(1)
@@ -117,7 +117,12 @@ def test_boxrpb_attention_node(rpe_type, masked):
     assert buf.custom_ops == ["edgedet.BoxRPBAttention"]
     node = next(n for n in buf.model.graph.node if n.op_type == "BoxRPBAttention")
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    assert (attrs["num_heads"], attrs["height"], attrs["width"], attrs["log8"]) == (4, 3, 5, int(rpe_type != "linear"))
+    assert (attrs["num_heads"], attrs["height"], attrs["width"], attrs["log8"]) == (
+        4,
+        3,
+        5,
+        int(rpe_type != "linear"),
+    )
     with torch.no_grad():
         ref = eager(q, boxes, mem).numpy()
     feeds = {"query": q.numpy(), "boxes": boxes.numpy(), "memory": mem.numpy()}

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-from edgedet import models
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters import tvm as tx
 from edgedet.exporters.onnx import export_onnx
 from edgedet.exporters.prepare import prepare
+
+from edgedet import models
 
 torch.set_num_threads(1)
 
@@ -78,8 +78,10 @@ def test_tvm_host_build_runs_locally_and_over_loopback_rpc(case, host_lib):
     assert np.abs(remote - ref).max() < 1e-4
 
 
-@pytest.mark.skipif(shutil.which(tx.CROSS_GCC) is None,
-                    reason="aarch64-linux-gnu-gcc missing: run `make sysdeps` (apt-get install gcc-aarch64-linux-gnu)")
+@pytest.mark.skipif(
+    shutil.which(tx.CROSS_GCC) is None,
+    reason="aarch64-linux-gnu-gcc missing: run `make sysdeps` (apt-get install gcc-aarch64-linux-gnu)",
+)
 def test_tvm_cortex_a76_cross_compile_is_aarch64_shared_object(host_lib, tmp_path):
     ex, _ = host_lib
     out = tmp_path / "model.so"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,17 +19,22 @@ from edgedet.exporters.onnx import export_onnx  # noqa: E402
 from edgedet.exporters.prepare import prepare  # noqa: E402
 from edgedet.kernels import trt_plugins  # noqa: E402
 from edgedet.kernels.quadratic import quadratic_conv2d  # noqa: E402
+
 from edgedet.models.boxrpb import BoxRPBCrossAttention  # noqa: E402
 
 torch.set_num_threads(1)
 
 
 def _kernels():
-    return (importlib.import_module("edgedet.kernels.triton_quadratic"),
-            importlib.import_module("edgedet.kernels.triton_boxrpb"))
+    return (
+        importlib.import_module("edgedet.kernels.triton_quadratic"),
+        importlib.import_module("edgedet.kernels.triton_boxrpb"),
+    )
 
 
-@pytest.mark.parametrize("c,h,w,k,stride,dilation", [(3, 9, 7, 3, 1, 1), (2, 8, 8, 5, 2, 1), (2, 7, 9, 3, 1, 2)])
+@pytest.mark.parametrize(
+    "c,h,w,k,stride,dilation", [(3, 9, 7, 3, 1, 1), (2, 8, 8, 5, 2, 1), (2, 7, 9, 3, 1, 2)]
+)
 def test_triton_quadconv_matches_reference(c, h, w, k, stride, dilation):
     tq, _ = _kernels()
     g = torch.Generator().manual_seed(c * 100 + k)
@@ -55,8 +59,19 @@ def test_triton_boxrpb_matches_module(rpe_type):
     mask[1, -3:] = 1
     weights = BoxRPBExport(attn).weights()
     with torch.no_grad():
-        got = tb.boxrpb_attention(query, boxes, mk, mv, mask, weights, num_heads=4, height=h, width=w,
-                                  stride=16.0, log8=rpe_type == "abs_log8")
+        got = tb.boxrpb_attention(
+            query,
+            boxes,
+            mk,
+            mv,
+            mask,
+            weights,
+            num_heads=4,
+            height=h,
+            width=w,
+            stride=16.0,
+            log8=rpe_type == "abs_log8",
+        )
         ref = attn(query, boxes, mk, mv, (h, w), mask.bool())
     assert torch.allclose(got, ref, atol=1e-5)
 
@@ -87,10 +102,20 @@ def test_shape_profiles():
 def test_tensorrt_engine_build(tmp_path, precision):
     if not torch.cuda.is_available():
         pytest.skip("TensorRT engine build needs a CUDA GPU")
-    pytest.importorskip("tensorrt", reason="TensorRT engine build needs TensorRT (pip install 'edgedet[tensorrt]')")
+    pytest.importorskip(
+        "tensorrt", reason="TensorRT engine build needs TensorRT (pip install 'edgedet[tensorrt]')"
+    )
     from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
-    res = export_artifact(ExportRequest(model="quadranet25-xxs", format="tensorrt", out=tmp_path / "trt",
-                                        input_size=64, precision=precision, dynamic_batch=True))
+    res = export_artifact(
+        ExportRequest(
+            model="quadranet25-xxs",
+            format="tensorrt",
+            out=tmp_path / "trt",
+            input_size=64,
+            precision=precision,
+            dynamic_batch=True,
+        )
+    )
     assert {"model.engine", "model.onnx", "timing.cache"} <= set(res.manifest["files"])
     assert res.parity.passed

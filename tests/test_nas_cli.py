@@ -14,8 +14,9 @@ import pytest
 
 from edgedet.cli.main import main
 
-TINY = ["--device", "myriad-vpu", "--skeleton", "c16-d16", "--epochs", "4", "--warmup-epochs", "1",
-        "--synthetic-images", "256", "--batch-size", "16", "--train-size", "32", "--no-plots", "--threads", "1"]
+TINY = ["--skeleton", "c16-d16", "--epochs", "4", "--warmup-epochs", "1",
+        "--synthetic-images", "256", "--batch-size", "16", "--train-size", "32", "--no-plots",
+        "--threads", "1"]
 
 
 def test_unattainable_budget_names_smallest_latency(tmp_path, capsys):
@@ -40,6 +41,16 @@ def test_unknown_device_and_loss(tmp_path, capsys):
     assert "unknown loss form" in capsys.readouterr().err
 
 
+def _frozen_profile(tmp_path) -> list[str]:
+    """A private copy of the myriad-vpu profile, so an edit of the shipped one mid-test
+    cannot change the LUT between the runs being compared."""
+    from edgedet.profiles import load_profile
+
+    dst = tmp_path / "myriad-vpu.json"
+    dst.write_text(Path(load_profile("myriad-vpu").path).read_text())
+    return ["--device", str(dst)]
+
+
 def _cli(args, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "edgedet", *args], env=env, stdout=subprocess.PIPE,
@@ -48,39 +59,43 @@ def _cli(args, **kw):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_arch(tmp_path):
+    dev = _frozen_profile(tmp_path)
     t0 = time.time()
-    ref = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref")])
+    ref = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref")])
     out, _ = ref.communicate()
     assert ref.returncode == 0, out
     duration = time.time() - t0
 
-    kill_at = random.Random().uniform(0.2, 0.9) * duration
-    run = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run")])
+    kill_at = random.Random().uniform(0.1, 0.8) * duration
+    run = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run")])
     try:
         run.wait(timeout=kill_at)
     except subprocess.TimeoutExpired:
         run.send_signal(signal.SIGKILL)
         run.wait()
-    assert not (tmp_path / "run" / "arch.json").exists() or run.returncode == 0
-    res = _cli(["search", *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume"])
+    ckpt_existed = (tmp_path / "run" / "search.ckpt").exists()
+    res = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume"])
     out, _ = res.communicate()
     assert res.returncode == 0, out
     a = (tmp_path / "ref" / "arch.json").read_text()
     b = (tmp_path / "run" / "arch.json").read_text()
     assert a == b, f"killed at {kill_at:.1f}s of {duration:.1f}s"
+    print(f"killed at {kill_at:.1f}s of {duration:.1f}s; checkpoint existed: {ckpt_existed}")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+@pytest.mark.skipif(shutil.which("torchrun") is None
+                    and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun not installed")
 def test_torchrun_two_processes_on_cpu(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgedet", "search", *TINY,
-                        "--budget-ms", "30", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
-                       timeout=1800)
+    dev = _frozen_profile(tmp_path)
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgedet", "search", *dev, *TINY,
+           "--budget-ms", "30", "--out", str(tmp_path / "out")]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    arch = json.loads((tmp_path / "arch.json").read_text())
-    hist = json.loads((tmp_path / "search.json").read_text())
+    arch = json.loads((tmp_path / "out" / "arch.json").read_text())
+    hist = json.loads((tmp_path / "out" / "search.json").read_text())
     assert hist["world_size"] == 2
     assert 0.85 * 30 <= arch["predicted_latency_ms"] <= 30

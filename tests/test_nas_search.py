@@ -4,15 +4,15 @@ import json
 
 import pytest
 import torch
-
-from edgedet.arch import load_arch
-from edgedet.data import make_classification_data
-from edgedet.errors import EdgedetError
 from edgedet.nas.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from edgedet.nas.lut import build_lut
 from edgedet.nas.outputs import result_arch, write_outputs
 from edgedet.nas.search import Reporter, SearchConfig, run_search
 from edgedet.nas.space import SearchSpace
+
+from edgedet.arch import load_arch
+from edgedet.data import make_classification_data
+from edgedet.errors import EdgedetError
 
 torch.set_num_threads(1)
 
@@ -81,7 +81,8 @@ def test_search_outputs_and_resume_equality(setup, tmp_path):
     files = write_outputs(tmp_path / "b", sp, res, lut, arch)
     assert {f.name for f in files} >= {"arch.json", "search.json", "latency.png", "alpha_heatmap.png"}
     a = load_arch(tmp_path / "b" / "arch.json")
-    assert a.budget_ms == budget and a.predicted_latency_ms <= budget and a.extra["skeleton"]["name"] == sp.name
+    assert a.budget_ms == budget and a.predicted_latency_ms <= budget
+    assert a.extra["skeleton"]["name"] == sp.name
     hist = json.loads((tmp_path / "b" / "search.json").read_text())
     assert hist["schema_version"] == 1 and len(hist["history"]) == 3
 

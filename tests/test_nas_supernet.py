@@ -6,15 +6,22 @@ import random
 
 import pytest
 import torch
-from torch import nn
-
-from edgedet.errors import EdgedetError
 from edgedet.nas.budget import check_budget, choose_skeleton, fit_to_budget
 from edgedet.nas.lut import LatencyTable, build_lut
 from edgedet.nas.search import SearchConfig, latency_loss
 from edgedet.nas.space import SKELETONS, SearchSpace, sample_arch, skeleton
-from edgedet.nas.supernet import (Alphas, MixedLayer, Supernet, gate_gradient, rescale_pair, sample_pairs,
-                                  sample_paths)
+from edgedet.nas.supernet import (
+    Alphas,
+    MixedLayer,
+    Supernet,
+    gate_gradient,
+    rescale_pair,
+    sample_pairs,
+    sample_paths,
+)
+from torch import nn
+
+from edgedet.errors import EdgedetError
 
 torch.set_num_threads(1)
 
@@ -78,7 +85,8 @@ def test_gate_estimator_matches_finite_differences():
             return float(_gated_loss(layer, x, pair, g0 + shift, loss))
 
     eps = 1e-3
-    fd = torch.tensor([(f(alpha0 + eps * e) - f(alpha0 - eps * e)) / (2 * eps) for e in torch.eye(2).double()],
+    fd = torch.tensor([(f(alpha0 + eps * e) - f(alpha0 - eps * e)) / (2 * eps)
+                       for e in torch.eye(2).double()],
                       dtype=torch.float64)
     assert torch.allclose(est, fd, rtol=1e-4, atol=1e-6), (est, fd)
 
@@ -114,9 +122,10 @@ def test_sampling_is_seeded_and_pairs_distinct():
     a = sample_pairs(al, torch.Generator().manual_seed(5))
     b = sample_pairs(al, torch.Generator().manual_seed(5))
     assert a == b
-    for (i, j), act in zip(*a):
+    for (i, j), act in zip(*a, strict=True):
         assert i != j and act in (0, 1)
-    assert sample_paths(al, torch.Generator().manual_seed(3)) == sample_paths(al, torch.Generator().manual_seed(3))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert sample_paths(al, g1) == sample_paths(al, g2)
     assert all(abs(float(v)) < 0.01 for p in al for v in p.detach())  # N(0, 1e-3) init
 
 
@@ -130,10 +139,10 @@ def test_lut_expectation_and_gradient():
                                                                               requires_grad=True)]
     e = lut.expected(alphas)
     probs = [torch.softmax(a.detach(), 0) for a in alphas]
-    e_layers = [float((p * torch.tensor(r)).sum()) for p, r in zip(probs, lut.table)]
+    e_layers = [float((p * torch.tensor(r)).sum()) for p, r in zip(probs, lut.table, strict=True)]
     assert math.isclose(float(e), 2.0 + sum(e_layers), rel_tol=1e-6)
     grads = torch.autograd.grad(e, alphas)
-    for g, p, r, el in zip(grads, probs, lut.table, e_layers):
+    for g, p, r, el in zip(grads, probs, lut.table, e_layers, strict=True):
         assert torch.allclose(g, p * (torch.tensor(r) - el), atol=1e-6)
     # finite differences through the same function
     eps = 1e-3
@@ -174,7 +183,8 @@ def test_build_lut_prices_layers_at_deployment_size():
     sp = SearchSpace(input_size=224, num_classes=10)
     lut = build_lut(sp, _flops_cost)
     assert len(lut.table) == sum(sp.max_layers)
-    assert all(row[-1] == 0.0 for row, (_, i) in zip(lut.table, sp.layers()) if i > 0)  # identity
+    # identity is free
+    assert all(row[-1] == 0.0 for row, (_, i) in zip(lut.table, sp.layers(), strict=True) if i > 0)
     assert lut.table[0][0] < lut.table[0][-1]  # k3e2 < k7e4
     small = build_lut(SearchSpace(input_size=112, num_classes=10), _flops_cost)
     assert lut.max_ms > 3 * small.max_ms  # priced at the deployment size, not a fixed one
@@ -184,7 +194,7 @@ def test_build_lut_prices_layers_at_deployment_size():
     r = random.Random(0)
     idx = [r.randrange(len(row)) for row in lut.table]
     whole = _flops_cost(build_from_arch(sp.arch_from_indices(idx)).eval(), (1, 3, 224, 224))
-    n_blocks = sum(1 for row, i in zip(lut.table, idx) if row[i] > 0)
+    n_blocks = sum(1 for row, i in zip(lut.table, idx, strict=True) if row[i] > 0)
     assert math.isclose(lut.latency(idx), whole + 0.01 * n_blocks, rel_tol=1e-6)
 
 
@@ -238,3 +248,27 @@ def test_space_sampler_and_skeletons():
     net = Supernet(SearchSpace(num_classes=10), 10)
     net.use_paths([0] * 16)
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_block_cost_cache_persists(tmp_path, monkeypatch):
+    from edgedet.arch import LayerChoice
+    from edgedet.nas.lut import BlockCostCache
+
+    monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path))
+    calls = []
+
+    class Cost:
+        cache_key = "test-profile-0"
+
+        def __call__(self, module, shape):
+            calls.append(shape)
+            return 1.5
+
+    a = BlockCostCache(Cost())
+    assert a.block("quadra", LayerChoice(3, 2), 16, 56) == 1.5 and len(calls) == 1
+    assert a.block("quadra", LayerChoice(3, 2), 16, 56) == 1.5 and len(calls) == 1  # memo
+    a.save()
+    b = BlockCostCache(Cost())
+    assert b.block("quadra", LayerChoice(3, 2), 16, 56) == 1.5 and len(calls) == 1  # from disk
+    monkeypatch.setenv("EDGEDET_CACHE", "off")
+    assert BlockCostCache(Cost()).store is None

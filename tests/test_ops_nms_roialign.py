@@ -179,3 +179,14 @@ def test_multiscale_roi_align_static_equals_per_level() -> None:
     a = multiscale_roi_align(feats, strides, boxes, 7, 2, static=True)
     b = multiscale_roi_align(feats, strides, boxes, 7, 2, static=False)
     torch.testing.assert_close(a, b)
+
+
+def test_stable_rank_matches_stable_sort() -> None:
+    from edgedet.ops.nms import stable_argsort_desc, stable_rank_desc
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 5, (3, 40), generator=gen).float()  # many ties
+    order = torch.sort(x, dim=1, descending=True, stable=True).indices
+    assert torch.equal(stable_argsort_desc(x), order)
+    assert torch.equal(stable_argsort_desc(x, 7), order[:, :7])
+    assert torch.equal(stable_rank_desc(x).gather(1, order), torch.arange(40).expand(3, 40))

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from edgedet.kernels import QuadraConv2d, quadratic_conv2d
 
 torch.set_num_threads(1)  # tiny tensors: threads only add contention
@@ -54,8 +53,13 @@ def test_memory_saving_keeps_only_input_and_weights():
     x, (wa, wb, wc), b = _inputs(c=4, k=3, hw=8, dtype=torch.float32)
     weights = {wa.data_ptr(), wb.data_ptr(), wc.data_ptr()}
     for saving, expected_activations in ((True, 1), (False, 3)):
-        packed = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+        packed: list[torch.Tensor] = []
+
+        def pack(t, packed=packed):
+            packed.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             quadratic_conv2d(x, wa, wb, wc, b, memory_saving=saving)
         activations = [t for t in packed if t.dim() == 4 and t.shape[0] == x.shape[0]]
         assert len(activations) == expected_activations

@@ -105,10 +105,9 @@ def parse_rpc(device: str) -> tuple[str, int, str | None] | None:
 
 
 def first_line(e: BaseException) -> str:
-    """A runtime's exception as one line (they often carry multi-line C++ traces)."""
+    """A runtime's exception as one line: C++ runtimes wrap the cause in source-location lines,
+    so those are skipped and the most specific remaining lines are kept."""
     text = str(e).strip() or type(e).__name__
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "File ", "Exception from")):
-            return line[:400]
-    return text.splitlines()[0][:400]
+    noise = ("Traceback", "File ", "Exception from", "Check '", "Summary:")
+    lines = [ln.strip(" -") for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    return ("; ".join(lines[-2:]) if len(lines) > 1 else (lines[0] if lines else text.splitlines()[0]))[:400]

@@ -71,7 +71,10 @@ def open(spec: SessionSpec) -> Session:
     try:
         model = core.read_model(spec.model)
     except Exception as e:
-        raise EdgedetError(f"openvino cannot read {spec.model}: {first_line(e)}") from None
+        why = first_line(e)
+        if "edgedet." in why:  # an ONNX artifact keeping edgedet's custom ops
+            why += " (bench the `--format openvino` export, or export the ONNX with --decompose)"
+        raise EdgedetError(f"openvino cannot read {spec.model}: {why}") from None
     shapes, dtypes = {}, {}
     for port in model.inputs:
         name = port.get_any_name()

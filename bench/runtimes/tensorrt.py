@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 
 from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
-from edgedet.bench.runtimes import Session, SessionSpec
+from edgedet.bench.runtimes import Session, SessionSpec, first_line
 
 from edgedet.errors import EdgedetError
 
@@ -37,11 +37,25 @@ def prepare_env(spec: SessionSpec) -> None:
     return None
 
 
+PLUGINS = {"state": "not loaded"}
+
+
 def import_runtime() -> None:
     import tensorrt  # noqa: F401
     import torch
 
     torch.cuda.init()  # the CUDA context is part of the baseline, not of the model
+    # Engines exported with edgedet's ops call its plugins: TensorRT resolves them by name at
+    # deserialisation, so they must be registered in this process (part of the engine format).
+    try:
+        from edgedet.kernels import trt_plugins
+
+        trt_plugins.register()
+        PLUGINS["state"] = "edgedet.kernels.trt_plugins registered"
+    except Exception as e:  # e.g. no Triton: plain engines still run
+        PLUGINS["state"] = (
+            f"edgedet plugins unavailable ({first_line(e)}); engines with edgedet ops will not load"
+        )
 
 
 def versions() -> dict:
@@ -100,6 +114,13 @@ class TrtSession(Session):
         }
 
 
+def _engine_memory(engine) -> int:
+    for name in ("device_memory_size_v2", "device_memory_size"):  # v2 since TensorRT 10.1
+        if hasattr(engine, name):
+            return int(getattr(engine, name))
+    return 0
+
+
 def _build_from_onnx(trt, logger, spec: SessionSpec) -> bytes:
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -114,13 +135,15 @@ def _build_from_onnx(trt, logger, spec: SessionSpec) -> bytes:
         config.set_flag(trt.BuilderFlag.FP16)
     elif spec.precision == "bf16":
         config.set_flag(trt.BuilderFlag.BF16)
-    profile = builder.create_optimization_profile()
+    profile, dynamic = builder.create_optimization_profile(), False
     for i in range(network.num_inputs):
         t = network.get_input(i)
         declared = tuple(None if d < 0 else d for d in t.shape)
+        dynamic |= None in declared
         shape = resolve_shape(InputSpec(t.name, declared, "float32"), spec.batch, spec.input_size)
         profile.set_shape(t.name, shape, shape, shape)
-    config.add_optimization_profile(profile)
+    if dynamic:
+        config.add_optimization_profile(profile)
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise EdgedetError(f"TensorRT could not build an engine from {spec.model} (see its log above)")
@@ -144,7 +167,8 @@ def open(spec: SessionSpec) -> Session:
     else:  # a serialized engine carries its own precisions; --precision applies to builds only
         with _read(spec.model) as f:
             blob = f.read()
-    engine = trt.Runtime(logger).deserialize_cuda_engine(blob)
+    runtime = trt.Runtime(logger)  # kept alive with the engine (the session holds both)
+    engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
         raise EdgedetError(
             f"TensorRT cannot deserialize {spec.model} (built by another TensorRT version "
@@ -174,5 +198,12 @@ def open(spec: SessionSpec) -> Session:
     for name, buf in buffers.items():
         context.set_tensor_address(name, buf.data_ptr())
     stream = torch.cuda.Stream()
-    info = {"device": torch.cuda.get_device_name(0), "engine_io": names, "timing": "CUDA events"}
-    return TrtSession(context, stream, buffers, engine, shapes, info, free_before)
+    info = {
+        "device": torch.cuda.get_device_name(0),
+        "engine_io": names,
+        "timing": "CUDA events",
+        "plugins": PLUGINS["state"],
+    }
+    session = TrtSession(context, stream, buffers, engine, shapes, info, free_before)
+    session.runtime = runtime
+    return session

@@ -140,11 +140,13 @@ def _open_remote(spec: SessionSpec) -> Session:
         what = f"tracker {host}:{port} (key '{key}')" if key else f"RPC server {host}:{port}"
         raise EdgedetError(f"cannot reach the TVM {what}: {first_line(e)}") from None
     info = {"executor": "relax.VirtualMachine over TVM RPC", "remote": spec.device}
-    try:
-        remote.get_function("runtime.config_threadpool")(1, spec.threads)  # 1 = big cores, n threads
-        info["remote_threads"] = spec.threads
-    except Exception as e:  # older servers lack it: the board then uses its own default
-        info["remote_threads"] = f"server default ({first_line(e)})"
+    info["remote_threads"] = "the board's default (no --threads given)"
+    if spec.threads > 0:
+        try:
+            remote.get_function("runtime.config_threadpool")(1, spec.threads)  # 1 = big cores, n threads
+            info["remote_threads"] = spec.threads
+        except Exception as e:  # older servers lack it: the board then uses its own default
+            info["remote_threads"] = f"server default ({first_line(e)})"
     name = os.path.basename(spec.model)
     try:
         remote.upload(spec.model)

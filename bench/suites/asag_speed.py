@@ -112,7 +112,7 @@ def train_for(
             opt.step()
             step += 1
             seen += len(targets)
-            if step % 50 == 0:
+            if step % 20 == 0:
                 log(f"  step {step} epoch {epoch} loss {loss.item():.3f} [{time.perf_counter() - t0:.0f} s]")
         epoch += 1
 

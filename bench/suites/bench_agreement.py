@@ -19,7 +19,8 @@ from edgedet.errors import EdgedetError
 
 SCHEMA_VERSION = 1
 TOLERANCE = 0.05
-_LAT = re.compile(r"^\s*(?:\[ INFO \])?\s*(Median|Average|Min|Max):\s*([0-9.]+)\s*ms", re.M)
+_LAT = re.compile(r"^\s*(?:\[ INFO \])?\s*(Median|Average|Min|Max):\s*([0-9.]+)\s*(ms|us|s)\b", re.M)
+_TO_MS = {"ms": 1.0, "us": 1e-3, "s": 1e3}  # benchmark_app switches units with the magnitude
 _COUNT = re.compile(r"Count:\s*([0-9]+)\s*iterations")
 
 
@@ -33,7 +34,7 @@ def benchmark_app_path() -> str:
 
 def parse_benchmark_app(text: str) -> dict:
     """Median / average / min / max latency (ms) and iteration count from benchmark_app's report."""
-    lat = {k.lower(): float(v) for k, v in _LAT.findall(text)}
+    lat = {k.lower(): float(v) * _TO_MS[unit] for k, v, unit in _LAT.findall(text)}
     if "median" not in lat:
         tail = " | ".join(text.strip().splitlines()[-3:])
         raise EdgedetError(f"could not find benchmark_app's latency report in its output: {tail}")

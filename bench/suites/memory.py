@@ -174,10 +174,12 @@ def print_table(rows: list[dict]) -> None:
             t.add_row(kind, f"{r['saved_bytes'] / mib:.1f}", _ratio(r, sub.get("conv"), "saved_bytes"),
                       _ratio(r, sub.get("swin"), "saved_bytes"), f"{r['tensors_per_block']:.1f}",
                       f"{r['bytes_per_block'] / mib:.2f}", f"{r['peak_rss_bytes'] / mib:.1f}",
-                      _ratio(r, sub.get("conv"), "peak_rss_bytes"), _ratio(r, sub.get("swin"), "peak_rss_bytes"))
+                      _ratio(r, sub.get("conv"), "peak_rss_bytes"),
+                      _ratio(r, sub.get("swin"), "peak_rss_bytes"))
         console.print(t)
         _print_claims(console, sub)
-    console.print("saved = unique storages packed by torch.autograd.graph.saved_tensors_hooks over one forward, "
+    console.print("saved = unique storages packed by torch.autograd.graph.saved_tensors_hooks over one "
+                  "forward, "
                   "parameters excluded; peak RSS = ru_maxrss of a fresh process after one forward+backward "
                   "minus its RSS before building the model (see docs/memory.md)")
 
@@ -191,10 +193,12 @@ def _print_claims(console, sub: dict[str, dict]) -> None:
     qs, q, conv, swin = (sub.get(k) for k in ("quadra-saving", "quadra", "conv", "swin"))
     if qs and conv:
         v = qs["saved_bytes"] / conv["saved_bytes"]
-        console.print(f"  quadra-saving / conv saved bytes = {v:.2f} (claim ≤ 1.3: {'yes' if v <= 1.3 else 'NO'})")
+        ok = "yes" if v <= 1.3 else "NO"
+        console.print(f"  quadra-saving / conv saved bytes = {v:.2f} (claim ≤ 1.3: {ok})")
     if qs and swin:
         v = qs["saved_bytes"] / swin["saved_bytes"]
-        console.print(f"  quadra-saving / swin saved bytes = {v:.2f} (claim ≤ 0.7: {'yes' if v <= 0.7 else 'NO'})")
+        ok = "yes" if v <= 0.7 else "NO"
+        console.print(f"  quadra-saving / swin saved bytes = {v:.2f} (claim ≤ 0.7: {ok})")
     if qs and q:
         d = q["tensors_per_block"] - qs["tensors_per_block"]
         console.print(f"  quadra saves {d:.1f} more tensors per block than quadra-saving "

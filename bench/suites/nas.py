@@ -57,12 +57,12 @@ def _mean_std(xs: list[float]) -> dict[str, float]:
 def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int, threads: int,
               log=print) -> dict[str, Any]:
     import torch
-
-    from edgedet.data import make_classification_data
-    from edgedet.errors import EdgedetError
     from edgedet.nas.driver import SearchJob, build_space_net, load_device, run_job
     from edgedet.nas.proxy import ProxyTrainConfig, train_proxy
     from edgedet.nas.search import SearchConfig
+
+    from edgedet.data import make_classification_data
+    from edgedet.errors import EdgedetError
 
     torch.set_num_threads(threads)
     s_epochs, images, t_epochs = (3, 512, 2) if quick else (12, 2000, 10)
@@ -76,7 +76,8 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
             t0 = time.time()
             job = SearchJob(device=device, budget_ms=budget, out_dir=str(out / device / block), block=block,
                             train_size=train_size, synthetic_images=images, plots=not quick,
-                            config=SearchConfig(budget_ms=budget, epochs=s_epochs, warmup_epochs=s_epochs // 3))
+                            config=SearchConfig(budget_ms=budget, epochs=s_epochs,
+                                                 warmup_epochs=s_epochs // 3))
             try:
                 res = run_job(job)
             except EdgedetError as e:
@@ -88,7 +89,8 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
                 job.skeleton, job.nonbinding_ok = searched["quadra"].space.name, True
                 res = run_job(job)
             searched[block] = res
-            log(f"{device} @ {budget:g} ms: searched {block} on {res.space.name} in {time.time() - t0:.0f} s, "
+            log(f"{device} @ {budget:g} ms: searched {block} on {res.space.name} "
+                f"in {time.time() - t0:.0f} s, "
                 f"predicted {res.arch.predicted_latency_ms:.4g} ms")
         for block, r in searched.items():
             entry["skeletons"][block] = {"name": r.space.name, "range_ms": [r.lut.min_ms, r.lut.max_ms],
@@ -96,8 +98,9 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         space, lut = searched["quadra"].space, searched["quadra"].lut
         candidates = {"searched-quadranet": [(searched["quadra"].space, searched["quadra"].arch)],
                       "searched-mbconv": [(searched["mbconv"].space, searched["mbconv"].arch)],
-                      "random-quadranet": [(space, space.arch_from_indices(i, device=device, budget_ms=budget))
-                                           for i in _sample_in_window(space, lut, budget, n_random, seed=1)]}
+                      "random-quadranet": [
+                          (space, space.arch_from_indices(i, device=device, budget_ms=budget))
+                          for i in _sample_in_window(space, lut, budget, n_random, seed=1)]}
         data = make_classification_data("synthetic", train_size, seed=0, train_size=images,
                                         val_size=max(200, images // 5))
         for method, archs in candidates.items():
@@ -108,7 +111,8 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
                 for seed in range(seeds):
                     torch.manual_seed(seed)
                     net = build_space_net(sp, arch, data.num_classes)
-                    accs.append(train_proxy(net, data.train, data.val, ProxyTrainConfig(epochs=t_epochs, seed=seed)))
+                    pcfg = ProxyTrainConfig(epochs=t_epochs, seed=seed)
+                    accs.append(train_proxy(net, data.train, data.val, pcfg))
                 per_arch.append({**desc, "accuracy": _mean_std(accs)})
                 log(f"  {method}: {desc['predicted_latency_ms']:.4g} ms, {desc['gflops']:.3g} GFLOPs, "
                     f"{desc['params_m']:.3g} M params, proxy acc {statistics.fmean(accs):.3f}")
@@ -131,10 +135,12 @@ def _table(res: dict[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title="Table III in spirit: searched vs MBConv space vs random, same budget "
-                    f"(proxy: synthetic {res['proxy']['train_size']}px, {res['proxy']['train_epochs']} epochs, "
+                    f"(proxy: synthetic {res['proxy']['train_size']}px, "
+                    f"{res['proxy']['train_epochs']} epochs, "
                     f"{res['seeds']} seeds)",
               caption=res["latency_note"])
-    for c in ("device @ budget", "method", "pred. latency (ms)", "GFLOPs", "params (M)", "proxy acc (mean ± std)"):
+    for c in ("device @ budget", "method", "pred. latency (ms)", "GFLOPs", "params (M)",
+              "proxy acc (mean ± std)"):
         t.add_column(c)
     for r in res["rows"]:
         for method, archs in r["methods"].items():
@@ -151,7 +157,8 @@ def register(app: typer.Typer) -> None:
     @app.command("nas")
     def nas(
         json_path: str = typer.Option(None, "--json", help="Also write the results as JSON here."),
-        quick: bool = typer.Option(False, "--quick", help="Tiny proxy (3 search epochs, 512 images, 2 training "
+        quick: bool = typer.Option(False, "--quick", help="Tiny proxy (3 search epochs, 512 images, "
+                                   "2 training "
                                    "epochs): minutes instead of hours."),
         seeds: int = typer.Option(2, "--seeds", min=1, help="Training seeds per architecture."),
         n_random: int = typer.Option(5, "--random", min=1, help="Random architectures per budget."),

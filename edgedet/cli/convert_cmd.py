@@ -116,11 +116,36 @@ def register(app: typer.Typer) -> None:
 
 
 def _convert_asag(obj, backbone: str, src: Path) -> dict:
+    """Through helper module edgedet.models.asag_convert (ASAG-S heads, FPN, anchor generator)."""
+    import torch
+
     try:
         from edgedet.models import asag_convert
     except ImportError:
         raise EdgedetError("ASAG checkpoint conversion is not available in this version of edgedet") from None
-    fn = getattr(asag_convert, "convert_checkpoint", None)
-    if fn is None:
-        raise EdgedetError("ASAG checkpoint conversion is not available in this version of edgedet")
-    return fn(obj, backbone=backbone)
+    from edgedet.models import create
+    from edgedet.training.config import TrainConfig
+
+    if not isinstance(obj, dict):
+        raise EdgedetError(f"{src} is not an ASAG checkpoint (expected a state dict)")
+    converted = asag_convert.convert_asag_state_dict(obj)
+    skipped = asag_convert.unmapped_asag_keys(obj)
+    k = next((int(v.shape[0]) for n, v in converted.items() if n.endswith("class_logits.weight")), 80)
+    torch.manual_seed(0)
+    model = create(f"asag-{backbone}", preset="paper", num_classes=k)
+    own = model.state_dict()
+    unknown = [n for n in converted if n not in own]
+    if unknown:
+        raise EdgedetError(f"converted ASAG keys with no place in asag-{backbone}: {', '.join(unknown[:5])}")
+    fitted = {n: v for n, v in converted.items() if own[n].shape == v.shape}
+    unfit = sorted(set(converted) - set(fitted))
+    bad = [n for n in unfit if not n.startswith("fpn.lateral.")]
+    if bad:
+        raise EdgedetError(f"shape mismatch for {', '.join(bad[:5])}")
+    model.load_state_dict(fitted, strict=False)
+    cfg = TrainConfig(model=f"asag-{backbone}", data="", img_size=800)
+    return {"task": "detection", "model_name": f"asag-{backbone}", "model_options": {"preset": "paper"},
+            "num_classes": k, "class_names": [str(i) for i in range(k)], "label_to_cat": list(range(k)),
+            "config": cfg.to_dict(), "model": model.state_dict(),
+            "converted_from": {"source": "asag", "converted": len(fitted),
+                               "not_converted": len(skipped) + len(unfit), "shape_mismatch": unfit}}

@@ -13,21 +13,40 @@ from edgedet.errors import EdgedetError
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        model: str = typer.Argument(..., help="Registered model name or quadranet-arch:PATH (see `edgedet models`)."),
+        model: str = typer.Argument(
+            ..., help="Registered model name or quadranet-arch:PATH (see `edgedet models`)."
+        ),
         fmt: str = typer.Option(..., "--format", "-f", help="onnx | openvino | tvm | tensorrt"),
-        out: Path = typer.Option(None, "--out", "-o", help="Artifact folder (default exports/<model>-<format>)."),
-        checkpoint: Path = typer.Option(None, "--checkpoint", "-c",
-                                        help="Training checkpoint or state_dict (torch.save); default: seeded init."),
+        out: Path = typer.Option(
+            None, "--out", "-o", help="Artifact folder (default exports/<model>-<format>)."
+        ),
+        checkpoint: Path = typer.Option(
+            None,
+            "--checkpoint",
+            "-c",
+            help="Training checkpoint or state_dict (torch.save); default: seeded init.",
+        ),
         target: str = typer.Option("host", "--target", help="TVM target: host | cortex-a76."),
         precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 (openvino, tensorrt)."),
-        decompose: bool = typer.Option(False, "--decompose", help="Standard ONNX ops only (inline edgedet ops)."),
+        decompose: bool = typer.Option(
+            False, "--decompose", help="Standard ONNX ops only (inline edgedet ops)."
+        ),
         dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Batch dimension left dynamic."),
-        input_size: int = typer.Option(None, "--input-size", help="Square input size (default: the model's, or 224)."),
+        input_size: int = typer.Option(
+            None, "--input-size", help="Square input size (default: the model's, or 224)."
+        ),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
-        tolerance: float = typer.Option(None, "--tolerance",
-                                        help="Max abs error allowed vs PyTorch (default 1e-4 fp32, 1e-2 fp16, 5e-2 bf16)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the initialisation (no checkpoint) and parity inputs."),
-        rpc: str = typer.Option(None, "--rpc", help="HOST:PORT of a TVM RPC server on the target board for parity."),
+        tolerance: float = typer.Option(
+            None,
+            "--tolerance",
+            help="Max abs error allowed vs PyTorch (default 1e-4 fp32, 1e-2 fp16, 5e-2 bf16).",
+        ),
+        seed: int = typer.Option(
+            0, "--seed", help="Seed of the initialisation (no checkpoint) and parity inputs."
+        ),
+        rpc: str = typer.Option(
+            None, "--rpc", help="HOST:PORT of a TVM RPC server on the target board for parity."
+        ),
         threads: int = typer.Option(1, "--threads", help="Threads for export-time runs."),
     ) -> None:
         """Export MODEL and check it against PyTorch; the artifact is written only if parity passes."""
@@ -37,20 +56,35 @@ def register(app: typer.Typer) -> None:
 
         torch.set_num_threads(max(1, threads))
         safe = model.replace(":", "-").replace("/", "_")
-        req = ExportRequest(model=model, format=fmt, out=out or Path("exports") / f"{safe}-{fmt}",
-                            checkpoint=checkpoint, target=target, precision=precision, decompose=decompose,
-                            dynamic_batch=dynamic_batch, input_size=input_size, opset=opset,
-                            tolerance=tolerance, seed=seed, rpc=rpc, threads=threads)
+        req = ExportRequest(
+            model=model,
+            format=fmt,
+            out=out or Path("exports") / f"{safe}-{fmt}",
+            checkpoint=checkpoint,
+            target=target,
+            precision=precision,
+            decompose=decompose,
+            dynamic_batch=dynamic_batch,
+            input_size=input_size,
+            opset=opset,
+            tolerance=tolerance,
+            seed=seed,
+            rpc=rpc,
+            threads=threads,
+        )
         try:
             res = export_artifact(req, log=lambda s: print(f"· {s}", file=sys.stderr))
         except ParityFailed as e:
             for case in e.result.cases:
                 for o in case.outputs:
                     extra = f", {o.mismatches} mismatches" if o.mismatches is not None else ""
-                    print(f"  batch {case.batch} {o.name}: max abs err {o.max_abs_err:.4g}, "
-                          f"mean {o.mean_abs_err:.4g} (max |ref| {o.max_abs_ref:.4g}{extra})", file=sys.stderr)
+                    print(
+                        f"  batch {case.batch} {o.name}: max abs err {o.max_abs_err:.4g}, "
+                        f"mean {o.mean_abs_err:.4g} (max |ref| {o.max_abs_ref:.4g}{extra})",
+                        file=sys.stderr,
+                    )
             raise EdgedetError(f"{e}; nothing was written (--tolerance accepts a larger error)") from None
         m = res.manifest
-        ops = ", ".join(m["custom_ops"]) or "none"
-        print(f"wrote {res.out} ({m['format']}, {m['precision']}, custom ops: {ops}) in {res.seconds:.1f} s")
+        ops = "; ".join(f"{op}: {how}" for op, how in m["custom_ops_converted"].items()) or "none"
+        print(f"wrote {res.out} ({m['format']}, {m['precision']}) in {res.seconds:.1f} s; edgedet ops: {ops}")
         print(res.parity.summary())

@@ -63,7 +63,8 @@ def _train_step(ctx: QuickstartContext) -> list[str]:
     img_per_s = _measure_speed(model, ctx.threads)
     train_size = int(budget_s * img_per_s / (QUICK_EPOCHS * 1.15))  # 15%: evaluation, drawing
     train_size = max(QUICK_BATCH * 10, min(train_size, 40_000)) // QUICK_BATCH * QUICK_BATCH
-    ctx.console.print(f"[bold]train[/]: measured {img_per_s:.0f} training images/s on {ctx.threads} threads → "
+    ctx.console.print(f"[bold]train[/]: measured {img_per_s:.0f} training images/s on {ctx.threads} threads "
+                      "→ "
                       f"{QUICK_EPOCHS} epochs over {train_size} synthetic images ({QUICK_IMG}×{QUICK_IMG})")
     cfg = TrainConfig(model=model, data="synthetic", out=str(ctx.out / "train"), epochs=QUICK_EPOCHS,
                       batch_size=QUICK_BATCH, img_size=QUICK_IMG, lr=QUICK_LR, warmup_epochs=1.0,
@@ -76,7 +77,8 @@ def _train_step(ctx: QuickstartContext) -> list[str]:
     del torch
     return [
         f"Trained a QuadraNet (widths {QUICK_WIDTHS}, depths {QUICK_DEPTHS}, QuadraConv k=7) for "
-        f"{d['epochs_done']} epochs on {train_size} procedural images of {d['num_classes']} shape/texture classes "
+        f"{d['epochs_done']} epochs on {train_size} procedural images of {d['num_classes']} shape/texture "
+        "classes "
         f"in {d['wall_time_s']:.0f} s on {d['threads']} CPU threads",
         f"  validation top-1 accuracy {100 * acc:.1f}% = {acc / chance:.1f}× chance ({100 * chance:.0f}%), "
         f"on {QUICK_VAL} held-out images",
@@ -120,7 +122,8 @@ def _zoo_step(ctx: QuickstartContext) -> list[str]:
     lines = ["QuadraNet family at 224×224 (1000 classes; `edgedet models` lists all with baselines):"]
     for name in ("quadranet25-xxs", "quadranet25-t", "quadranet36-b"):
         m = models.create(name)
-        lines.append(f"  {name:16s} {count_params(m) / 1e6:6.2f} M params  {count_flops(m) / 1e9:6.2f} GFLOPs")
+        params, gflops = count_params(m) / 1e6, count_flops(m) / 1e9
+        lines.append(f"  {name:16s} {params:6.2f} M params  {gflops:6.2f} GFLOPs")
     return lines
 
 
@@ -152,7 +155,8 @@ def run_quickstart(out: Path, minutes: float, threads: int, console: Any = None)
 def register(app: typer.Typer) -> None:
     @app.command("quickstart")
     def quickstart(
-        out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for everything the quickstart writes."),
+        out: Path = typer.Option(Path("runs/quickstart"), "--out",
+                                 help="Folder for everything the quickstart writes."),
         minutes: float = typer.Option(4.0, "--minutes", help="Time budget for the training step (minutes)."),
         threads: int = typer.Option(2, "--threads", help="torch threads."),
     ) -> None:

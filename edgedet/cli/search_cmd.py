@@ -11,11 +11,14 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("search")
     def search(
-        device: str = typer.Option(..., "--device", help="Device profile id (e.g. cortex-a76) or profile JSON path."),
-        budget_ms: float = typer.Option(..., "--budget-ms", help="Latency budget in ms at --input-size, batch 1."),
+        device: str = typer.Option(..., "--device",
+                                   help="Device profile id (e.g. cortex-a76) or profile JSON path."),
+        budget_ms: float = typer.Option(..., "--budget-ms",
+                                        help="Latency budget in ms at --input-size, batch 1."),
         data: str = typer.Option("synthetic", "--data", help="'synthetic' or a folder of class sub-folders."),
         train_size: int = typer.Option(64, "--train-size", min=32, help="Proxy training image size."),
-        input_size: int = typer.Option(224, "--input-size", min=32, help="Deployment image size (prices the LUT)."),
+        input_size: int = typer.Option(224, "--input-size", min=32,
+                                        help="Deployment image size (prices the LUT)."),
         epochs: int = typer.Option(12, "--epochs", min=2, help="Total epochs, warm-up included."),
         warmup_epochs: int = typer.Option(-1, "--warmup-epochs", help="Weight-only epochs on random paths "
                                           "(default: a third of --epochs)."),
@@ -27,7 +30,8 @@ def register(app: typer.Typer) -> None:
                                      "c<C>-d<16|25>, e.g. c32-d16."),
         images: int = typer.Option(2000, "--synthetic-images", min=256, help="Synthetic training images."),
         batch_size: int = typer.Option(64, "--batch-size", min=2, help="Per-process batch size."),
-        arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN reference 1e-3 "
+        arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
+                                      "reference 1e-3 "
                                       "is for ~10⁵ α steps; scaled up for a proxy search)."),
         threads: int = typer.Option(0, "--threads", help="torch threads per process (0: leave as is)."),
         plots: bool = typer.Option(True, "--plots/--no-plots"),
@@ -48,7 +52,13 @@ def register(app: typer.Typer) -> None:
                         input_size=input_size, skeleton=skeleton, synthetic_images=images, resume=resume,
                         plots=plots, config=cfg)
         reporter = RichReporter() if rank == 0 else None
-        res = run_job(job, reporter, on_plan=reporter.plan if reporter else None)
+        try:
+            res = run_job(job, reporter, on_plan=reporter.plan if reporter else None)
+        finally:
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
         if rank == 0:
             _summary(res, out, world)
 
@@ -66,10 +76,10 @@ class RichReporter:
         src = lut.source
         cal = src.get("calibration") or {}
         err = f"MAPE {cal['mape']:.1%}" if isinstance(cal.get("mape"), (int, float)) else "calibration n/a"
-        self.console.print(markup=False, highlight=False, *[
+        self.console.print(
             f"skeleton {space.name} (widths {list(space.widths)}, ≤{list(space.max_layers)} layers): "
             f"predicted {lut.min_ms:.3g}–{lut.max_ms:.3g} ms at {space.input_size}px by profile "
-            f"{src.get('id')} ({src.get('kind')}, {err})"])
+            f"{src.get('id')} ({src.get('kind')}, {err})", markup=False, highlight=False)
 
     def start(self, total: int, done: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -86,10 +96,11 @@ class RichReporter:
         self.progress.update(self.task, advance=1, status=status)
 
     def epoch(self, r: dict[str, Any]) -> None:
-        self.progress.console.print(markup=False, highlight=False, *[
+        self.progress.console.print(
             f"epoch {r['epoch']} [{r['phase']}] loss {r['train_loss']:.3f} train acc {r['train_acc']:.3f} "
             f"val acc (argmax) {r['val_acc_argmax']:.3f} E[lat] {r['expected_latency_ms']:.3g} ms "
-            f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f}"])
+            f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f}",
+            markup=False, highlight=False)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -111,4 +122,5 @@ def _summary(res, out: str, world: int) -> None:
             f"({a.predicted_latency_ms / a.budget_ms:.0%}) on {a.device} at {a.input_size}px, batch 1 "
             f"(predicted by profile {prof.get('id')}, {prof.get('kind')}{err}); argmax before fitting "
             f"{res.result.argmax_latency_ms:.4g} ms, {len(res.result.repair)} fitting move(s)")
-    c.print(f"wrote {out}/arch.json, search.json, latency.png, accuracy.png, alpha_heatmap.png, architecture.png")
+    c.print(f"wrote {out}/arch.json, search.json, latency.png, accuracy.png, alpha_heatmap.png, "
+            "architecture.png")

@@ -32,27 +32,28 @@ def _load_trainer(module: str, model: str):
     except ModuleNotFoundError as e:
         if e.name != module:
             raise
-        raise EdgedetError(f"training {model} needs {module}, which this version of edgedet does not have yet") \
-            from None
+        raise EdgedetError(f"training {model} needs {module}, which this version of edgedet does not "
+                           "have yet") from None
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         model: str = typer.Argument(..., help="Model name (see `edgedet models`) or quadranet-arch:PATH."),
-        data: str = typer.Option("synthetic", "--data", help="'synthetic' or a folder PATH/<class>/<images>."),
+        data: str = typer.Option("synthetic", "--data", help="'synthetic' or PATH/<class>/<images>."),
         epochs: int = typer.Option(10, "--epochs", help="Number of epochs."),
         batch_size: int = typer.Option(64, "--batch-size", help="Images per optimizer step."),
-        img_size: int = typer.Option(None, "--img-size", help="Square input size [default: 64 synthetic, 224 folder]."),
+        img_size: int = typer.Option(None, "--img-size",
+                                     help="Input size [64 synthetic, 224 folder]."),
         lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
         out: Path = typer.Option(None, "--out", help="Run folder [default: runs/train/<model>]."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
         seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order."),
         label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="Label smoothing in [0, 1)."),
         warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="Linear warm-up length (epochs)."),
-        weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay (not on norms/biases)."),
+        weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay."),
         threads: int = typer.Option(None, "--threads", help="torch intra-op threads [default: torch's]."),
-        checkpoint_every: int = typer.Option(1, "--checkpoint-every", help="Write a checkpoint every N epochs."),
+        checkpoint_every: int = typer.Option(1, "--checkpoint-every", help="Checkpoint every N epochs."),
         train_size: int = typer.Option(5000, "--train-size", help="Synthetic data: training images."),
         val_size: int = typer.Option(1000, "--val-size", help="Synthetic data: validation images."),
     ) -> None:
@@ -64,8 +65,9 @@ def register(app: typer.Typer) -> None:
         if out is None:
             out = Path("runs/train") / model.replace(":", "_").replace("/", "_")
         cfg = TrainConfig(
-            model=model, data=data, out=str(out), epochs=epochs, batch_size=batch_size, img_size=img_size, lr=lr,
-            weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed,
+            model=model, data=data, out=str(out), epochs=epochs, batch_size=batch_size, img_size=img_size,
+            lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+            seed=seed,
             threads=threads, checkpoint_every=checkpoint_every, train_size=train_size, val_size=val_size,
         )
         cfg.validate()

@@ -93,13 +93,14 @@ class SyntheticSpec:
     """What the generator varies; the defaults are tuned to be learnable but not trivial."""
 
     num_classes: int = len(CLASSES)
-    distractors: tuple[int, int] = (1, 3)  # inclusive range
-    scale: tuple[float, float] = (0.22, 0.40)  # main shape radius / image size
-    distractor_scale: tuple[float, float] = (0.35, 0.6)  # relative to the main shape
-    noise: tuple[float, float] = (0.02, 0.10)  # Gaussian pixel noise std
+    distractors: tuple[int, int] = (0, 2)  # inclusive range
+    scale: tuple[float, float] = (0.25, 0.42)  # main shape radius / image size
+    distractor_scale: tuple[float, float] = (0.3, 0.55)  # relative to the main shape
+    noise: tuple[float, float] = (0.02, 0.08)  # Gaussian pixel noise std
 
 
-def render(index: int, size: int, seed: int = 0, spec: SyntheticSpec = SyntheticSpec()) -> tuple[np.ndarray, int]:
+def render(index: int, size: int, seed: int = 0,
+           spec: SyntheticSpec = SyntheticSpec()) -> tuple[np.ndarray, int]:
     """Image (size,size,3) float32 in [0,1] and label of sample `index`."""
     if not 1 <= spec.num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in 1..{len(CLASSES)}")
@@ -124,6 +125,7 @@ def render(index: int, size: int, seed: int = 0, spec: SyntheticSpec = Synthetic
         dx, dy = rng.uniform(0, size, 2)
         col = _colour(rng, used)
         _draw(img, dk, dx, dy, dr, _angle(dk, rng), col, rng, grid)
+        used.append(col)
     _draw(img, kind, cx, cy, radius, _angle(kind, rng), _colour(rng, used), rng, grid)
     img += rng.normal(0.0, rng.uniform(*spec.noise), img.shape).astype(np.float32)
     return np.clip(img, 0.0, 1.0), label

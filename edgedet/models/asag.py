@@ -45,6 +45,7 @@ class ASAG(nn.Module):
         top_k: int = 100,
         ffn_dim: int = 2048,
         anchor_cfg: AnchorConfig | None = None,
+        dim_dynamic: int = 64,
     ):
         super().__init__()
         if mode not in MODES:
@@ -55,11 +56,11 @@ class ASAG(nn.Module):
         self.anchor_generator = AnchorGenerator(dim, anchor_cfg)
         self.query_init = QueryInit(dim, num_classes, ffn_dim=ffn_dim, strides=FPN.strides)
         self.decoder = nn.ModuleList(
-            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides)
+            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides, dim_dynamic=dim_dynamic)
             for _ in range(num_decoder_layers)
         )
         self.aux_decoders = nn.ModuleList(
-            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides)
+            DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides, dim_dynamic=dim_dynamic)
             for _ in range(num_aux_decoders)
         )
         self._criterion = None
@@ -73,8 +74,10 @@ class ASAG(nn.Module):
         init_logits, proposals, query = self.query_init(feats, anch.anchors, image_wh, valid, static)
         boxes, q = proposals.detach(), query
         stages = []
-        for layer in self.decoder:  # cascade: each layer refines the previous one's boxes
-            logits, pred, q = layer(feats, boxes, q, image_wh, valid, static)
+        # The first decoder layer and the parallel auxiliary decoders pool the same boxes.
+        shared_roi = self.decoder[0].pool(feats, boxes, image_wh, static)
+        for i, layer in enumerate(self.decoder):  # cascade: each layer refines the previous one's boxes
+            logits, pred, q = layer(feats, boxes, q, image_wh, valid, static, shared_roi if i == 0 else None)
             stages.append({"pred_logits": logits, "pred_boxes": pred})
             boxes = pred.detach()
         out = dict(stages[-1])
@@ -88,7 +91,7 @@ class ASAG(nn.Module):
         if self.training:
             aux = stages[:-1]
             for layer in self.aux_decoders:  # parallel: same proposals and queries as the main head
-                logits, pred, _ = layer(feats, proposals.detach(), query, image_wh, valid)
+                logits, pred, _ = layer(feats, proposals.detach(), query, image_wh, valid, roi=shared_roi)
                 aux.append({"pred_logits": logits, "pred_boxes": pred})
             out["aux_outputs"] = aux
             out["anchor_stages"] = anch.stages
@@ -133,8 +136,8 @@ class ASAG(nn.Module):
 
 
 PRESETS = {
-    "paper": {"dim": 256, "ffn_dim": 2048, "max_anchors": 200},  # the official configuration
-    "cpu": {"dim": 64, "ffn_dim": 512, "max_anchors": 100},  # small images, CPU training
+    "paper": {"dim": 256, "ffn_dim": 2048, "max_anchors": 200, "dim_dynamic": 64},  # the official sizes
+    "cpu": {"dim": 64, "ffn_dim": 512, "max_anchors": 100, "dim_dynamic": 16},  # small images, CPU
 }
 
 
@@ -178,5 +181,14 @@ def build_asag(
         )
     cfg = replace(AnchorConfig(), max_patches=tuple(max_patches), max_anchors=p["max_anchors"])
     return ASAG(
-        backbone, num_classes, p["dim"], num_decoder_layers, num_aux_decoders, mode, top_k, p["ffn_dim"], cfg
+        backbone,
+        num_classes,
+        p["dim"],
+        num_decoder_layers,
+        num_aux_decoders,
+        mode,
+        top_k,
+        p["ffn_dim"],
+        cfg,
+        p["dim_dynamic"],
     )

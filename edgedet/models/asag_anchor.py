@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
-from edgedet.ops.nms import fixed_size_nms, nms
+from edgedet.ops.nms import fixed_size_nms, nms, stable_argsort_desc, stable_rank_desc
 
 INTERP = 30  # P5 is resized to INTERP×INTERP and cut into four PATCH×PATCH patches
 PATCH = 15
@@ -234,10 +234,9 @@ class AnchorGenerator(nn.Module):
         """Anchors of a stage that go to the output; the coarse stage keeps at least min_anchors."""
         keep = st.valid & (st.scores > self.cfg.score_low) & ~sel
         if first:
-            order = torch.sort(st.scores, dim=1, descending=True, stable=True).indices
-            first = order[:, : self.cfg.min_anchors]
-            top = torch.zeros_like(keep).scatter(1, first, torch.ones_like(first, dtype=torch.bool))
-            keep = torch.where(keep.sum(1, keepdim=True) < self.cfg.min_anchors, top, keep)
+            top = stable_rank_desc(st.scores) < self.cfg.min_anchors
+            too_few = keep.sum(1, keepdim=True) < self.cfg.min_anchors
+            keep = (too_few & top) | (~too_few & keep)
         return keep
 
     def compressed(self, feats: list[Tensor]) -> list[Tensor]:
@@ -326,7 +325,7 @@ class AnchorGenerator(nn.Module):
         cand_k.append(self.kept(st, torch.zeros_like(st.valid), first=False))
         anchors, scores, keep = torch.cat(cand_a, 1), torch.cat(cand_s, 1), torch.cat(cand_k, 1)
         key = torch.where(keep, scores, torch.full_like(scores, -1.0))
-        order = torch.sort(key, dim=1, descending=True, stable=True).indices[:, : self.cfg.max_anchors]
+        order = stable_argsort_desc(key, self.cfg.max_anchors)
         anchors = torch.gather(anchors, 1, order[..., None].expand(-1, -1, 4))
         return AnchorOutput(anchors, torch.gather(scores, 1, order), torch.gather(keep, 1, order), stages)
 

@@ -29,8 +29,8 @@ def xyzr_from_xyxy(b: Tensor) -> Tensor:
 
 
 def xyxy_from_xyzr(t: Tensor) -> Tensor:
-    scale = torch.exp2(t[..., 2:3])
-    ratio = torch.exp2(torch.cat([-t[..., 3:4], t[..., 3:4]], -1))
+    scale = torch.pow(2.0, t[..., 2:3])
+    ratio = torch.pow(2.0, torch.cat([-t[..., 3:4], t[..., 3:4]], -1))
     wh = scale * ratio
     return torch.cat([t[..., :2] - wh / 2, t[..., :2] + wh / 2], -1)
 
@@ -105,6 +105,6 @@ class QueryInit(nn.Module):
         logits = self.fc_cls(self.cls_branch(q))
         d = self.fc_reg(self.reg_branch(q))
         z = xyzr[..., 2:3]
-        xyzr = torch.cat([xyzr[..., :2] + d[..., :2] * torch.exp2(z), xyzr[..., 2:] + d[..., 2:]], -1)
+        xyzr = torch.cat([xyzr[..., :2] + d[..., :2] * torch.pow(2.0, z), xyzr[..., 2:] + d[..., 2:]], -1)
         proposals = box_xyxy_to_cxcywh(xyxy_from_xyzr(xyzr) * XYZR_UNIT / image_wh.repeat(1, 2)[:, None, :])
         return logits, proposals, q

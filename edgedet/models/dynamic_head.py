@@ -75,6 +75,7 @@ class DynamicDecoderLayer(nn.Module):
         ffn_dim: int = 2048,
         heads: int = 8,
         strides: tuple[int, ...] = (8, 16, 32, 64),
+        dim_dynamic: int = 64,
     ):
         super().__init__()
         self.strides = list(strides)
@@ -82,7 +83,7 @@ class DynamicDecoderLayer(nn.Module):
             torch.zeros(dim)
         )  # per-decoder query embedding (official decoder_embedding)
         self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.inst_interact = DynamicConv(dim)
+        self.inst_interact = DynamicConv(dim, dim_dynamic)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
@@ -98,6 +99,13 @@ class DynamicDecoderLayer(nn.Module):
         nn.init.zeros_(self.bboxes_delta.weight)
         nn.init.zeros_(self.bboxes_delta.bias)
 
+    def pool(self, feats: list[Tensor], boxes: Tensor, image_wh: Tensor, static: bool = False) -> Tensor:
+        """RoIAlign 7×7 (sampling ratio 2) of normalised cxcywh boxes → (B·Q, 49, D)."""
+        bsz, nq = boxes.shape[:2]
+        px = box_cxcywh_to_xyxy(boxes) * image_wh.repeat(1, 2)[:, None, :]
+        roi = multiscale_roi_align(feats, self.strides, px, POOL, sampling_ratio=2, static=static)
+        return roi.flatten(3).transpose(2, 3).reshape(bsz * nq, POOL * POOL, -1)
+
     def forward(
         self,
         feats: list[Tensor],
@@ -106,13 +114,12 @@ class DynamicDecoderLayer(nn.Module):
         image_wh: Tensor,
         valid: Tensor,
         static: bool = False,
+        roi: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """`roi`: this layer's pooled features if already computed (heads that share boxes)."""
         bsz, nq, dim = query.shape
-        px = box_cxcywh_to_xyxy(boxes) * image_wh.repeat(1, 2)[:, None, :]
-        roi = multiscale_roi_align(
-            feats, self.strides, px, POOL, sampling_ratio=2, static=static
-        )  # (B,Q,D,7,7)
-        roi = roi.flatten(3).transpose(2, 3).reshape(bsz * nq, POOL * POOL, dim)
+        if roi is None:
+            roi = self.pool(feats, boxes, image_wh, static)
         q = query + self.embed
         q = self.norm1(q + self.self_attn(q, q, q, key_padding_mask=~valid, need_weights=False)[0])
         q = q.reshape(bsz * nq, dim)

@@ -40,6 +40,22 @@ def _greedy_keep(iou_sorted: Tensor, iou_threshold: float, alive: Tensor) -> Ten
     return keep
 
 
+def stable_rank_desc(x: Tensor) -> Tensor:
+    """Position of each element of x (…, N) in a stable descending sort (ties keep index
+    order), by pairwise comparison: static shapes and exportable, unlike sort(stable=True)."""
+    n = x.shape[-1]
+    idx = torch.arange(n, device=x.device)
+    before = (x[..., None, :] > x[..., :, None]) | ((x[..., None, :] == x[..., :, None]) & (idx < idx[:, None]))
+    return before.sum(-1)
+
+
+def stable_argsort_desc(x: Tensor, k: int | None = None) -> Tensor:
+    """Indices of the first k elements of a stable descending sort of x (…, N)."""
+    rank = stable_rank_desc(x)
+    k = x.shape[-1] if k is None else min(k, x.shape[-1])
+    return torch.topk(-rank, k, dim=-1, sorted=True).indices
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Indices (int64) of the kept boxes, in decreasing score order. boxes (N,4) xyxy."""
     if boxes.numel() == 0:
@@ -70,7 +86,7 @@ def fixed_size_nms(
     decreasing score; the rest of the row is padding (kept False, index of a dropped box)."""
     bsz, n = scores.shape
     neg_inf = torch.finfo(scores.dtype).min
-    order = torch.sort(torch.where(valid, scores, neg_inf), dim=1, descending=True, stable=True).indices
+    order = stable_argsort_desc(torch.where(valid, scores, neg_inf))
     b = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
     alive = torch.gather(valid, 1, order)
     iou = torch.stack([box_iou(b[i], b[i]) for i in range(bsz)])

@@ -9,8 +9,8 @@ coordinates are clamped to the image. `aligned=True` is ONNX coordinate_transfor
 "half_pixel", `aligned=False` is "output_half_pixel"; mode "avg".
 
 The computation is F.grid_sample at exactly those points (clamped coordinates, zero
-padding for the samples that count as 0) and an average pool over each bin, so the batched form is static-shape and exports as GridSample when
-sampling_ratio > 0.
+padding for the samples that count as 0) and an average pool over each bin, so the
+batched form is static-shape and exports as GridSample when sampling_ratio > 0.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def roi_align_batched(
     grid = grid.reshape(bsz, q * ph * gh_max, pw * gw_max, 2)
     samples = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Average each bin's gh_max × gw_max samples, then rescale to the box's own sample count.
-    out = F.avg_pool2d(samples, (gh_max, gw_max)).view(bsz, ch, q, ph, pw)
+    out = samples.view(bsz, ch, q, ph, gh_max, pw, gw_max).mean(dim=(4, 6))
     out = out * ((gh_max * gw_max) / (gh * gw).clamp(min=1))[:, None, :, None, None]
     return out.permute(0, 2, 1, 3, 4)
 

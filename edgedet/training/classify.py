@@ -20,7 +20,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from edgedet.training.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from edgedet.training.config import TrainConfig
 from edgedet.training.metrics import EpochRecord, RunMetrics, epochs_from_state, epochs_to_state
 from edgedet.training.plot import plot_training_curve
@@ -111,7 +117,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
     metrics = RunMetrics(
         model=cfg.model, task="classification", data=data.source, num_classes=data.num_classes,
         img_size=cfg.img_size, params=count_params(model),
-        gflops=round(count_flops(model, cfg.img_size) / 1e9, 5), gflops_224=round(count_flops(model, 224) / 1e9, 5),
+        gflops=round(count_flops(model, cfg.img_size) / 1e9, 5),
+        gflops_224=round(count_flops(model, 224) / 1e9, 5),
         threads=torch.get_num_threads(), config=cfg.to_dict(), torch_version=torch.__version__,
         flops_note=FLOPS_NOTE,
     )
@@ -135,9 +142,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         metrics.epochs = epochs_from_state(state["history"])
         console.print(f"resuming {cfg.model} from {ckpt_path} after epoch {start_epoch}/{cfg.epochs}")
     elif ckpt_path.exists():
-        console.print(f"[yellow]note:[/] starting afresh; {ckpt_path} will be overwritten (use --resume to continue)")
+        console.print(f"[yellow]note:[/] starting afresh; {ckpt_path} will be overwritten "
+                      "(use --resume to continue)")
 
-    console.print(f"training {cfg.model} ({metrics.params / 1e6:.3f} M params, {metrics.gflops:.4f} GFLOPs at "
+    console.print(f"training {cfg.model} ({metrics.params / 1e6:.3f} M params, {metrics.gflops:.4f} GFLOPs "
+                  "at "
                   f"{cfg.img_size}²) on {data.source}: {len(data.train)} train / {len(data.val)} val images, "
                   f"{data.num_classes} classes, {torch.get_num_threads()} threads")
     t_run = time.perf_counter()
@@ -147,11 +156,13 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         sampler.set_epoch(epoch)
         train_loss, train_acc = _train_epoch(model, train_loader, optimizer, schedule, cfg, epoch, console)
         val_loss, val_acc = evaluate(model, val_loader, cfg.channels_last)
-        rec = EpochRecord(epoch + 1, train_loss, train_acc, val_loss, val_acc, schedule.lr, time.perf_counter() - t0)
+        rec = EpochRecord(epoch + 1, train_loss, train_acc, val_loss, val_acc, schedule.lr,
+                          time.perf_counter() - t0)
         metrics.epochs.append(rec)
         metrics.wall_time_s = wall_before + time.perf_counter() - t_run
-        console.print(f"epoch {rec.epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {100 * train_acc:.1f}%  "
-                      f"val loss {val_loss:.4f} acc {100 * val_acc:.1f}%  lr {rec.lr:.2e}  {rec.seconds:.1f} s")
+        console.print(f"epoch {rec.epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc "
+                      f"{100 * train_acc:.1f}%  val loss {val_loss:.4f} acc {100 * val_acc:.1f}%  "
+                      f"lr {rec.lr:.2e}  {rec.seconds:.1f} s")
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs or epoch + 1 == last_epoch:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),

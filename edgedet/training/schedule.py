@@ -24,7 +24,8 @@ class WarmupCosine:
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
                  final: float = 0.0):
-        self.optimizer, self.total_steps, self.warmup_steps, self.final = optimizer, total_steps, warmup_steps, final
+        self.optimizer, self.total_steps = optimizer, total_steps
+        self.warmup_steps, self.final = warmup_steps, final
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.step_count = 0
         self._apply()

@@ -22,18 +22,23 @@ FREE_CLASSES = frozenset({"identity"})  # Identity / Dropout: removed by every r
 def features(k: Kernel) -> dict[str, float]:
     out = float(sum(math.prod(s) for s in k.output_shapes))
     inp = float(sum(math.prod(s) for s in k.input_shapes))
+    moved = k.bytes_read + k.bytes_written
     return {"const": 1.0, "flops": k.flops, "bytes_read": k.bytes_read, "bytes_written": k.bytes_written,
             "weight_bytes": k.weight_bytes, "out_elems": out, "in_elems": inp,
-            "flops_per_out": k.flops / out if out else 0.0}
+            "flops_per_out": k.flops / out if out else 0.0,
+            # traffic beyond what a per-core L2 (1 MiB) / a shared L3 (16 MiB) holds costs more
+            "spill_bytes": max(0.0, moved - 2.0**20), "dram_bytes": max(0.0, moved - 2.0**24)}
 
 
 def variant_key(k: Kernel, classes: dict) -> str:
     """Most specific predictor entry present: conv:k3s1 / conv:k3 / conv (kernel size, stride)."""
-    if k.op == "conv" and k.kernel_size:
+    if k.op == "conv" and k.kernel_size and k.groups == 1:
         kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
         for key in (f"conv:k{kh}s{sh}", f"conv:k{kh}"):
             if key in classes:
                 return key
+    if k.op == "linear" and k.input_shapes and len(k.input_shapes[0]) == 2 and "linear:fc" in classes:
+        return "linear:fc"
     return k.op
 
 

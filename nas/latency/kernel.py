@@ -18,7 +18,7 @@ ELEMENTWISE = frozenset({
     "LeakyRelu", "Erf", "Sqrt", "Pow", "Neg", "Abs", "Exp", "Log", "Reciprocal", "Cast",
     "Where", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or",
     "Max", "Min", "PRelu", "Softplus", "Mish", "Floor", "Ceil", "Round", "Sign", "Mod",
-    "BatchNormalization", "Elu", "Selu", "Celu", "Gelu",
+    "BatchNormalization", "Elu", "Selu", "Celu", "Gelu", "Cos", "Sin", "Atan", "IsNaN", "IsInf",
 })
 SINGLE_OP_CLASS = {
     "Conv": "conv", "ConvTranspose": "conv",
@@ -29,7 +29,8 @@ SINGLE_OP_CLASS = {
     "MaxPool": "pool", "AveragePool": "pool", "LpPool": "pool",
     "GlobalAveragePool": "globalpool", "GlobalMaxPool": "globalpool",
     "ReduceMean": "reduce", "ReduceMax": "reduce", "ReduceSum": "reduce", "ReduceMin": "reduce",
-    "ReduceL2": "reduce",
+    "ReduceL2": "reduce", "ArgMax": "reduce", "ArgMin": "reduce", "TopK": "reduce", "CumSum": "reduce",
+    "ReduceProd": "reduce", "ScatterElements": "slice", "NonZero": "slice",
     "Concat": "concat", "Split": "split",
     "Transpose": "transpose", "DepthToSpace": "transpose", "SpaceToDepth": "transpose",
     "Gather": "slice", "Slice": "slice", "Tile": "slice", "Expand": "slice",

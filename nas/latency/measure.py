@@ -25,8 +25,9 @@ from edgedet.nas.latency.timing import Runner, machine_info
 from edgedet.profiles import SCHEMA_VERSION
 
 ORT_FUSION = {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True}
-COMPUTE_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "out_elems", "in_elems")
-MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops")
+COMPUTE_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "out_elems", "in_elems", "spill_bytes",
+                    "dram_bytes")
+MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops", "spill_bytes", "dram_bytes")
 FLOOR_US = 2.0  # relative errors are taken against at least this (timer and call noise)
 COMPUTE_CLASSES = ("conv", "dwconv", "quadconv", "linear", "matmul")
 
@@ -41,7 +42,7 @@ class Sample:
 
 def class_key(k: Kernel) -> str:
     """The predictor entry a kernel uses: conv variants by kernel size / stride, else the class."""
-    if k.op == "conv" and k.kernel_size:
+    if k.op == "conv" and k.kernel_size and k.groups == 1:
         kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
         if kh == 1:
             return "conv:k1"
@@ -49,11 +50,16 @@ def class_key(k: Kernel) -> str:
             return "conv:k3"
         if kh == sh:
             return f"conv:k{kh}s{sh}" if kh in (2, 4) else "conv"
+    if k.op == "linear" and k.input_shapes and len(k.input_shapes[0]) == 2:
+        return "linear:fc"  # classifier heads: one row, weight-bound
     return k.op
 
 
 def featurise(model_bytes: bytes) -> Kernel:
-    ks, unknown = fuse(build_graph(model_bytes), FusionRules.from_json(ORT_FUSION), 4.0)
+    import onnx
+
+    names = [i.name for i in onnx.load_from_string(model_bytes).graph.input]  # all are data here
+    ks, unknown = fuse(build_graph(model_bytes, names), FusionRules.from_json(ORT_FUSION), 4.0)
     ks = [k for k in ks if k.op != "identity"]
     if unknown or len(ks) != 1:
         raise EdgedetError(f"kernel model fused into {[k.op for k in ks]} (unknown {unknown}), expected one kernel")
@@ -123,11 +129,12 @@ def predict_us(spec: dict, k: Kernel) -> float:
     return linear_us(spec, k)
 
 
-def fit_all(samples: list[Sample]) -> dict[str, dict]:
+def fit_all(samples: list[Sample], select: bool = True) -> dict[str, dict]:
     by: dict[str, list[Sample]] = {}
     for s in samples:
         by.setdefault(s.key, []).append(s)
-    return {key: fit_class(ss) for key, ss in by.items() if ss}
+    fit = fit_class if select else fit_linear
+    return {key: fit(ss) for key, ss in by.items() if ss}
 
 
 def cv_errors(samples: list[Sample], folds: int = 4, seed: int = 0) -> list[float]:
@@ -138,7 +145,7 @@ def cv_errors(samples: list[Sample], folds: int = 4, seed: int = 0) -> list[floa
     for f in range(folds):
         test = set(idx[f::folds])
         train = [samples[i] for i in idx if i not in test]
-        model = fit_all(train)
+        model = fit_all(train, select=False)
         for i in test:
             s = samples[i]
             spec = model.get(s.key)
@@ -242,7 +249,7 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
         "hardware": {"name": info["cpu"], **{k: v for k, v in info.items() if k != "cpu"},
                      "load_average_1m_at_start": info_start.get("load_average_1m"),
                      "note": "timed while other processes may have been using the CPU; medians are quoted"},
-        "runtime": runner.describe(),
+        "runtime": {**runner.describe(), "timing_basis": "cpu-time" if threads == 1 else "wall-p20"},
         "element_bytes": 4,
         "fusion": ORT_FUSION if runtime == "onnxruntime" else {"epilogues": ["bias", "bn", "act"],
                                                                "layernorm_pattern": True, "gelu_pattern": True},
@@ -255,7 +262,8 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
             "classes": classes,
         },
         "calibration": {
-            "method": "single-kernel timings (robust best: 20th percentile of runs, per config), prior sampling over edgedet / reference-CNN "
+            "method": "single-kernel timings (per config: median process CPU time per run with 1 thread, "
+                      "20th-percentile wall time with more), prior sampling over edgedet / reference-CNN "
                       "shapes then adaptive sampling near the worst cross-validated configs; per-class "
                       "non-negative least squares on relative error",
             "mape": float(np.mean(rel)) if rel else 1.0,
@@ -267,5 +275,7 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
             "seed": seed,
             "note": "error on held-out single kernels (20% of samples); whole-model error: "
                     "`edgedet reproduce predictor`",
+            "timings": [{"kind": s.config.kind, "config": dict(s.config.params), "class": s.key,
+                         "us": round(s.us, 3)} for s in samples],
         },
     }

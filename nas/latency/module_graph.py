@@ -27,7 +27,13 @@ _SIMPLE = {
     "gelu": "Gelu", "erf": "Erf", "sqrt": "Sqrt", "rsqrt": "Reciprocal", "exp": "Exp", "neg": "Neg",
     "abs": "Abs", "reciprocal": "Reciprocal", "elu": "Elu", "mish": "Mish", "softplus": "Softplus",
     "where": "Where", "masked_fill": "Where", "maximum": "Max", "minimum": "Min",
-    "_softmax": "Softmax", "softmax": "Softmax", "_log_softmax": "LogSoftmax",
+    "_softmax": "Softmax", "_safe_softmax": "Softmax", "cos": "Cos", "sin": "Sin", "gather": "GatherElements",
+    "topk": "TopK", "sort": "TopK", "log": "Log", "floor": "Floor", "ceil": "Ceil", "round": "Round",
+    "lt": "Less", "gt": "Greater", "le": "LessOrEqual", "ge": "GreaterOrEqual", "logical_and": "And",
+    "logical_not": "Not", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin", "argmax": "ArgMax",
+    "bitwise_not": "Not", "bitwise_and": "And", "bitwise_or": "Or", "any": "ReduceMax", "all": "ReduceMin",
+    "exp2": "Exp", "log2": "Log", "addcmul": "Mul", "addcdiv": "Div", "index_put": "ScatterND",
+    "scatter": "ScatterElements", "scatter_add": "ScatterElements", "prod": "ReduceProd", "cumsum": "CumSum", "grid_sampler_2d": "Resize", "remainder": "Mod", "floor_divide": "Div", "atan2": "Atan", "baddbmm": "MatMul", "linspace": "ConstantOfShape", "softmax": "Softmax", "_log_softmax": "LogSoftmax",
     "mm": "MatMul", "bmm": "MatMul", "matmul": "MatMul",
     "cat": "Concat", "stack": "Concat",
     "select": "Gather", "index": "Gather", "slice": "Slice", "index_select": "Gather", "roll": "Slice",
@@ -101,6 +107,27 @@ def _attrs(op: str, name: str, args: tuple, out) -> dict:
     return {}
 
 
+def _attention(rec: _Recorder, args: tuple, out, is_data: bool) -> None:
+    """Fused scaled-dot-product attention, spelled as the exporter spells it:
+    MatMul(q, kᵀ) → Softmax → MatMul(·, v)."""
+    q, k, v = args[:3]
+    lq, sk = int(q.shape[-2]), int(k.shape[-2])
+    qn, kn, vn = (rec.name_of(t) for t in (q, k, v))
+    scores = rec.const(None)
+    rec.shapes[scores] = tuple(int(d) for d in q.shape[:-2]) + (lq, sk)
+    probs = rec.const(None)
+    rec.shapes[probs] = rec.shapes[scores]
+    kt = rec.const(None)
+    rec.shapes[kt] = tuple(int(d) for d in k.shape[:-2]) + (int(k.shape[-1]), sk)
+    o = rec.fresh(out)
+    rec.nodes += [Node(f"n{len(rec.nodes)}_kT", "Transpose", [kn], [kt]),
+                  Node(f"n{len(rec.nodes)}_qk", "MatMul", [qn, kt], [scores]),
+                  Node(f"n{len(rec.nodes)}_softmax", "Softmax", [scores], [probs]),
+                  Node(f"n{len(rec.nodes)}_pv", "MatMul", [probs, vn], [o])]
+    if is_data:
+        rec.data.update({kt, scores, probs, o})
+
+
 def _drop_gemm_views(nodes: list[Node]) -> None:
     """aten spells Linear on N-D input as view → addmm → view; ONNX has one MatMul on the
     N-D tensor. The two views are bookkeeping, not kernels."""
@@ -133,8 +160,11 @@ def _bypass_identities(nodes: list[Node], outputs: list[str]) -> tuple[list[Node
     return kept, [alias.get(t, t) for t in outputs]
 
 
-def record(module, input_shape: tuple[int, ...]) -> Graph:
-    """The runtime graph of `module` on an input of `input_shape` (batch included)."""
+def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
+    """The runtime graph of `module` on an input of `input_shape` (batch included).
+
+    device="meta" runs nothing; device="cpu" really runs the module (random input) for
+    models whose shapes depend on values (e.g. detectors that select queries by score)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -152,6 +182,12 @@ def record(module, input_shape: tuple[int, ...]) -> Graph:
             in_names = [rec.name_of(t) for t in ins]
             is_data = any(n in rec.data for n in in_names)
             outs = _tensors(out)
+            if name in ("zeros_like", "ones_like", "full_like", "empty_like", "_local_scalar_dense", "new_zeros",
+                        "new_ones", "new_full", "new_empty"):
+                return out  # reads only the shape (or syncs a scalar): not a kernel on the data
+            if name.startswith("_scaled_dot_product") or name == "scaled_dot_product_attention":
+                _attention(rec, args, outs[0], is_data)
+                return out
             if name in ("convolution", "_convolution"):
                 op = "ConvTranspose" if args[6] else "Conv"
                 in_names = [rec.name_of(args[0]), rec.name_of(args[1])] + (
@@ -172,7 +208,9 @@ def record(module, input_shape: tuple[int, ...]) -> Graph:
                 op, in_names = "Mul", [in_names[0], sig]
             elif name in ("copy",) or name in ("zeros", "ones", "full", "arange", "empty", "scalar_tensor",
                                                "zeros_like", "ones_like", "ne", "eq", "fill"):
-                op = "Identity" if name == "copy" else "ConstantOfShape"
+                if name != "copy":
+                    return out  # constants built from shapes: folded at load time
+                op = "Identity"
             else:
                 op = _SIMPLE.get(name, f"aten::{name}")
             if op in ("LayerNormalization", "BatchNormalization", "MaxPool", "GroupNormalization"):
@@ -190,14 +228,15 @@ def record(module, input_shape: tuple[int, ...]) -> Graph:
     was_training = module.training
     module.eval()
     try:
-        params = {k: v.to("meta") for k, v in module.named_parameters()}
-        buffers = {k: v.to("meta") for k, v in module.named_buffers()}
-        x = torch.zeros(*input_shape, device="meta")
+        params = {k: v.to(device) for k, v in module.named_parameters()}
+        buffers = {k: v.to(device) for k, v in module.named_buffers()}
+        x = torch.zeros(*input_shape, device="meta") if device == "meta" else torch.randn(*input_shape)
         rec.name_of(x, data=True)
         rec.names[id(x)] = "input"
         rec.shapes["input"] = tuple(input_shape)
         rec.data = {"input"}
-        with torch.no_grad(), Mode():
+        # with grad enabled nn.MultiheadAttention skips its fused fast path (one opaque op)
+        with torch.set_grad_enabled(device != "meta"), Mode():
             y = torch.func.functional_call(module, {**params, **buffers}, (x,))
     finally:
         module.train(was_training)

@@ -133,11 +133,12 @@ def predict_module(module, input_shape: tuple[int, ...], profile: Profile | str,
     if via == "meta":
         from edgedet.nas.latency.module_graph import record
 
-        try:
-            g = record(module, shape)
-        except Exception as e:  # modules with data-dependent Python control flow
-            log.info("meta recording failed (%s); using the ONNX exporter", e)
-        else:
+        for device in ("meta", "cpu"):
+            try:
+                g = record(module, shape, device)
+            except Exception as e:  # data-dependent shapes / Python control flow on values
+                log.info("recording on %s failed (%s)", device, e)
+                continue
             kernels, unknown = fuse(g, FusionRules.from_json(p.fusion), p.element_bytes)
             return price(kernels, p, allow_unknown, unknown)
     return predict_onnx(export_onnx_bytes(module, shape), p, allow_unknown)

@@ -1,0 +1,73 @@
+"""The `edgedet` command: model listing, and one-line errors with exit code 2 for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+QUADRANETS = {f"quadranet{d}-{s}" for d in (25, 36) for s in ("xxs", "xs", "t", "s", "b")}
+BASELINES = {"convnet", "skipnet", "swinnet", "hornet"}
+
+
+def edgedet(*args, cwd=None, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+
+
+def test_models_json_lists_family_and_baselines():
+    p = edgedet("models", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert QUADRANETS | BASELINES <= set(by_name)
+    for r in rows:
+        assert set(r) >= {"name", "params", "gflops"} and r["params"] > 0 and r["gflops"] > 0
+    params = [by_name[n]["params"] for n in ("quadranet25-xxs", "quadranet25-t", "quadranet36-b")]
+    assert params == sorted(params) and len(set(params)) == 3
+    assert by_name["quadranet25-xxs"]["gflops"] < by_name["quadranet25-t"]["gflops"]
+
+
+def _one_line_error(p, *words):
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgedet: error:"), p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["train", "quadranet25-xxx", "--epochs", "1"], ["unknown model"]),
+        (["train", "quadranet25-xxs", "--epochs", "0"], ["--epochs"]),
+        (["train", "quadranet25-xxs", "--batch-size", "-4"], ["--batch-size"]),
+        (["train", "quadranet25-xxs", "--img-size", "0"], ["--img-size"]),
+        (["train", "quadranet25-xxs", "--lr", "0"], ["--lr"]),
+        (["train", "quadranet25-xxs", "--data", "/no/such/folder"], ["no such folder"]),
+        (["train", "quadranet-arch:/no/such/arch.json", "--epochs", "1"], ["arch file not found"]),
+        (["train", "plain-detr-nothing", "--epochs", "1"], []),
+        (["reproduce", "memory", "--widths", "64,x"], ["--widths"]),
+        (["reproduce", "memory", "--batch", "0"], ["--batch"]),
+        (["quickstart", "--minutes", "0"], ["--minutes"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, words, tmp_path):
+    _one_line_error(edgedet(*args, "--out", str(tmp_path / "o")) if args[0] == "train" else edgedet(*args),
+                    *words)
+
+
+def test_train_tiny_run(tmp_path):
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps({"schema_version": 1, "stem": {"kernel": 4, "stride": 4}, "stages": [
+        {"width": 8, "stride": 1, "layers": [{"kernel": 3, "expansion": 2}]},
+        {"width": 8, "stride": 2, "layers": ["skip"]}]}))
+    out = tmp_path / "run"
+    p = edgedet("train", f"quadranet-arch:{arch}", "--epochs", "1", "--batch-size", "8", "--img-size", "16",
+                "--train-size", "16", "--val-size", "8", "--threads", "1", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "val top-1" in p.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_done"] == 1 and m["num_classes"] == 10
