@@ -20,15 +20,6 @@ def headline(result: dict) -> str:
     )
 
 
-def latency_line(result: dict, r: dict) -> str:
-    """One self-describing sentence per batch, for logs."""
-    lat = r["latency_ms"]
-    return (
-        f"batch {r['batch']}: median {lat['median']:.3f} ms (p90 {lat['p90']:.3f}, CoV {r['cov']:.1%}), "
-        f"{r['throughput_items_per_s']:.1f} items/s — {headline(result)}"
-    )
-
-
 def table(result: dict):
     from rich.table import Table
 

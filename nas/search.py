@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -193,6 +194,7 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
     rep.start(cfg.epochs * steps, start_epoch * steps)
     for epoch in range(start_epoch, cfg.epochs):
         warm = epoch < cfg.warmup_epochs
+        t_wall, t_cpu = time.perf_counter(), time.process_time()
         torch.manual_seed(cfg.seed * 7919 + epoch)
         perm_w = weight_idx[_epoch_perm(len(weight_idx), cfg.seed, epoch, 0)]
         perm_a = arch_idx[_epoch_perm(len(arch_idx), cfg.seed, epoch, 1)]
@@ -233,6 +235,7 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
             "argmax_latency_ms": lut.latency(alphas.argmax()), "alpha_entropy": alphas.entropy(),
             "lr": w_sched.get_last_lr()[0],
             "probs": [[round(float(v), 6) for v in p] for p in alphas.probs()],
+            "wall_s": time.perf_counter() - t_wall, "cpu_s": time.process_time() - t_cpu,
         }
         history.append(record)
         rep.epoch(record)

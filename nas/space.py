@@ -88,14 +88,14 @@ class SearchSpace:
                 "expansions": list(self.expansions)}
 
 
-def build_block(space_block: str, width: int, choice: Layer) -> nn.Module:
+def build_block(space_block: str, width: int, choice: Layer, memory_saving: bool = True) -> nn.Module:
     """The module of one layer choice (identity for "skip")."""
     if choice is None:
         return nn.Identity()
     if space_block == "quadra":
         from edgedet.models.quadranet import QuadraBlock
 
-        return QuadraBlock(width, choice.kernel, choice.expansion)
+        return QuadraBlock(width, choice.kernel, choice.expansion, memory_saving=memory_saving)
     if space_block == "mbconv":
         from edgedet.nas.mbconv import MBConvBlock
 
@@ -111,7 +111,7 @@ SKELETONS = [f"c{c}-d{d}" for d in DEPTHS for c in BASE_WIDTHS]
 
 
 def skeleton(name: str, block: str = "quadra", input_size: int = 224, num_classes: int = 1000) -> SearchSpace:
-    """A skeleton of the family by name (c<C>-d<16|25>), hosting QuadraBlocks or MBConvs."""
+    """A skeleton of the family by name (c<C>-d<16|25|36|48>), hosting QuadraBlocks or MBConvs."""
     try:
         c_part, d_part = name.split("-")
         c, d = int(c_part.removeprefix("c")), int(d_part.removeprefix("d"))

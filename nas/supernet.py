@@ -52,7 +52,9 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace, num_classes: int):
         super().__init__()
         stages = [
-            [MixedLayer([build_block(space.block, w, c) for c in space.layer_choices(s, i)])
+            # plain autograd for the quadratic conv: a proxy search is bound by time, not memory
+            [MixedLayer([build_block(space.block, w, c, memory_saving=False)
+                         for c in space.layer_choices(s, i)])
              for i in range(n)]
             for s, (w, n) in enumerate(zip(space.widths, space.max_layers, strict=True))
         ]

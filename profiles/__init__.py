@@ -3,4 +3,12 @@
 from edgedet.profiles.loader import PROFILE_DIR, Profile, from_document, load_profile, shipped_ids
 from edgedet.profiles.schema import SCHEMA_VERSION, validate
 
-__all__ = ["PROFILE_DIR", "Profile", "SCHEMA_VERSION", "from_document", "load_profile", "shipped_ids", "validate"]
+__all__ = [
+    "PROFILE_DIR",
+    "Profile",
+    "SCHEMA_VERSION",
+    "from_document",
+    "load_profile",
+    "shipped_ids",
+    "validate",
+]

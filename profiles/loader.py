@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedet.errors import EdgedetError
 from edgedet.profiles.schema import validate
+
+from edgedet.errors import EdgedetError
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -40,15 +41,26 @@ class Profile:
     def describe(self) -> str:
         """One line: which profile, what kind, and its own error."""
         c = self.calibration
-        return (f"{self.kind} profile '{self.id}' ({self.runtime_name}; held-out MAPE "
-                f"{100 * c['mape']:.1f}%, {100 * c['within10']:.0f}% within ±10%)")
+        return (
+            f"{self.kind} profile '{self.id}' ({self.runtime_name}; held-out MAPE "
+            f"{100 * c['mape']:.1f}%, {100 * c['within10']:.0f}% within ±10%)"
+        )
 
 
 def from_document(doc: dict, src: str = "<memory>") -> Profile:
     validate(doc, src)
-    return Profile(id=doc["id"], kind=doc["kind"], runtime=doc["runtime"], calibration=doc["calibration"],
-                   element_bytes=float(doc["element_bytes"]), predictor=doc["predictor"],
-                   fusion=doc.get("fusion", {}), hardware=doc["hardware"], path=src, doc=doc)
+    return Profile(
+        id=doc["id"],
+        kind=doc["kind"],
+        runtime=doc["runtime"],
+        calibration=doc["calibration"],
+        element_bytes=float(doc["element_bytes"]),
+        predictor=doc["predictor"],
+        fusion=doc.get("fusion", {}),
+        hardware=doc["hardware"],
+        path=src,
+        doc=doc,
+    )
 
 
 def load_profile(id_or_path: str | Path) -> Profile:
@@ -58,8 +70,10 @@ def load_profile(id_or_path: str | Path) -> Profile:
     if not (s.endswith(".json") or p.is_file() or "/" in s):
         p = PROFILE_DIR / f"{s}.json"
         if not p.is_file():
-            raise EdgedetError(f"unknown device profile {s!r}; shipped profiles: {', '.join(shipped_ids())} "
-                               "(or give a path to a profile JSON)")
+            raise EdgedetError(
+                f"unknown device profile {s!r}; shipped profiles: {', '.join(shipped_ids())} "
+                "(or give a path to a profile JSON)"
+            )
     if not p.is_file():
         raise EdgedetError(f"device profile file not found: {p}")
     try:

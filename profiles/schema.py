@@ -11,8 +11,18 @@ from edgedet.errors import EdgedetError
 SCHEMA_VERSION = 1
 KINDS = ("predicted", "measured")
 PREDICTOR_TYPES = ("roofline", "linear")
-LINEAR_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "weight_bytes", "out_elems",
-                   "in_elems", "flops_per_out", "spill_bytes", "dram_bytes")
+LINEAR_FEATURES = (
+    "const",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "weight_bytes",
+    "out_elems",
+    "in_elems",
+    "flops_per_out",
+    "spill_bytes",
+    "dram_bytes",
+)
 
 
 def _bad(src: str, field: str, why: str) -> EdgedetError:
@@ -72,8 +82,9 @@ def validate(doc: Any, src: str) -> dict:
     fus = doc.get("fusion", {})
     if not isinstance(fus, dict):
         raise _bad(src, "fusion", "must be an object")
-    if "epilogues" in fus and not (isinstance(fus["epilogues"], list)
-                                   and all(isinstance(e, str) for e in fus["epilogues"])):
+    if "epilogues" in fus and not (
+        isinstance(fus["epilogues"], list) and all(isinstance(e, str) for e in fus["epilogues"])
+    ):
         raise _bad(src, "fusion.epilogues", "must be a list of strings")
     pred = _get(doc, "predictor", dict, src, "")
     ptype = _get(pred, "type", str, src, "predictor")
@@ -103,6 +114,9 @@ def validate(doc: Any, src: str) -> dict:
                 _nonneg(spec, "min_us", src, where)
     if ptype == "roofline":
         _nonneg(pred, "fixed_us", src, "predictor")
+    for opt in ("fixed_us", "kernel_overhead_us"):
+        if opt in pred:
+            _nonneg(pred, opt, src, "predictor")
     cal = _get(doc, "calibration", dict, src, "")
     for k in ("mape", "within10"):
         v = _get(cal, k, float, src, "calibration")

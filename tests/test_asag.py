@@ -347,7 +347,9 @@ def test_static_mode_traces_without_data_dependent_control_flow() -> None:
     import warnings
 
     torch.manual_seed(0)
-    model = create("asag-quadranet25-xxs", num_classes=3, preset="cpu", dim=16, ffn_dim=32, mode="static").eval()
+    model = create(
+        "asag-quadranet25-xxs", num_classes=3, preset="cpu", dim=16, ffn_dim=32, mode="static"
+    ).eval()
 
     class Detections(torch.nn.Module):
         def __init__(self, m):
@@ -368,3 +370,52 @@ def test_static_mode_traces_without_data_dependent_control_flow() -> None:
         traced = torch.jit.trace(wrapped, (xa, ma), check_trace=False)
         for got, want in zip(traced(xb, mb), wrapped(xb, mb), strict=True):
             torch.testing.assert_close(got, want)
+
+
+@pytest.mark.slow
+def test_static_mode_exports_to_onnx_and_onnxruntime_agrees(tmp_path) -> None:
+    """The static graph through torch.onnx (TorchScript exporter) and ONNX Runtime gives the
+    eager detections, also for an input whose padding and anchors differ from the export's."""
+    import warnings
+
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create(
+        "asag-quadranet25-xxs", num_classes=3, preset="cpu", dim=16, ffn_dim=32, mode="static"
+    ).eval()
+
+    class Detections(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, masks):
+            o = self.m(x, masks)
+            return o["scores"], o["labels"], o["boxes"]
+
+    wrapped = Detections(model).eval()
+    g = torch.Generator().manual_seed(1)
+    xa, xb = torch.randn(1, 3, 96, 96, generator=g), 2 * torch.randn(1, 3, 96, 96, generator=g)
+    ma, mb = torch.zeros(1, 96, 96, dtype=torch.bool), torch.zeros(1, 96, 96, dtype=torch.bool)
+    mb[:, :, 64:] = True
+    path = tmp_path / "asag.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped,
+            (xa, ma),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["images", "masks"],
+            output_names=["scores", "labels", "boxes"],
+        )
+    wrapped.eval()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x, m in ((xa, ma), (xb, mb)):
+        got = sess.run(None, {"images": x.numpy(), "masks": m.numpy()})
+        with torch.no_grad():
+            want = wrapped(x, m)
+        real = want[0] > 0
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(torch.from_numpy(a)[real].to(b.dtype), b[real], atol=1e-5, rtol=1e-4)

@@ -399,3 +399,11 @@ def test_benchmark_app_is_run_and_parsed(tmp_path):
     assert 0 < theirs["min"] <= theirs["median"] <= theirs["max"] and theirs["iterations"] > 0
     ours = run_edgedet(xml, batch=1, size=16, threads=1, seconds=0.2, warmup_s=0.05)
     assert ours["runtime"]["effective"]["PERFORMANCE_HINT"] == "LATENCY"
+
+
+@pytest.mark.parametrize(
+    "verb", [["bench"], ["hostinfo"], ["reproduce", "bench-agreement"], ["reproduce", "throughput"]]
+)
+def test_help_renders(verb, capsys):
+    code, out, err = run_cli([*verb, "--help"], capsys)
+    assert code == 0 and "Usage" in out, err

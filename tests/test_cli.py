@@ -48,15 +48,26 @@ def _one_line_error(p, *words):
         (["train", "quadranet25-xxs", "--lr", "0"], ["--lr"]),
         (["train", "quadranet25-xxs", "--data", "/no/such/folder"], ["no such folder"]),
         (["train", "quadranet-arch:/no/such/arch.json", "--epochs", "1"], ["arch file not found"]),
-        (["train", "plain-detr-nothing", "--epochs", "1"], []),
         (["reproduce", "memory", "--widths", "64,x"], ["--widths"]),
         (["reproduce", "memory", "--batch", "0"], ["--batch"]),
         (["quickstart", "--minutes", "0"], ["--minutes"]),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args, words, tmp_path):
-    _one_line_error(edgedet(*args, "--out", str(tmp_path / "o")) if args[0] == "train" else edgedet(*args),
-                    *words)
+def test_bad_input_is_one_line_exit_2(args, words, tmp_path, capsys):
+    """In-process through the real entry point (`main` is what the console script runs)."""
+    from edgedet.cli.main import main
+
+    if args[0] == "train":
+        args = [*args, "--out", str(tmp_path / "o")]
+    code = main(args)
+    err = capsys.readouterr().err
+    _one_line_error(subprocess.CompletedProcess(args, code, "", err), *words)
+
+
+@pytest.mark.parametrize("args,words", [(["train", "no-such-model", "--epochs", "1"], ["unknown model"]),
+                                        (["train", "quadranet25-xxs", "--lr", "-1"], ["--lr"])])
+def test_bad_input_from_the_console_command(args, words, tmp_path):
+    _one_line_error(edgedet(*args, "--out", str(tmp_path / "o")), *words)
 
 
 def test_train_tiny_run(tmp_path):

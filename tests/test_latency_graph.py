@@ -6,16 +6,15 @@ import io
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 import torch
+from edgedet.nas.latency.fusion import FusionRules, fuse
+from edgedet.nas.latency.graph import build_graph
+from edgedet.nas.latency.module_graph import record
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph
-from edgedet.nas.latency.module_graph import record
 
 torch.set_num_threads(1)
 
@@ -31,8 +30,9 @@ def _export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.randn(*shape),), buf, dynamo=False, opset_version=17,
-                          export_params=False)
+        torch.onnx.export(
+            module.eval(), (torch.randn(*shape),), buf, dynamo=False, opset_version=17, export_params=False
+        )
     return buf.getvalue()
 
 
@@ -100,8 +100,15 @@ def test_decomposed_layernorm_and_gelu_fuse():
         helper.make_node("Mul", ["ln", "g3"], ["g4"]),
         helper.make_node("Mul", ["g4", "half"], ["y"]),
     ]
-    inits = [c("two", 2.0), c("eps", 1e-6), c("gamma", np.ones(32)), c("beta", np.zeros(32)),
-             c("sqrt2", 1.4142135), c("one", 1.0), c("half", 0.5)]
+    inits = [
+        c("two", 2.0),
+        c("eps", 1e-6),
+        c("gamma", np.ones(32)),
+        c("beta", np.zeros(32)),
+        c("sqrt2", 1.4142135),
+        c("one", 1.0),
+        c("half", 0.5),
+    ]
     ks, unknown = _kernels(_onnx(nodes, [x], inits))
     assert unknown == []
     assert [k.op for k in ks] == ["layernorm", "gelu"]
@@ -117,9 +124,11 @@ def test_shape_arithmetic_is_folded_not_a_kernel():
         helper.make_node("Concat", ["b1", "neg1"], ["shp"], axis=0),
         helper.make_node("Reshape", ["x", "shp"], ["y"]),
     ]
-    inits = [numpy_helper.from_array(np.array(0, dtype=np.int64), "i0"),
-             numpy_helper.from_array(np.array([0], dtype=np.int64), "ax0"),
-             numpy_helper.from_array(np.array([-1], dtype=np.int64), "neg1")]
+    inits = [
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "i0"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "ax0"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "neg1"),
+    ]
     g = build_graph(_onnx(nodes, [x], inits))
     assert [n.op for n in g.nodes] == ["Reshape"]
     assert {n.op for n in g.folded} == {"Shape", "Gather", "Unsqueeze", "Concat"}
@@ -136,9 +145,11 @@ def test_epilogue_rules_are_per_profile():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])
     w = numpy_helper.from_array(np.zeros((8, 8, 3, 3), np.float32), "w")
     bn = [numpy_helper.from_array(np.ones(8, np.float32), n) for n in ("s", "b", "m", "v")]
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
-             helper.make_node("Relu", ["n"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+        helper.make_node("Relu", ["n"], ["y"]),
+    ]
     model = _onnx(nodes, [x], [w, *bn])
     fused, _ = _kernels(model, FusionRules(epilogues=("bias", "bn", "act")))
     eager, _ = _kernels(model, FusionRules(epilogues=()))

@@ -6,17 +6,35 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from edgedet.nas.latency.kernel_models import KINDS, build, sample
 from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise
 from edgedet.profiles import from_document
 
-EXPECTED = {"conv": "conv", "dwconv": "dwconv", "quadconv": "quadconv", "linear": "linear", "gemm": "linear",
-            "matmul": "matmul", "layernorm": "layernorm", "gelu": "gelu", "softmax": "softmax",
-            "add": "elementwise", "scale_last": "elementwise", "scale_ch": "elementwise", "relu": "elementwise",
-            "hardswish": "elementwise", "sigmoid": "elementwise", "transpose": "transpose", "maxpool": "pool",
-            "avgpool": "pool", "globalpool": "globalpool", "concat": "concat", "split": "split", "slice": "slice",
-            "reshape": "reshape"}
+EXPECTED = {
+    "conv": "conv",
+    "dwconv": "dwconv",
+    "quadconv": "quadconv",
+    "linear": "linear",
+    "gemm": "linear",
+    "matmul": "matmul",
+    "layernorm": "layernorm",
+    "gelu": "gelu",
+    "softmax": "softmax",
+    "add": "elementwise",
+    "scale_last": "elementwise",
+    "scale_ch": "elementwise",
+    "relu": "elementwise",
+    "hardswish": "elementwise",
+    "sigmoid": "elementwise",
+    "transpose": "transpose",
+    "maxpool": "pool",
+    "avgpool": "pool",
+    "globalpool": "globalpool",
+    "concat": "concat",
+    "split": "split",
+    "slice": "slice",
+    "reshape": "reshape",
+}
 
 
 def test_every_kernel_model_is_one_kernel_of_its_class():
@@ -30,12 +48,16 @@ def test_every_kernel_model_is_one_kernel_of_its_class():
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_tiny_measured_profile_is_valid_and_predicts(runtime):
-    from edgedet.models.quadranet import QuadraBlock
     from edgedet.nas.latency import predict_module
 
+    from edgedet.models.quadranet import QuadraBlock
+
     kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "add", "scale_last", "reshape"]
-    doc = build_measured_profile(runtime, 1, budget_s=4.0, quick=True, profile_id="t", progress=False,
-                                 per_kind=3, kinds=kinds)
+    if runtime == "openvino":  # compiling is slower there; fewer kinds still cover the block
+        kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "scale_last"]
+    doc = build_measured_profile(
+        runtime, 1, budget_s=4.0, quick=True, profile_id="t", progress=False, per_kind=2, kinds=kinds
+    )
     prof = from_document(doc)
     assert prof.kind == "measured" and prof.runtime["threads"] == 1
     assert doc["hardware"]["name"] and doc["runtime"]["version"]

@@ -9,11 +9,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from edgedet.nas.latency import load_profile, predict_module, predict_onnx
 from onnx import TensorProto, helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency import load_profile, predict_module, predict_onnx
 
 torch.set_num_threads(1)
 
@@ -56,7 +56,10 @@ def test_predicted_roofline_reproduces_its_calibration():
 def _einsum_model() -> bytes:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    n = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Einsum", ["r"], ["y"], equation="bij->bji")]
+    n = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Einsum", ["r"], ["y"], equation="bij->bji"),
+    ]
     m = helper.make_model(helper.make_graph(n, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
     return m.SerializeToString()
 
@@ -94,20 +97,24 @@ def test_cli_predict_json(tmp_path):
 
 
 def test_cli_predict_structure_only_onnx(capsys):
-    from edgedet.cli.main import main
     from edgedet.nas.latency.calibrate import data_root
+
+    from edgedet.cli.main import main
 
     path = data_root() / "latency-reference" / "onnx" / "mobilenet_v2.onnx"
     assert main(["predict", "--onnx", str(path), "--device", "cortex-a76"]) == 0
-    assert "predicted by predicted profile 'cortex-a76'" in capsys.readouterr().out
+    assert "predicted with predicted profile 'cortex-a76'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["predict", "quadranet25-xxs", "--device", "no-such"], "unknown device profile"),
-    (["predict", "no-such-model", "--device", "cortex-a76"], "unknown model"),
-    (["predict", "--device", "cortex-a76"], "exactly one of"),
-    (["predict", "convnet", "--device", "nn-meter:cortexA76cpu_tflite21"], "nn-Meter"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["predict", "quadranet25-xxs", "--device", "no-such"], "unknown device profile"),
+        (["predict", "no-such-model", "--device", "cortex-a76"], "unknown model"),
+        (["predict", "--device", "cortex-a76"], "exactly one of"),
+        (["predict", "convnet", "--device", "nn-meter:cortexA76cpu_tflite21"], "nn-Meter"),
+    ],
+)
 def test_cli_errors_are_one_line(capsys, args, msg):
     from edgedet.cli.main import main
 

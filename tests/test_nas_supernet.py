@@ -140,7 +140,7 @@ def test_lut_expectation_and_gradient():
     e = lut.expected(alphas)
     probs = [torch.softmax(a.detach(), 0) for a in alphas]
     e_layers = [float((p * torch.tensor(r)).sum()) for p, r in zip(probs, lut.table, strict=True)]
-    assert math.isclose(float(e), 2.0 + sum(e_layers), rel_tol=1e-6)
+    assert math.isclose(float(e.detach()), 2.0 + sum(e_layers), rel_tol=1e-6)
     grads = torch.autograd.grad(e, alphas)
     for g, p, r, el in zip(grads, probs, lut.table, e_layers, strict=True):
         assert torch.allclose(g, p * (torch.tensor(r) - el), atol=1e-6)
@@ -199,26 +199,30 @@ def test_build_lut_prices_layers_at_deployment_size():
 
 
 def test_budget_errors_and_skeleton_choice():
-    sp = SearchSpace(input_size=224, num_classes=10)
+    sp = SearchSpace(input_size=112, num_classes=10)
     lut = build_lut(sp, _flops_cost)
     with pytest.raises(EdgedetError, match=f"{lut.min_ms:.3g} ms"):
         check_budget(lut, lut.min_ms * 0.5, sp.name, "test")
     with pytest.raises(EdgedetError, match="above the largest"):
         check_budget(lut, lut.max_ms * 1.5, sp.name, "test")
-    names = ["c16-d16", "c32-d16", "c64-d25"]
+    names = ["c16-d16", "c24-d16", "c32-d25"]
 
     def make(s):
         return build_lut(s, _flops_cost)
 
-    big = make(skeleton("c64-d25", num_classes=10))
-    ch = choose_skeleton(big.max_ms * 0.9, make, "test", num_classes=10, names=names)
-    assert ch.space.name == "c64-d25" and ch.lut.min_ms <= big.max_ms * 0.9 <= ch.lut.max_ms
-    ch = choose_skeleton(lut.max_ms * 0.9, make, "test", num_classes=10, names=names)
+    def choose(budget):
+        return choose_skeleton(budget, make, "test", input_size=112, num_classes=10, names=names)
+
+    big = make(skeleton("c32-d25", input_size=112, num_classes=10))
+    ch = choose(big.max_ms * 0.95)
+    assert ch.space.name == "c32-d25" and ch.lut.min_ms <= big.max_ms * 0.95 <= ch.lut.max_ms
+    assert set(ch.ranges) == set(names)
+    ch = choose(lut.max_ms * 0.9)
     assert ch.lut.min_ms <= lut.max_ms * 0.9 <= ch.lut.max_ms
     with pytest.raises(EdgedetError, match="unattainable.*smallest"):
-        choose_skeleton(lut.min_ms * 0.5, make, "test", num_classes=10, names=names)
+        choose(lut.min_ms * 0.5)
     with pytest.raises(EdgedetError, match="above the largest architecture of every skeleton"):
-        choose_skeleton(big.max_ms * 2, make, "test", num_classes=10, names=names)
+        choose(big.max_ms * 2)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -251,8 +255,9 @@ def test_space_sampler_and_skeletons():
 
 
 def test_block_cost_cache_persists(tmp_path, monkeypatch):
-    from edgedet.arch import LayerChoice
     from edgedet.nas.lut import BlockCostCache
+
+    from edgedet.arch import LayerChoice
 
     monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path))
     calls = []

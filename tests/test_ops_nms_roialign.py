@@ -175,7 +175,9 @@ def test_multiscale_roi_align_static_equals_per_level() -> None:
     gen = torch.Generator().manual_seed(6)
     strides = [8, 16, 32, 64]
     feats = [torch.randn(2, 3, 320 // s, 256 // s, generator=gen) for s in strides]
-    boxes = torch.stack([_random_boxes(9, gen, size=200.0) * torch.tensor([1.0, 1, 1.5, 1.5]) for _ in range(2)])
+    boxes = torch.stack(
+        [_random_boxes(9, gen, size=200.0) * torch.tensor([1.0, 1, 1.5, 1.5]) for _ in range(2)]
+    )
     a = multiscale_roi_align(feats, strides, boxes, 7, 2, static=True)
     b = multiscale_roi_align(feats, strides, boxes, 7, 2, static=False)
     torch.testing.assert_close(a, b)

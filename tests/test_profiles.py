@@ -6,9 +6,9 @@ import copy
 import json
 
 import pytest
+from edgedet.profiles import from_document, load_profile, shipped_ids
 
 from edgedet.errors import EdgedetError
-from edgedet.profiles import from_document, load_profile, shipped_ids
 
 PREDICTED = ["cortex-a76", "myriad-vpu", "adreno640", "adreno630", "a100-trt"]
 
@@ -36,16 +36,25 @@ def _write(tmp_path, doc) -> str:
     return str(p)
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.pop("kind"), "'kind'"),
-    (lambda d: d.__setitem__("kind", "guessed"), "'kind'"),
-    (lambda d: d["predictor"]["classes"]["conv"].pop("compute_scale"), "predictor.classes.conv.compute_scale"),
-    (lambda d: d["predictor"]["classes"]["conv"].__setitem__("overhead_us", -1), "predictor.classes.conv.overhead_us"),
-    (lambda d: d["hardware"].__setitem__("sources", []), "hardware.sources"),
-    (lambda d: d["calibration"].pop("mape"), "calibration.mape"),
-    (lambda d: d.__setitem__("schema_version", 99), "schema_version"),
-    (lambda d: d["predictor"].__setitem__("type", "forest"), "predictor.type"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.pop("kind"), "'kind'"),
+        (lambda d: d.__setitem__("kind", "guessed"), "'kind'"),
+        (
+            lambda d: d["predictor"]["classes"]["conv"].pop("compute_scale"),
+            "predictor.classes.conv.compute_scale",
+        ),
+        (
+            lambda d: d["predictor"]["classes"]["conv"].__setitem__("overhead_us", -1),
+            "predictor.classes.conv.overhead_us",
+        ),
+        (lambda d: d["hardware"].__setitem__("sources", []), "hardware.sources"),
+        (lambda d: d["calibration"].pop("mape"), "calibration.mape"),
+        (lambda d: d.__setitem__("schema_version", 99), "schema_version"),
+        (lambda d: d["predictor"].__setitem__("type", "forest"), "predictor.type"),
+    ],
+)
 def test_broken_profile_names_the_field(tmp_path, mutate, field):
     doc = copy.deepcopy(load_profile("cortex-a76").doc)
     mutate(doc)
@@ -55,10 +64,16 @@ def test_broken_profile_names_the_field(tmp_path, mutate, field):
 
 
 def test_measured_profile_schema(tmp_path):
-    doc = {"schema_version": 1, "id": "x", "kind": "measured", "runtime": {"name": "onnxruntime", "threads": 1},
-           "element_bytes": 4, "hardware": {"name": "cpu"},
-           "predictor": {"type": "linear", "classes": {"conv": {"coef": {"flops": 1e-5}}}},
-           "calibration": {"mape": 0.1, "within10": 0.5, "method": "m"}}
+    doc = {
+        "schema_version": 1,
+        "id": "x",
+        "kind": "measured",
+        "runtime": {"name": "onnxruntime", "threads": 1},
+        "element_bytes": 4,
+        "hardware": {"name": "cpu"},
+        "predictor": {"type": "linear", "classes": {"conv": {"coef": {"flops": 1e-5}}}},
+        "calibration": {"mape": 0.1, "within10": 0.5, "method": "m"},
+    }
     assert from_document(doc).kind == "measured"
     doc["predictor"]["classes"]["conv"]["coef"] = {"colour": 1.0}
     with pytest.raises(EdgedetError, match="predictor.classes.conv.coef.colour"):

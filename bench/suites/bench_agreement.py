@@ -128,9 +128,14 @@ def agreement(
             rows.append(got)
     ours = median(r["edgedet"]["median"] for r in rows)
     theirs = median(r["benchmark_app"]["median"] for r in rows)
-    ratio = ours / theirs
+    # Each round measures both tools back to back, so its ratio cancels slow load drift between
+    # rounds; the median of those paired ratios is the acceptance figure.
+    ratio = median(r["ratio"] for r in rows)
     own = [r["edgedet"]["median"] for r in rows]
-    repeat_spread = (max(own) - min(own)) / median(own)  # back-to-back agreement of edgedet with itself
+    repeat_spread = (max(own) - min(own)) / median(own)
+    # The order alternates (E,B), (B,E), (E,B)…: rounds 2k+1 and 2k+2 run edgedet twice in a row.
+    pairs = [(own[i], own[i + 1]) for i in range(1, len(own) - 1, 2)]
+    b2b = [abs(a - b) / min(a, b) for a, b in pairs]
     import openvino as ov
     from edgedet.bench.hostinfo import fingerprint
 
@@ -158,10 +163,14 @@ def agreement(
         "edgedet_median_ms": ours,
         "benchmark_app_median_ms": theirs,
         "ratio": ratio,
+        "ratio_of_medians": ours / theirs,
         "tolerance": TOLERANCE,
         "within_tolerance": abs(ratio - 1) <= TOLERANCE,
         "edgedet_repeat_spread": repeat_spread,
-        "edgedet_repeat_within_tolerance": repeat_spread <= TOLERANCE,
+        "edgedet_back_to_back": [
+            {"medians_ms": list(p), "difference": d} for p, d in zip(pairs, b2b, strict=True)
+        ],
+        "edgedet_back_to_back_within_tolerance": bool(b2b) and max(b2b) <= TOLERANCE,
     }
 
 
@@ -175,9 +184,9 @@ def register(reproduce: typer.Typer) -> None:
         batch: int = typer.Option(1, "--batch", min=1),
         input_size: int = typer.Option(224, "--input-size", min=32),
         threads: int = typer.Option(None, "--threads", min=1, help="Default: every usable CPU."),
-        seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Measured time per run, both tools."),
-        rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved runs per tool."),
-        quick: bool = typer.Option(False, "--quick", help="2 rounds of 3 s."),
+        seconds: float = typer.Option(6.0, "--seconds", min=1.0, help="Measured time per run, both tools."),
+        rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved runs per tool."),
+        quick: bool = typer.Option(False, "--quick", help="3 rounds of 3 s."),
     ) -> None:
         """OpenVINO's benchmark_app vs edgedet bench on the same IR: both medians and their ratio."""
         from edgedet.bench.hostinfo import usable_cpus
@@ -188,7 +197,7 @@ def register(reproduce: typer.Typer) -> None:
 
         console = Console()
         if quick:
-            seconds, rounds = 3.0, 2
+            seconds, rounds = 3.0, 3
         n = threads or usable_cpus()
         res = agreement(
             model,
@@ -218,19 +227,22 @@ def register(reproduce: typer.Typer) -> None:
             "median",
             f"{res['edgedet_median_ms']:.3f}",
             f"{res['benchmark_app_median_ms']:.3f}",
-            f"{res['ratio']:.3f}",
+            f"{res['ratio']:.3f} (paired)",
         )
         console.print(t)
         verdict = "within" if res["within_tolerance"] else "OUTSIDE"
         console.print(
-            f"edgedet / benchmark_app median = {res['ratio']:.3f}: {verdict} ±{TOLERANCE:.0%} "
+            f"edgedet / benchmark_app median ratio = {res['ratio']:.3f} (median of per-round ratios; "
+            f"ratio of the medians {res['ratio_of_medians']:.3f}): {verdict} ±{TOLERANCE:.0%} "
             f"(1-min load at the end: {os.getloadavg()[0]:.2f} on {d['usable_cpus']} CPUs)"
         )
-        own = ", ".join(f"{r['edgedet']['median']:.3f}" for r in res["rounds"])
-        ok = "within" if res["edgedet_repeat_within_tolerance"] else "OUTSIDE"
+        for p in res["edgedet_back_to_back"]:
+            a, b = p["medians_ms"]
+            console.print(
+                f"edgedet bench twice in a row: medians {a:.3f} and {b:.3f} ms, {p['difference']:.1%} apart"
+            )
         console.print(
-            f"edgedet bench back to back: medians {own} ms, spread (max − min) / median = "
-            f"{res['edgedet_repeat_spread']:.1%} ({ok} ±{TOLERANCE:.0%})"
+            f"edgedet median spread over all rounds (max − min) / median = {res['edgedet_repeat_spread']:.1%}"
         )
         if json_path:
             write_json_atomic(json_path, res)

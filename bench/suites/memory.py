@@ -167,8 +167,8 @@ def print_table(rows: list[dict]) -> None:
         r0 = next(iter(sub.values()))
         t = Table(title=f"{r0['blocks']} blocks, width {w}, batch {r0['batch']}, input {r0['resolution']}² "
                         f"(block maps {r0['map_size']}²), {r0['threads']} thread(s)")
-        for col in ("block", "saved MiB", "× conv", "× swin", "tensors/block", "MiB/block",
-                    "peak RSS MiB", "× conv", "× swin"):
+        for col in ("block", "saved MiB", "×conv", "×swin", "tensors/blk", "MiB/blk",
+                    "RSS MiB", "×conv", "×swin"):
             t.add_column(col, justify="left" if col == "block" else "right")
         for kind, r in sub.items():
             t.add_row(kind, f"{r['saved_bytes'] / mib:.1f}", _ratio(r, sub.get("conv"), "saved_bytes"),

@@ -55,7 +55,8 @@ def _mean_std(xs: list[float]) -> dict[str, float]:
 
 
 def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int, threads: int,
-              log=print) -> dict[str, Any]:
+              log=print, budgets=BUDGETS, on_row=None, search_epochs: int | None = None,
+              train_epochs: int | None = None, images: int | None = None) -> dict[str, Any]:
     import torch
     from edgedet.nas.driver import SearchJob, build_space_net, load_device, run_job
     from edgedet.nas.proxy import ProxyTrainConfig, train_proxy
@@ -65,10 +66,11 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
     from edgedet.errors import EdgedetError
 
     torch.set_num_threads(threads)
-    s_epochs, images, t_epochs = (3, 512, 2) if quick else (12, 2000, 10)
+    s_def, i_def, t_def = (3, 512, 2) if quick else (12, 2000, 10)
+    s_epochs, images, t_epochs = search_epochs or s_def, images or i_def, train_epochs or t_def
     rows = []
     t_all = time.time()
-    for device, budget in BUDGETS:
+    for device, budget in budgets:
         _, cost, _ = load_device(device)
         entry: dict[str, Any] = {"device": device, "budget_ms": budget, "methods": {}, "skeletons": {}}
         searched = {}
@@ -122,6 +124,12 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         entry["searched_beats_random_median"] = (
             entry["methods"]["searched-quadranet"][0]["accuracy"]["mean"] > entry["random_median_accuracy"])
         rows.append(entry)
+        if on_row is not None:
+            on_row(_result(rows, quick, seeds, images, train_size, s_epochs, t_epochs, t_all, threads))
+    return _result(rows, quick, seeds, images, train_size, s_epochs, t_epochs, t_all, threads)
+
+
+def _result(rows, quick, seeds, images, train_size, s_epochs, t_epochs, t_all, threads) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "suite": "nas", "quick": quick, "seeds": seeds,
             "proxy": {"data": "synthetic", "images": images, "train_size": train_size,
                       "search_epochs": s_epochs, "train_epochs": t_epochs},
@@ -165,12 +173,30 @@ def register(app: typer.Typer) -> None:
         train_size: int = typer.Option(64, "--train-size", min=32, help="Proxy image size."),
         out: str = typer.Option("nas-reproduce", "--out", help="Folder for the searches' outputs."),
         threads: int = typer.Option(2, "--threads", min=1),
+        search_epochs: int = typer.Option(0, "--search-epochs", min=0, help="Search epochs (12; quick 3)."),
+        train_epochs: int = typer.Option(0, "--train-epochs", min=0, help="Training epochs (10; quick 2)."),
+        images: int = typer.Option(0, "--images", min=0, help="Synthetic training images (2000; quick 512)."),
+        devices: str = typer.Option(",".join(d for d, _ in BUDGETS), "--devices",
+                                    help="Comma-separated subset of the paper budgets' devices."),
     ) -> None:
         """Searched QuadraNet vs MBConv space vs random archs at the paper's three budgets."""
         from edgedet.arch import write_json_atomic
+        from edgedet.errors import EdgedetError
+
+        wanted = [d.strip() for d in devices.split(",") if d.strip()]
+        unknown = [d for d in wanted if d not in dict(BUDGETS)]
+        if unknown or not wanted:
+            raise EdgedetError(f"unknown --devices {', '.join(unknown) or devices!r}; "
+                               f"choose from {', '.join(d for d, _ in BUDGETS)}")
+        budgets = [(d, b) for d, b in BUDGETS if d in wanted]
+
+        def partial(res: dict) -> None:  # keep what is done if a long run is stopped
+            if json_path:
+                write_json_atomic(json_path, res)
 
         res = run_suite(Path(out), quick, seeds, n_random, 32 if quick and train_size == 64 else train_size,
-                        threads)
+                        threads, budgets=budgets, on_row=partial, search_epochs=search_epochs or None,
+                        train_epochs=train_epochs or None, images=images or None)
         _table(res)
         if json_path:
             write_json_atomic(json_path, res)

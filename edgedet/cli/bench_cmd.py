@@ -27,7 +27,12 @@ def register(app: typer.Typer) -> None:
             help="Export folder (manifest.json), .onnx / .xml file, or a model name (with --runtime torch).",
         ),
         runtime: str = typer.Option(..., "--runtime", help="torch | onnxruntime | openvino | tvm | tensorrt"),
-        device: str = typer.Option("cpu", "--device", help="cpu | cuda | GPU | NPU | rpc://HOST:PORT[/KEY]"),
+        device: str = typer.Option(
+            "cpu",
+            "--device",
+            help="cpu | cuda | GPU | NPU | rpc://HOST:PORT or rpc://HOST:PORT/KEY "
+            "(TVM RPC server, or tracker and key)",
+        ),
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
         threads: int = typer.Option(None, "--threads", help="CPU threads (default: every usable CPU)."),
         streams: int = typer.Option(1, "--streams", help="Inference streams (OpenVINO NUM_STREAMS)."),

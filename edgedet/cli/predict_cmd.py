@@ -27,8 +27,15 @@ def fast_create(name: str):
     return m.eval()
 
 
-def run_prediction(model: str | None, onnx: Path | None, arch: Path | None, device: str, input_size: int,
-                   batch: int, allow_unknown: bool):
+def run_prediction(
+    model: str | None,
+    onnx: Path | None,
+    arch: Path | None,
+    device: str,
+    input_size: int,
+    batch: int,
+    allow_unknown: bool,
+):
     """Resolve the model source and predict it; returns (Prediction, description)."""
     from edgedet.nas.latency import predict_module, predict_onnx
     from edgedet.nas.latency.nnmeter import is_nnmeter, predict_nnmeter
@@ -68,24 +75,38 @@ def print_prediction(pred, what: str, top: int) -> None:
 
     p = pred.profile
     cal = p.get("calibration", {})
-    err = (f"held-out MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
-           if "mape" in cal else "error unknown")
+    err = (
+        f"held-out MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
+        if "mape" in cal
+        else "error unknown"
+    )
     rt = p.get("runtime", {})
     rt_name = rt.get("name", "?") if isinstance(rt, dict) else str(rt)
-    tag = f"predicted by {p.get('kind', '?')} profile '{p.get('id', pred.profile_id)}'"
+    tag = f"predicted with {p.get('kind', '?')} profile '{p.get('id', pred.profile_id)}'"
     t = Table(title=f"{what}: {pred.latency_ms:.3f} ms ({tag}; {rt_name}; {err})")
     for c in ("#", "op", "fused nodes", "input", "output", "k/s/g", "MFLOPs", "KB r/w", "predicted ms", "%"):
         t.add_column(c, justify="right" if c in ("#", "MFLOPs", "KB r/w", "predicted ms", "%") else "left")
     ks = sorted(pred.kernels, key=lambda k: -(k.latency_ms or 0.0))
     total = pred.latency_ms or 1.0
     for i, k in enumerate(ks[:top]):
-        geo = "" if k.kernel_size is None else f"{'x'.join(map(str, k.kernel_size))}/{k.stride[0] if k.stride else 1}/{k.groups}"
-        t.add_row(str(i + 1), k.op, "+".join(k.nodes)[:40],
-                  " ".join("x".join(map(str, s)) for s in k.input_shapes)[:28],
-                  " ".join("x".join(map(str, s)) for s in k.output_shapes)[:28], geo,
-                  f"{k.flops / 1e6:.2f}", f"{k.bytes_read / 1e3:.0f}/{k.bytes_written / 1e3:.0f}",
-                  f"{k.latency_ms:.4f}", f"{100 * (k.latency_ms or 0) / total:.1f}")
-    con = Console()
+        geo = (
+            ""
+            if k.kernel_size is None
+            else f"{'x'.join(map(str, k.kernel_size))}/{k.stride[0] if k.stride else 1}/{k.groups}"
+        )
+        t.add_row(
+            str(i + 1),
+            k.op,
+            "+".join(k.nodes)[:40],
+            " ".join("x".join(map(str, s)) for s in k.input_shapes)[:28],
+            " ".join("x".join(map(str, s)) for s in k.output_shapes)[:28],
+            geo,
+            f"{k.flops / 1e6:.2f}",
+            f"{k.bytes_read / 1e3:.0f}/{k.bytes_written / 1e3:.0f}",
+            f"{k.latency_ms:.4f}",
+            f"{100 * (k.latency_ms or 0) / total:.1f}",
+        )
+    con = Console(width=max(Console().width, 150))
     con.print(t)
     if len(ks) > top:
         con.print(f"… {len(ks) - top} more kernels (use --top or --json for all)")
@@ -100,12 +121,15 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(None, help="Registered model name (see `edgedet models`)."),
         onnx: Path = typer.Option(None, "--onnx", help="ONNX file (weights may be absent)."),
         arch: Path = typer.Option(None, "--arch", help="arch.json written by `edgedet search`."),
-        device: str = typer.Option(..., "--device", help="Profile id, path to a profile JSON, or nn-meter:<name>."),
+        device: str = typer.Option(
+            ..., "--device", help="Profile id, path to a profile JSON, or nn-meter:<name>."
+        ),
         input_size: int = typer.Option(224, "--input-size", min=16, help="Square input size."),
         batch: int = typer.Option(1, "--batch", min=1),
         json_out: Path = typer.Option(None, "--json", help="Write the prediction as JSON here."),
-        allow_unknown: bool = typer.Option(False, "--allow-unknown",
-                                           help="Price ops the profile has no model for at 0 ms (warns)."),
+        allow_unknown: bool = typer.Option(
+            False, "--allow-unknown", help="Price ops the profile has no model for at 0 ms (warns)."
+        ),
         top: int = typer.Option(15, "--top", min=1, help="Kernels shown in the table."),
     ) -> None:
         """Predict latency on a device profile: total and per-kernel table (top costs first)."""
@@ -114,8 +138,12 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(format="%(message)s")
         pred, what = run_prediction(model, onnx, arch, device, input_size, batch, allow_unknown)
         if pred.unknown_ops:
-            typer.secho(f"WARNING: no cost model for {', '.join(pred.unknown_ops)}: priced at 0 ms, "
-                        "the prediction is too low", fg="red", err=True)
+            typer.secho(
+                f"WARNING: no cost model for {', '.join(pred.unknown_ops)}: priced at 0 ms, "
+                "the prediction is too low",
+                fg="red",
+                err=True,
+            )
         print_prediction(pred, f"{what} (batch {batch}, {input_size}×{input_size})", top)
         if json_out is not None:
             from edgedet.arch import write_json_atomic

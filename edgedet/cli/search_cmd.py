@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue from --out/search.ckpt."),
         loss: str = typer.Option("mul", "--loss", help="mul: a·CE·(log E/log T)^β; add: CE + λ(E−T)/T."),
         skeleton: str = typer.Option("auto", "--skeleton", help="auto (chosen from budget and device) or "
-                                     "c<C>-d<16|25>, e.g. c32-d16."),
+                                     "c<C>-d<16|25|36|48>, e.g. c32-d16."),
         images: int = typer.Option(2000, "--synthetic-images", min=256, help="Synthetic training images."),
         batch_size: int = typer.Option(64, "--batch-size", min=2, help="Per-process batch size."),
         arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
@@ -99,7 +99,8 @@ class RichReporter:
         self.progress.console.print(
             f"epoch {r['epoch']} [{r['phase']}] loss {r['train_loss']:.3f} train acc {r['train_acc']:.3f} "
             f"val acc (argmax) {r['val_acc_argmax']:.3f} E[lat] {r['expected_latency_ms']:.3g} ms "
-            f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f}",
+            f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f} "
+            f"({r['wall_s']:.0f} s, {r['cpu_s']:.0f} CPU-s)",
             markup=False, highlight=False)
 
     def close(self) -> None:

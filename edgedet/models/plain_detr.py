@@ -289,7 +289,7 @@ class PlainDETR(nn.Module):
         enc_logits, enc_boxes, ref = self._proposals(src, fmask, (h, w), img_hw, nq)
         query_pos = self.pos_trans_norm(self.pos_trans(box_sine_embedding(ref, cfg.hidden_dim // 2)))
         query_pos = query_pos[..., : cfg.hidden_dim]
-        tgt = self.query_embed.weight[:nq][None].expand(b, -1, -1)
+        tgt = self.query_embed.weight[:nq].unsqueeze(0).repeat(b, 1, 1)  # a copy: no view of a parameter
         attn_mask = self._hybrid_mask(nq, x.device) if self.training and cfg.num_queries_one2many else None
 
         scale = self._rpb_scale(fmask, h, w, img_hw)

@@ -45,7 +45,9 @@ def stable_rank_desc(x: Tensor) -> Tensor:
     order), by pairwise comparison: static shapes and exportable, unlike sort(stable=True)."""
     n = x.shape[-1]
     idx = torch.arange(n, device=x.device)
-    before = (x[..., None, :] > x[..., :, None]) | ((x[..., None, :] == x[..., :, None]) & (idx < idx[:, None]))
+    before = (x[..., None, :] > x[..., :, None]) | (
+        (x[..., None, :] == x[..., :, None]) & (idx < idx[:, None])
+    )
     return before.sum(-1)
 
 

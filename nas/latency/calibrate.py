@@ -21,38 +21,72 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from edgedet.arch import write_json_atomic
-from edgedet.errors import EdgedetError
 from edgedet.nas.latency.devices import DEVICES, DeviceSpec
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph, load_model, set_batch
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.profiles import PROFILE_DIR, SCHEMA_VERSION
 
+from edgedet.arch import write_json_atomic
+from edgedet.errors import EdgedetError
+
 # op class → (compute group, overhead group); memory_scale is shared by all classes
 CLASS_GROUPS = {
-    "conv": ("conv", "overhead"), "dwconv": ("dwconv", "overhead"), "quadconv": ("dwconv", "overhead"),
-    "linear": ("linear", "overhead"), "matmul": ("linear", "overhead"),
-    "elementwise": ("vector", "vector_overhead"), "pool": ("vector", "vector_overhead"),
-    "globalpool": ("vector", "vector_overhead"), "reduce": ("vector", "vector_overhead"),
-    "layernorm": ("vector", "vector_overhead"), "gelu": ("vector", "vector_overhead"),
+    "conv": ("conv", "overhead"),
+    "dwconv": ("dwconv", "overhead"),
+    "quadconv": ("dwconv", "overhead"),
+    "linear": ("linear", "overhead"),
+    "matmul": ("linear", "overhead"),
+    "elementwise": ("vector", "vector_overhead"),
+    "pool": ("vector", "vector_overhead"),
+    "globalpool": ("vector", "vector_overhead"),
+    "reduce": ("vector", "vector_overhead"),
+    "layernorm": ("vector", "vector_overhead"),
+    "gelu": ("vector", "vector_overhead"),
     "softmax": ("vector", "vector_overhead"),
-    "concat": (None, "datamove"), "split": (None, "datamove"), "transpose": (None, "datamove"),
-    "slice": (None, "datamove"), "pad": (None, "datamove"), "resize": (None, "datamove"),
+    "concat": (None, "datamove"),
+    "split": (None, "datamove"),
+    "transpose": (None, "datamove"),
+    "slice": (None, "datamove"),
+    "pad": (None, "datamove"),
+    "resize": (None, "datamove"),
     "reshape": (None, "datamove"),
 }
 UNCALIBRATED_NOTE = {
-    "quadconv": "depthwise efficiency (its three depthwise convs) + vector epilogue; not in the calibration set",
+    "quadconv": "depthwise efficiency (its three depthwise convs) + vector epilogue; "
+    "not in the calibration set",
     "layernorm": "vector efficiency and shared memory scale; not in the calibration set",
     "gelu": "vector efficiency and shared memory scale; not in the calibration set",
     "softmax": "vector efficiency; not in the calibration set",
     "matmul": "linear (fully connected) efficiency; not in the calibration set",
 }
-PARAMS = ("conv", "conv3x3", "dwconv", "linear", "vector", "memory", "overhead", "vector_overhead", "datamove", "parallel_half", "fixed")
+PARAMS = (
+    "conv",
+    "conv3x3",
+    "dwconv",
+    "linear",
+    "vector",
+    "memory",
+    "overhead",
+    "vector_overhead",
+    "datamove",
+    "parallel_half",
+    "fixed",
+)
 # prior: (value, unit); compute/memory values are 1/efficiency, overheads in µs
-PRIOR = {"conv": 2.5, "conv3x3": 2.5, "dwconv": 8.0, "linear": 3.0, "vector": 20.0, "memory": 2.0, "overhead": 10.0, "vector_overhead": 10.0, "parallel_half": 1000.0,
-         "datamove": 10.0, "fixed": 1000.0}
+PRIOR = {
+    "conv": 2.5,
+    "conv3x3": 2.5,
+    "dwconv": 8.0,
+    "linear": 3.0,
+    "vector": 20.0,
+    "memory": 2.0,
+    "overhead": 10.0,
+    "vector_overhead": 10.0,
+    "parallel_half": 1000.0,
+    "datamove": 10.0,
+    "fixed": 1000.0,
+}
 PRIOR_WEIGHT = 0.15  # per-parameter weight of log(θ/θ0) against the data residuals
 
 
@@ -68,8 +102,10 @@ def data_root() -> Path:
         cand = up.parent / "shared" / "data"
         if (cand / "latency-reference").is_dir():
             return cand
-    raise EdgedetError(f"reference data not found; expected {here.parents[3] / 'shared' / 'data'} "
-                       "(set EDGEDET_REFERENCE_DATA to the folder holding latency-reference/ and a100-reference/)")
+    raise EdgedetError(
+        f"reference data not found; expected {here.parents[3] / 'shared' / 'data'} "
+        "(set EDGEDET_REFERENCE_DATA to the folder holding latency-reference/ and a100-reference/)"
+    )
 
 
 @dataclass
@@ -96,13 +132,24 @@ def reference_rows(spec: DeviceSpec, root: Path) -> list[Row]:
         with open(d / "nnmeter_reference.csv") as f:
             for r in csv.DictReader(f):
                 if r["device"] == sel:
-                    rows.append(Row(r["model"], d / "onnx" / f"{r['model']}.onnx", 1, None,
-                                    float(r["nnmeter_predicted_latency_ms"]), r["graph_source"]))
+                    rows.append(
+                        Row(
+                            r["model"],
+                            d / "onnx" / f"{r['model']}.onnx",
+                            1,
+                            None,
+                            float(r["nnmeter_predicted_latency_ms"]),
+                            r["graph_source"],
+                        )
+                    )
     else:
         d = root / "a100-reference"
         regime, _, table = sel.partition("|")
-        graphs = {"resnet50v1.5": ("resnet50", None), "efficientnet-b0": ("efficientnet_b0", None),
-                  "efficientnet-b4": ("efficientnet_b4", None)}
+        graphs = {
+            "resnet50v1.5": ("resnet50", None),
+            "efficientnet-b0": ("efficientnet_b0", None),
+            "efficientnet-b4": ("efficientnet_b4", None),
+        }
         with open(d / "a100_dle_inference.csv") as f:
             for r in csv.DictReader(f):
                 if not r["framework"].startswith(regime) or r["precision_table"] != table:
@@ -110,8 +157,16 @@ def reference_rows(spec: DeviceSpec, root: Path) -> list[Row]:
                 if r["model"] not in graphs or not r["lat_avg_ms"]:
                     continue
                 name, size = graphs[r["model"]]
-                rows.append(Row(name, d / "onnx" / f"{name}.onnx", int(r["batch"]), size,
-                                float(r["lat_avg_ms"]), f"{r['gpu']}; {r['source_path']}"))
+                rows.append(
+                    Row(
+                        name,
+                        d / "onnx" / f"{name}.onnx",
+                        int(r["batch"]),
+                        size,
+                        float(r["lat_avg_ms"]),
+                        f"{r['gpu']}; {r['source_path']}",
+                    )
+                )
     if not rows:
         raise EdgedetError(f"no calibration rows for {spec.id} in {root}")
     return rows
@@ -158,7 +213,7 @@ def roofline_us(f: ModelFeatures, theta: np.ndarray, p: float) -> float:
     scale = np.where(f.comp_group >= 0, theta[np.maximum(f.comp_group, 0)], 0.0)
     c = scale * f.comp * (1.0 + theta[PARAMS.index("parallel_half")] / f.out)
     m = theta[PARAMS.index("memory")] * f.mem
-    body = (c ** p + m ** p) ** (1.0 / p)
+    body = (c**p + m**p) ** (1.0 / p)
     return float(theta[f.ovh_group].sum() + body.sum() + theta[PARAMS.index("fixed")])
 
 
@@ -231,8 +286,12 @@ def calibrate(device: str, root: Path | None = None) -> dict:
             th[p] = PRIOR[p]
     classes = {}
     for cls, (comp, ovh) in [*CLASS_GROUPS.items(), ("conv:k3s1", ("conv3x3", "overhead"))]:
-        classes[cls] = {"overhead_us": th[ovh], "compute_scale": th[comp] if comp else 0.0,
-                        "memory_scale": th["memory"], "parallel_half": th["parallel_half"] if comp else 0.0}
+        classes[cls] = {
+            "overhead_us": th[ovh],
+            "compute_scale": th[comp] if comp else 0.0,
+            "memory_scale": th["memory"],
+            "parallel_half": th["parallel_half"] if comp else 0.0,
+        }
     return {
         "schema_version": SCHEMA_VERSION,
         "id": spec.id,
@@ -245,23 +304,37 @@ def calibrate(device: str, root: Path | None = None) -> dict:
         "predictor": {
             "type": "roofline",
             "formula": "t_us = overhead_us + (C^p + M^p)^(1/p), C = compute_scale·FLOPs/(peak_gflops·1e3), "
-                       "M = memory_scale·bytes/(bandwidth_gbs·1e3), p = combine_p (1: sum, large: max); "
-                       "latency = Σ kernels + fixed_us",
+            "M = memory_scale·bytes/(bandwidth_gbs·1e3), p = combine_p (1: sum, large: max); "
+            "latency = Σ kernels + fixed_us",
             "fixed_us": th["fixed"] if spec.fit_fixed else 0.0,
             "combine_p": p_exp,
             "parameters": {p: th[p] for p in PARAMS if p != "fixed" or spec.fit_fixed},
-            "efficiency": {p: 1.0 / th[p] for p in ("conv", "dwconv", "linear", "vector", "memory") if th[p] > 0},
+            "efficiency": {
+                p: 1.0 / th[p] for p in ("conv", "dwconv", "linear", "vector", "memory") if th[p] > 0
+            },
             "classes": classes,
             "uncalibrated_classes": UNCALIBRATED_NOTE,
         },
         "calibration": {
             "method": "least squares on log(pred/ref) (scipy least_squares) with a weak log-space prior "
-                      f"(weight {PRIOR_WEIGHT}); leave-one-out refits every parameter without the held-out row",
+            f"(weight {PRIOR_WEIGHT}); leave-one-out refits every parameter without the held-out row",
             "source": spec.calibration_source,
-            "set": [{"model": r.model, "batch": r.batch, "input_size": r.size or 224, "reference_ms": r.ref_ms,
-                     "loo_predicted_ms": round(float(p) / 1e3, 4), "fit_predicted_ms": round(float(q) / 1e3, 4),
-                     "note": r.note} for r, p, q in zip(rows, loo, fit_pred, strict=True)],
-            "mape": mape, "within10": w10, "fit_mape": fmape, "fit_within10": fw10,
+            "set": [
+                {
+                    "model": r.model,
+                    "batch": r.batch,
+                    "input_size": r.size or 224,
+                    "reference_ms": r.ref_ms,
+                    "loo_predicted_ms": round(float(p) / 1e3, 4),
+                    "fit_predicted_ms": round(float(q) / 1e3, 4),
+                    "note": r.note,
+                }
+                for r, p, q in zip(rows, loo, fit_pred, strict=True)
+            ],
+            "mape": mape,
+            "within10": w10,
+            "fit_mape": fmape,
+            "fit_within10": fw10,
             "n": len(rows),
             "regenerate": f"python -m edgedet.nas.latency.calibrate {spec.id}",
         },
@@ -271,15 +344,20 @@ def calibrate(device: str, root: Path | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("devices", nargs="*", default=list(DEVICES))
-    ap.add_argument("--data", type=Path, default=None, help="folder with latency-reference/ and a100-reference/")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="folder with latency-reference/ and a100-reference/"
+    )
     ap.add_argument("--out", type=Path, default=PROFILE_DIR)
     a = ap.parse_args(argv)
     for d in a.devices:
         doc = calibrate(d, a.data)
         write_json_atomic(a.out / f"{d}.json", doc)
         c = doc["calibration"]
-        print(f"{d:12s} n={c['n']:2d}  LOO MAPE {100 * c['mape']:5.1f}%  within±10% {100 * c['within10']:5.1f}%  "
-              f"(fit MAPE {100 * c['fit_mape']:.1f}%)  → {a.out / (d + '.json')}")
+        print(
+            f"{d:12s} n={c['n']:2d}  LOO MAPE {100 * c['mape']:5.1f}%  "
+            f"within±10% {100 * c['within10']:5.1f}%  "
+            f"(fit MAPE {100 * c['fit_mape']:.1f}%)  → {a.out / (d + '.json')}"
+        )
     return 0
 
 

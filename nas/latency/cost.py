@@ -23,11 +23,19 @@ def features(k: Kernel) -> dict[str, float]:
     out = float(sum(math.prod(s) for s in k.output_shapes))
     inp = float(sum(math.prod(s) for s in k.input_shapes))
     moved = k.bytes_read + k.bytes_written
-    return {"const": 1.0, "flops": k.flops, "bytes_read": k.bytes_read, "bytes_written": k.bytes_written,
-            "weight_bytes": k.weight_bytes, "out_elems": out, "in_elems": inp,
-            "flops_per_out": k.flops / out if out else 0.0,
-            # traffic beyond what a per-core L2 (1 MiB) / a shared L3 (16 MiB) holds costs more
-            "spill_bytes": max(0.0, moved - 2.0**20), "dram_bytes": max(0.0, moved - 2.0**24)}
+    return {
+        "const": 1.0,
+        "flops": k.flops,
+        "bytes_read": k.bytes_read,
+        "bytes_written": k.bytes_written,
+        "weight_bytes": k.weight_bytes,
+        "out_elems": out,
+        "in_elems": inp,
+        "flops_per_out": k.flops / out if out else 0.0,
+        # traffic beyond what a per-core L2 (1 MiB) / a shared L3 (16 MiB) holds costs more
+        "spill_bytes": max(0.0, moved - 2.0**20),
+        "dram_bytes": max(0.0, moved - 2.0**24),
+    }
 
 
 def variant_key(k: Kernel, classes: dict) -> str:
@@ -54,10 +62,15 @@ def kernel_us(k: Kernel, profile: Profile) -> float | None:
         hw = profile.hardware
         p = float(pred.get("combine_p", 1.0))
         out = max(1.0, float(sum(math.prod(s) for s in k.output_shapes)))
-        c = spec["compute_scale"] * k.flops / (hw["peak_gflops"] * 1e3) * (1.0 + spec.get("parallel_half", 0.0) / out)
+        c = (
+            spec["compute_scale"]
+            * k.flops
+            / (hw["peak_gflops"] * 1e3)
+            * (1.0 + spec.get("parallel_half", 0.0) / out)
+        )
         m = spec["memory_scale"] * (k.bytes_read + k.bytes_written) / (hw["bandwidth_gbs"] * 1e3)
-        return spec["overhead_us"] + (c ** p + m ** p) ** (1.0 / p)
-    return linear_us(spec, k)
+        return spec["overhead_us"] + (c**p + m**p) ** (1.0 / p)
+    return linear_us(spec, k) + float(pred.get("kernel_overhead_us", 0.0))
 
 
 def linear_us(spec: dict, k: Kernel) -> float:

@@ -19,8 +19,22 @@ from edgedet.nas.latency.graph import Graph, Node
 from edgedet.nas.latency.kernel import ELEMENTWISE, FLOPS_PER_ELEM, SINGLE_OP_CLASS, Kernel
 
 VIEW_OPS = frozenset({"Gather", "Slice", "Split", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
-ACT_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
-                     "Elu", "Selu", "PRelu", "Mish", "Softplus"})
+ACT_OPS = frozenset(
+    {
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "HardSigmoid",
+        "HardSwish",
+        "Sigmoid",
+        "Tanh",
+        "Elu",
+        "Selu",
+        "PRelu",
+        "Mish",
+        "Softplus",
+    }
+)
 ANCHORS = frozenset({"conv", "dwconv", "linear", "quadconv"})
 DEFAULT_EPILOGUES = ("bias", "bn", "act")
 
@@ -36,8 +50,11 @@ class FusionRules:
     @classmethod
     def from_json(cls, d: dict | None) -> FusionRules:
         d = d or {}
-        return cls(tuple(d.get("epilogues", DEFAULT_EPILOGUES)), bool(d.get("layernorm_pattern", True)),
-                   bool(d.get("gelu_pattern", True)))
+        return cls(
+            tuple(d.get("epilogues", DEFAULT_EPILOGUES)),
+            bool(d.get("layernorm_pattern", True)),
+            bool(d.get("gelu_pattern", True)),
+        )
 
 
 @dataclass
@@ -130,7 +147,11 @@ class _Fuser:
                 continue
             grp = _Group("quadconv", sorted(nodes), ca, {"convs": sorted({ca, cb, cc})})
             bias = self.sole_user(add)
-            if self.free(bias) and self.node(bias).op == "Add" and len(self.data_inputs(self.node(bias))) == 1:
+            if (
+                self.free(bias)
+                and self.node(bias).op == "Add"
+                and len(self.data_inputs(self.node(bias))) == 1
+            ):
                 grp.nodes.append(bias)
             self.claim(grp)
 
@@ -156,8 +177,14 @@ class _Fuser:
                     break
                 for t in self.node(nxt).inputs:
                     p = self.producer.get(t)
-                    if p is not None and p not in nodes and self.node(p).op == "Mul" and x in self.node(p).inputs \
-                            and self.free(p) and len(self.data_inputs(self.node(p))) == 1:
+                    if (
+                        p is not None
+                        and p not in nodes
+                        and self.node(p).op == "Mul"
+                        and x in self.node(p).inputs
+                        and self.free(p)
+                        and len(self.data_inputs(self.node(p))) == 1
+                    ):
                         nodes.append(p)  # 0.5·x computed first
                 nodes.append(nxt)
                 cur = nxt
@@ -170,7 +197,9 @@ class _Fuser:
             if n.op != "ReduceMean" or r in self.owner:
                 continue
             x = n.inputs[0]
-            subs = [u for u in self.users(n.outputs[0]) if self.node(u).op == "Sub" and x in self.node(u).inputs]
+            subs = [
+                u for u in self.users(n.outputs[0]) if self.node(u).op == "Sub" and x in self.node(u).inputs
+            ]
             if len(subs) != 1:
                 continue
             s = subs[0]
@@ -189,8 +218,11 @@ class _Fuser:
                         if op in ("Pow", "Mul", "ReduceMean", "Add", "Sqrt", "Div", "Reciprocal"):
                             seen.add(u)
                             nodes.append(u)
-                            if op == "Div" or (op == "Mul" and s in [self.producer.get(t2) for t2 in self.node(u).inputs]
-                                               and self.node(u).inputs[0] != self.node(u).inputs[1]):
+                            if op == "Div" or (
+                                op == "Mul"
+                                and s in [self.producer.get(t2) for t2 in self.node(u).inputs]
+                                and self.node(u).inputs[0] != self.node(u).inputs[1]
+                            ):
                                 ok = True
                                 continue
                             frontier.append(u)
@@ -199,8 +231,12 @@ class _Fuser:
             last = max(nodes)
             for _ in range(2):  # affine γ, β
                 nxt = self.sole_user(last)
-                if self.free(nxt) and self.node(nxt).op in ("Mul", "Add") and \
-                        len(self.data_inputs(self.node(nxt))) == 1 and nxt not in nodes:
+                if (
+                    self.free(nxt)
+                    and self.node(nxt).op in ("Mul", "Add")
+                    and len(self.data_inputs(self.node(nxt))) == 1
+                    and nxt not in nodes
+                ):
                     nodes.append(nxt)
                     last = nxt
             self.claim(_Group("layernorm", sorted(nodes), r))
@@ -239,8 +275,11 @@ class _Fuser:
         if grp is not None and len(grp.nodes) == 1 and grp.op not in ANCHORS and grp.op != "gelu":
             grp = None
         if grp is not None:
-            return "gelu" if grp.op == "gelu" and grp.anchor == i else (
-                "act" if grp.extra.get("fn") == "swish" and grp.anchor == i else None)
+            return (
+                "gelu"
+                if grp.op == "gelu" and grp.anchor == i
+                else ("act" if grp.extra.get("fn") == "swish" and grp.anchor == i else None)
+            )
         nd = len(self.data_inputs(n))
         if n.op == "BatchNormalization":
             return "bn"
@@ -266,7 +305,9 @@ class _Fuser:
                 if kind is None or kind not in allowed:
                     break
                 other = self.owner.get(nxt)
-                if other is not None and len(other.nodes) > 1 or (other is not None and other.op == "gelu"):  # a whole pattern (gelu / swish) folds in
+                if (
+                    other is not None and len(other.nodes) > 1 or (other is not None and other.op == "gelu")
+                ):  # a whole pattern (gelu / swish) folds in
                     if other is grp:
                         break
                     for j in other.nodes:
@@ -298,7 +339,9 @@ class _Fuser:
                 cls = "unknown"
             self.claim(_Group(cls, [i], i))
         self.epilogues()
-        groups = sorted({id(g): g for g in self.owner.values() if g.nodes}.values(), key=lambda g: min(g.nodes))
+        groups = sorted(
+            {id(g): g for g in self.owner.values() if g.nodes}.values(), key=lambda g: min(g.nodes)
+        )
         return groups, unknown
 
 
@@ -361,8 +404,11 @@ def _kernel(g: Graph, grp: _Group, elem_bytes: float) -> Kernel:
     elif op == "elementwise":
         flops = float(sum(g.numel(n.outputs[0]) for n in nodes))
     if op in ("conv", "dwconv", "linear", "matmul", "quadconv"):
-        flops += sum(g.numel(n.outputs[0]) for n in nodes if n is not anchor
-                     and n.op not in VIEW_OPS and n.op != "Conv")
+        flops += sum(
+            g.numel(n.outputs[0])
+            for n in nodes
+            if n is not anchor and n.op not in VIEW_OPS and n.op != "Conv"
+        )
     if op in ("reshape", "identity"):
         read = write = 0.0
     else:
@@ -370,14 +416,26 @@ def _kernel(g: Graph, grp: _Group, elem_bytes: float) -> Kernel:
         write = float(sum(g.numel(t) for t in ext_out)) * elem_bytes
     wbytes = float(sum(g.numel(t) for t in weights)) * elem_bytes
     extra = {k: v for k, v in grp.extra.items() if k != "convs"}
-    return Kernel(op=op, name=anchor.name, nodes=[n.op for n in nodes],
-                  input_shapes=[g.shapes.get(t, ()) for t in data_in],
-                  output_shapes=[g.shapes.get(t, ()) for t in ext_out],
-                  flops=flops, bytes_read=read, bytes_written=write, weight_bytes=wbytes,
-                  kernel_size=ks, stride=st, groups=groups, extra=extra)
+    return Kernel(
+        op=op,
+        name=anchor.name,
+        nodes=[n.op for n in nodes],
+        input_shapes=[g.shapes.get(t, ()) for t in data_in],
+        output_shapes=[g.shapes.get(t, ()) for t in ext_out],
+        flops=flops,
+        bytes_read=read,
+        bytes_written=write,
+        weight_bytes=wbytes,
+        kernel_size=ks,
+        stride=st,
+        groups=groups,
+        extra=extra,
+    )
 
 
-def fuse(g: Graph, rules: FusionRules | None = None, elem_bytes: float = 4.0) -> tuple[list[Kernel], list[str]]:
+def fuse(
+    g: Graph, rules: FusionRules | None = None, elem_bytes: float = 4.0
+) -> tuple[list[Kernel], list[str]]:
     """Kernels of `g` in execution order, and the op types that have no kernel class."""
     groups, unknown = _Fuser(g, rules or FusionRules()).run()
     return [_kernel(g, grp, elem_bytes) for grp in groups], sorted(set(unknown))

@@ -157,8 +157,13 @@ def build_graph(model_or_path: Any, input_names: list[str] | None = None) -> Gra
     folded: list[Node] = []
     for pn in g.node:
         attrs = {a.name: _attr_value(a) for a in pn.attribute}
-        node = Node(pn.name or f"{pn.op_type}_{len(runtime) + len(folded)}", pn.op_type,
-                    list(pn.input), list(pn.output), attrs)
+        node = Node(
+            pn.name or f"{pn.op_type}_{len(runtime) + len(folded)}",
+            pn.op_type,
+            list(pn.input),
+            list(pn.output),
+            attrs,
+        )
         if pn.op_type not in SHAPE_OPS and any(t in data for t in pn.input if t):
             runtime.append(node)
             data.update(t for t in pn.output if t)
@@ -172,12 +177,15 @@ def build_graph(model_or_path: Any, input_names: list[str] | None = None) -> Gra
             if t and t not in shapes:
                 raise EdgedetError(
                     f"shape of {t!r} (output of {n.op} node {n.name!r}) is not static after "
-                    "shape inference; export with a fixed input size")
+                    "shape inference; export with a fixed input size"
+                )
     outputs = [o.name for o in g.output]
     return Graph(runtime, shapes, data, list(data_inputs), outputs, folded, elem_bytes=elem)
 
 
-def _shapes_by_running(model, names: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def _shapes_by_running(
+    model, names: list[str], shapes: dict[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
     """Shapes that static inference could not resolve (shape arithmetic it does not
     propagate), read off one ONNX Runtime run with zero-filled inputs."""
     import numpy as np

@@ -88,16 +88,29 @@ def build(c: KernelConfig) -> bytes:
             cout = cin
         x = b.input([1, cin, h, h])
         pad = ks // 2 if ks % 2 else 0
-        y = b.op("Conv", [x, b.w(cout, cin // g, ks, ks), b.w(cout)], group=g, kernel_shape=[ks, ks],
-                 strides=[s, s], pads=[pad] * 4)
+        y = b.op(
+            "Conv",
+            [x, b.w(cout, cin // g, ks, ks), b.w(cout)],
+            group=g,
+            kernel_shape=[ks, ks],
+            strides=[s, s],
+            pads=[pad] * 4,
+        )
         if p.get("act"):
             y = b.op("Relu", [y])
         return b.model([y])
     if k == "quadconv":  # the exporter's spelling of QuadraConv2d (grouped conv, 3C outputs)
         ch, h, ks = p["c"], p["h"], p["k"]
         x = b.input([1, ch, h, h])
-        y = b.op("Conv", [x, b.w(3 * ch, 1, ks, ks)], group=ch, kernel_shape=[ks, ks], strides=[1, 1],
-                 pads=[ks // 2] * 4, dilations=[1, 1])
+        y = b.op(
+            "Conv",
+            [x, b.w(3 * ch, 1, ks, ks)],
+            group=ch,
+            kernel_shape=[ks, ks],
+            strides=[1, 1],
+            pads=[ks // 2] * 4,
+            dilations=[1, 1],
+        )
         r = b.op("Reshape", [y, b.i64([1, ch, 3, h, h])])
         ga, gb, gc = (b.op("Gather", [r, b.const(np.array(i, dtype=np.int64))], axis=2) for i in range(3))
         z = b.op("Add", [b.op("Mul", [ga, gb]), gc])
@@ -153,7 +166,9 @@ def build(c: KernelConfig) -> bytes:
         h, ch, ks, s = p["h"], p["c"], p["k"], p["s"]
         x = b.input([1, ch, h, h])
         op = "MaxPool" if k == "maxpool" else "AveragePool"
-        return b.model([b.op(op, [x], kernel_shape=[ks, ks], strides=[s, s], pads=[ks // 2 if ks % 2 else 0] * 4)])
+        return b.model(
+            [b.op(op, [x], kernel_shape=[ks, ks], strides=[s, s], pads=[ks // 2 if ks % 2 else 0] * 4)]
+        )
     if k == "globalpool":
         x = b.input([1, p["c"], p["h"], p["h"]])
         if p["mean"]:
@@ -168,7 +183,9 @@ def build(c: KernelConfig) -> bytes:
         from onnx import helper
 
         outs = [b.name("s"), b.name("s")]
-        b.nodes.append(helper.make_node("Split", [x, b.i64([p["c"] // 2, p["c"] - p["c"] // 2])], outs, axis=1))
+        b.nodes.append(
+            helper.make_node("Split", [x, b.i64([p["c"] // 2, p["c"] - p["c"] // 2])], outs, axis=1)
+        )
         return b.model(outs)
     if k == "slice":
         x = b.input([1, p["c"], p["h"], p["h"]])
@@ -182,13 +199,48 @@ def build(c: KernelConfig) -> bytes:
 # --- the prior over configurations ------------------------------------------------------
 WIDTHS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
 SIZES = [7, 14, 28, 56, 112]
-KINDS = ["conv", "dwconv", "quadconv", "linear", "gemm", "matmul", "layernorm", "gelu", "softmax", "add",
-         "scale_last", "scale_ch", "relu", "hardswish", "sigmoid", "transpose", "maxpool", "avgpool",
-         "globalpool", "concat", "split", "slice", "reshape"]
+KINDS = [
+    "conv",
+    "dwconv",
+    "quadconv",
+    "linear",
+    "gemm",
+    "matmul",
+    "layernorm",
+    "gelu",
+    "softmax",
+    "add",
+    "scale_last",
+    "scale_ch",
+    "relu",
+    "hardswish",
+    "sigmoid",
+    "transpose",
+    "maxpool",
+    "avgpool",
+    "globalpool",
+    "concat",
+    "split",
+    "slice",
+    "reshape",
+]
 # relative sampling weight: classes QuadraNet and the reference CNNs spend time in
-WEIGHTS = {"conv": 8, "dwconv": 3, "quadconv": 5, "linear": 6, "gemm": 2, "layernorm": 3, "gelu": 3,
-           "transpose": 3, "add": 2, "scale_last": 2, "scale_ch": 1, "maxpool": 1, "globalpool": 1,
-           "concat": 1}
+WEIGHTS = {
+    "conv": 8,
+    "dwconv": 3,
+    "quadconv": 5,
+    "linear": 6,
+    "gemm": 2,
+    "layernorm": 3,
+    "gelu": 3,
+    "transpose": 3,
+    "add": 2,
+    "scale_last": 2,
+    "scale_ch": 1,
+    "maxpool": 1,
+    "globalpool": 1,
+    "concat": 1,
+}
 MAX_FLOPS = 2.5e9
 
 
@@ -200,8 +252,8 @@ def _stage(r: random.Random) -> tuple[int, int]:
     """(width, spatial size) of a stage: widths C·2^i at 56/2^i (224 input), input sizes
     160–320 — the grid QuadraNet, the search space and the reference CNNs live on."""
     i = r.choice([0, 1, 2, 3])
-    h = max(2, round(56 * r.choice(SCALES) / 2 ** i))
-    return r.choice(BASES) * 2 ** i, h
+    h = max(2, round(56 * r.choice(SCALES) / 2**i))
+    return r.choice(BASES) * 2**i, h
 
 
 def _size(r: random.Random) -> int:
@@ -227,25 +279,61 @@ def sample(kind: str, r: random.Random) -> KernelConfig:
                 c = cfg("conv", cin=ci, cout=2 * ci, h=2 * h, k=2, s=2, act=0)
             elif fam == "stem":
                 ks = r.choice([2, 4])
-                c = cfg("conv", cin=3, cout=_width(r, 16, 128), h=r.choice([160, 192, 224, 256, 288]), k=ks, s=ks, act=0)
+                c = cfg(
+                    "conv",
+                    cin=3,
+                    cout=_width(r, 16, 128),
+                    h=r.choice([160, 192, 224, 256, 288]),
+                    k=ks,
+                    s=ks,
+                    act=0,
+                )
             elif fam == "k3":
                 w, h = _stage(r)
-                c = cfg("conv", cin=w, cout=w * r.choice([1, 1, 2]), h=h, k=3, s=r.choice([1, 1, 2]),
-                        act=r.choice([0, 1]))
+                c = cfg(
+                    "conv",
+                    cin=w,
+                    cout=w * r.choice([1, 1, 2]),
+                    h=h,
+                    k=3,
+                    s=r.choice([1, 1, 2]),
+                    act=r.choice([0, 1]),
+                )
             elif fam == "k1":
                 w, h = _stage(r)
-                c = cfg("conv", cin=w * r.choice([1, 4, 6]), cout=w * r.choice([1, 4, 6]), h=h, k=1,
-                        s=r.choice([1, 1, 1, 2]), act=r.choice([0, 1]))
+                c = cfg(
+                    "conv",
+                    cin=w * r.choice([1, 4, 6]),
+                    cout=w * r.choice([1, 4, 6]),
+                    h=h,
+                    k=1,
+                    s=r.choice([1, 1, 1, 2]),
+                    act=r.choice([0, 1]),
+                )
             else:
-                c = cfg("conv", cin=r.choice([3, 16, 32, 64, 96, 192]), cout=_width(r, 16, 384), h=h,
-                        k=r.choice([5, 7, 11]), s=r.choice([1, 2, 4]), act=1)
+                c = cfg(
+                    "conv",
+                    cin=r.choice([3, 16, 32, 64, 96, 192]),
+                    cout=_width(r, 16, 384),
+                    h=h,
+                    k=r.choice([5, 7, 11]),
+                    s=r.choice([1, 2, 4]),
+                    act=1,
+                )
             q = c.p()
             if 2 * q["cout"] * q["cin"] * q["k"] ** 2 * (q["h"] // q["s"]) ** 2 <= MAX_FLOPS:
                 return c
         elif kind == "dwconv":
             w, h = _stage(r)
-            return cfg("dwconv", cin=w * r.choice([1, 1, 4, 6]), cout=0, h=h, k=r.choice([3, 5, 7]),
-                       s=r.choice([1, 1, 2]), act=r.choice([0, 1]))
+            return cfg(
+                "dwconv",
+                cin=w * r.choice([1, 1, 4, 6]),
+                cout=0,
+                h=h,
+                k=r.choice([3, 5, 7]),
+                s=r.choice([1, 1, 2]),
+                act=r.choice([0, 1]),
+            )
         elif kind == "quadconv":
             w, h = _stage(r)
             return cfg("quadconv", c=w, h=h, k=r.choice([3, 5, 7]))
@@ -255,11 +343,17 @@ def sample(kind: str, r: random.Random) -> KernelConfig:
             if _fit_budget(ci * co * 2, h, 1):
                 return cfg("linear", h=h, cin=ci, cout=co)
         elif kind == "gemm":
-            return cfg("gemm", cin=r.choice([512, 1024, 1280, 2048, 4096, 9216, 25088]),
-                       cout=r.choice([1000, 4096]), act=r.choice([0, 1]))
+            return cfg(
+                "gemm",
+                cin=r.choice([512, 1024, 1280, 2048, 4096, 9216, 25088]),
+                cout=r.choice([1000, 4096]),
+                act=r.choice([0, 1]),
+            )
         elif kind == "matmul":
             n = r.choice([49, 64, 144, 196])
-            return cfg("matmul", heads=r.choice([1, 2, 4, 8]) * r.choice([1, 16, 64]), n=n, d=r.choice([16, 32, 64]))
+            return cfg(
+                "matmul", heads=r.choice([1, 2, 4, 8]) * r.choice([1, 16, 64]), n=n, d=r.choice([16, 32, 64])
+            )
         elif kind == "softmax":
             return cfg("softmax", heads=r.choice([4, 16, 64, 256]), n=r.choice([49, 64, 144]))
         elif kind in ("layernorm", "gelu", "add", "scale_last", "scale_ch", "relu", "hardswish", "sigmoid"):

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
-from edgedet.errors import EdgedetError
 from edgedet.nas.latency.cost import features
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph
@@ -24,10 +22,29 @@ from edgedet.nas.latency.kernel_models import KINDS, WEIGHTS, KernelConfig, buil
 from edgedet.nas.latency.timing import Runner, machine_info
 from edgedet.profiles import SCHEMA_VERSION
 
+from edgedet.errors import EdgedetError
+
 ORT_FUSION = {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True}
-COMPUTE_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "out_elems", "in_elems", "spill_bytes",
-                    "dram_bytes")
+COMPUTE_FEATURES = (
+    "const",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "out_elems",
+    "in_elems",
+    "spill_bytes",
+    "dram_bytes",
+)
 MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops", "spill_bytes", "dram_bytes")
+def l2_mib() -> float:
+    """Per-core L2 size (sysfs), the amount of memory read before each kernel run."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            txt = f.read().strip().upper()
+        mult = {"K": 1 / 1024, "M": 1.0}.get(txt[-1], 1 / 2**20)
+        return float(txt.rstrip("KM")) * mult
+    except (OSError, ValueError):
+        return 2.0
 FLOOR_US = 2.0  # relative errors are taken against at least this (timer and call noise)
 COMPUTE_CLASSES = ("conv", "dwconv", "quadconv", "linear", "matmul")
 
@@ -62,12 +79,22 @@ def featurise(model_bytes: bytes) -> Kernel:
     ks, unknown = fuse(build_graph(model_bytes, names), FusionRules.from_json(ORT_FUSION), 4.0)
     ks = [k for k in ks if k.op != "identity"]
     if unknown or len(ks) != 1:
-        raise EdgedetError(f"kernel model fused into {[k.op for k in ks]} (unknown {unknown}), expected one kernel")
+        raise EdgedetError(
+            f"kernel model fused into {[k.op for k in ks]} (unknown {unknown}), expected one kernel"
+        )
     return ks[0]
 
 
-LOG_FEATURES = ("const", "flops", "bytes_read", "bytes_written", "weight_bytes", "out_elems", "in_elems",
-                "flops_per_out")
+LOG_FEATURES = (
+    "const",
+    "flops",
+    "bytes_read",
+    "bytes_written",
+    "weight_bytes",
+    "out_elems",
+    "in_elems",
+    "flops_per_out",
+)
 
 
 def _logx(k: Kernel) -> list[float]:
@@ -83,8 +110,11 @@ def fit_loglinear(samples: list[Sample]) -> dict:
     lam = 1e-2 * np.eye(X.shape[1])
     lam[0, 0] = 0.0
     theta = np.linalg.solve(X.T @ X + lam, X.T @ y)
-    return {"log_coef": dict(zip(LOG_FEATURES, map(float, theta), strict=True)),
-            "min_us": float(max(0.0, min(s.us for s in samples)) * 0.5), "n": len(samples)}
+    return {
+        "log_coef": dict(zip(LOG_FEATURES, map(float, theta), strict=True)),
+        "min_us": float(max(0.0, min(s.us for s in samples)) * 0.5),
+        "n": len(samples),
+    }
 
 
 def fit_class(samples: list[Sample]) -> dict:
@@ -100,8 +130,10 @@ def fit_class(samples: list[Sample]) -> dict:
         train = [samples[i] for i in idx if i not in test]
         for name, fn in (("linear", fit_linear), ("loglinear", fit_loglinear)):
             spec = fn(train)
-            errs[name] += [abs(predict_us(spec, samples[i].kernel) - samples[i].us) / max(samples[i].us, FLOOR_US)
-                           for i in test]
+            errs[name] += [
+                abs(predict_us(spec, samples[i].kernel) - samples[i].us) / max(samples[i].us, FLOOR_US)
+                for i in test
+            ]
     best = min(errs, key=lambda n: float(np.mean(errs[n])))
     return fit_loglinear(samples) if best == "loglinear" else fit_linear(samples)
 
@@ -164,15 +196,42 @@ def call_overhead_ms(runner: Runner) -> float:
     return min(runner.time(m, min_s=0.3, min_runs=50).min_ms for _ in range(3))
 
 
-def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: bool = False,
-                           profile_id: str | None = None, seed: int = 0, progress: bool = True,
-                           per_kind: int = 3, kinds: list[str] | None = None) -> dict:
+def node_overhead_us(runner: Runner, n: int = 41) -> float:
+    """Runtime cost of one more (tiny) node inside a model: kernel timings lose it when the
+    call overhead is subtracted, so every predicted kernel gets it back."""
+    from edgedet.nas.latency.kernel_models import _B
+
+    def chain(k: int) -> bytes:
+        b = _B()
+        y = b.input([1, 8])
+        for _ in range(k):
+            y = b.op("Add", [y, b.w(8)])
+        return b.model([y])
+
+    t1 = min(runner.time(chain(1), min_s=0.2, min_runs=50).best_ms for _ in range(3))
+    tn = min(runner.time(chain(n), min_s=0.2, min_runs=50).best_ms for _ in range(3))
+    return max(0.0, (tn - t1) / (n - 1) * 1e3)
+
+
+def build_measured_profile(
+    runtime: str,
+    threads: int,
+    budget_s: float,
+    quick: bool = False,
+    profile_id: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    per_kind: int = 3,
+    kinds: list[str] | None = None,
+) -> dict:
     """Time kernels for about `budget_s` seconds and return a measured profile document."""
     runner = Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
     info_start = machine_info()
     call_ms = call_overhead_ms(runner)
+    flush = 0.0  # sweeping L2 before each run over-priced small CNNs (see docs/latency.md)
+    node_us = node_overhead_us(runner)
     min_s = 0.04 if quick else 0.15
     samples: list[Sample] = []
     seen: set[KernelConfig] = set()
@@ -184,7 +243,7 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
         try:
             mb = build(c)
             k = featurise(mb)
-            t = runner.time(mb, min_s=min_s, min_runs=5 if quick else 10).best_ms
+            t = runner.time(mb, min_s=min_s, min_runs=5 if quick else 10, flush_mib=flush).best_ms
         except EdgedetError:
             raise
         except Exception:  # a configuration the runtime rejects is skipped, not fatal
@@ -217,8 +276,11 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
             if err[i] > 0.10:
                 measure(neighbour(samples[i].config, rng))
         if progress:
-            print(f"  adaptive round {rounds}: {len(samples)} kernels, worst CV error "
-                  f"{100 * max(err):.0f}%, {elapsed():.0f}s", flush=True)
+            print(
+                f"  adaptive round {rounds}: {len(samples)} kernels, worst CV error "
+                f"{100 * max(err):.0f}%, {elapsed():.0f}s",
+                flush=True,
+            )
     # held-out error: fit on 80%, test on 20% (by sample), then refit on all
     order = list(range(len(samples)))
     rng.shuffle(order)
@@ -235,8 +297,11 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
     classes = {}
     for key, spec in final.items():
         errs = per_class.get(key, [])
-        classes[key] = {**{k: v for k, v in spec.items() if k != "n"}, "samples": spec["n"],
-                        "held_out_mape": float(np.mean(errs)) if errs else None}
+        classes[key] = {
+            **{k: v for k, v in spec.items() if k != "n"},
+            "samples": spec["n"],
+            "held_out_mape": float(np.mean(errs)) if errs else None,
+        }
     info = machine_info()
     host = socket.gethostname().split(".")[0]
     pid = profile_id or f"{host}-{runtime}-t{threads}"
@@ -245,27 +310,33 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
         "id": pid,
         "kind": "measured",
         "description": f"Measured on {info['cpu']} ({runner.runtime} {runner.version}, {threads} thread(s)); "
-                       "valid for this machine and runtime only",
-        "hardware": {"name": info["cpu"], **{k: v for k, v in info.items() if k != "cpu"},
-                     "load_average_1m_at_start": info_start.get("load_average_1m"),
-                     "note": "timed while other processes may have been using the CPU; medians are quoted"},
+        "valid for this machine and runtime only",
+        "hardware": {
+            "name": info["cpu"],
+            **{k: v for k, v in info.items() if k != "cpu"},
+            "load_average_1m_at_start": info_start.get("load_average_1m"),
+            "note": "timed while other processes may have been using the CPU; medians are quoted",
+        },
         "runtime": {**runner.describe(), "timing_basis": "cpu-time" if threads == 1 else "wall-p20"},
         "element_bytes": 4,
-        "fusion": ORT_FUSION if runtime == "onnxruntime" else {"epilogues": ["bias", "bn", "act"],
-                                                               "layernorm_pattern": True, "gelu_pattern": True},
+        "fusion": ORT_FUSION
+        if runtime == "onnxruntime"
+        else {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True},
         "predictor": {
             "type": "linear",
             "formula": "t_us = max(min_us, Σ coef[f]·feature[f]) or, for classes with log_coef, "
-                       "max(min_us, exp(Σ log_coef[f]·log(1 + feature[f]))) (log_coef.const multiplies 1); "
-                       "features from the fused kernel; latency = Σ kernels + fixed_us",
+            "max(min_us, exp(Σ log_coef[f]·log(1 + feature[f]))) (log_coef.const multiplies 1); "
+            "features from the fused kernel; each kernel + kernel_overhead_us; "
+            "latency = Σ kernels + fixed_us",
             "fixed_us": call_ms * 1e3,
+            "kernel_overhead_us": node_us,
             "classes": classes,
         },
         "calibration": {
             "method": "single-kernel timings (per config: median process CPU time per run with 1 thread, "
-                      "20th-percentile wall time with more), prior sampling over edgedet / reference-CNN "
-                      "shapes then adaptive sampling near the worst cross-validated configs; per-class "
-                      "non-negative least squares on relative error",
+            "20th-percentile wall time with more), prior sampling over edgedet / reference-CNN "
+            "shapes then adaptive sampling near the worst cross-validated configs; per-class "
+            "non-negative least squares on relative error",
             "mape": float(np.mean(rel)) if rel else 1.0,
             "within10": float(np.mean([e <= 0.10 for e in rel])) if rel else 0.0,
             "held_out": len(rel),
@@ -274,8 +345,11 @@ def build_measured_profile(runtime: str, threads: int, budget_s: float, quick: b
             "quick": quick,
             "seed": seed,
             "note": "error on held-out single kernels (20% of samples); whole-model error: "
-                    "`edgedet reproduce predictor`",
-            "timings": [{"kind": s.config.kind, "config": dict(s.config.params), "class": s.key,
-                         "us": round(s.us, 3)} for s in samples],
+            "`edgedet reproduce predictor`",
+            "cache_flush_mib": flush,
+            "timings": [
+                {"kind": s.config.kind, "config": dict(s.config.params), "class": s.key, "us": round(s.us, 3)}
+                for s in samples
+            ],
         },
     }

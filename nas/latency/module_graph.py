@@ -16,32 +16,117 @@ from edgedet.nas.latency.graph import Graph, Node
 
 # aten op → ONNX op; views and copies that the exporter does not emit map to Identity
 _SIMPLE = {
-    "permute": "Transpose", "transpose": "Transpose",
-    "view": "Reshape", "_unsafe_view": "Reshape", "reshape": "Reshape", "flatten": "Flatten",
-    "unsqueeze": "Unsqueeze", "squeeze": "Squeeze",
-    "alias": "Identity", "detach": "Identity", "clone": "Identity", "_to_copy": "Identity",
-    "expand": "Identity", "contiguous": "Identity", "lift_fresh": "Identity",
-    "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "rsub": "Sub", "pow": "Pow",
-    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "HardSwish",
-    "hardsigmoid": "HardSigmoid", "hardtanh": "Clip", "clamp": "Clip", "leaky_relu": "LeakyRelu",
-    "gelu": "Gelu", "erf": "Erf", "sqrt": "Sqrt", "rsqrt": "Reciprocal", "exp": "Exp", "neg": "Neg",
-    "abs": "Abs", "reciprocal": "Reciprocal", "elu": "Elu", "mish": "Mish", "softplus": "Softplus",
-    "where": "Where", "masked_fill": "Where", "maximum": "Max", "minimum": "Min",
-    "_softmax": "Softmax", "_safe_softmax": "Softmax", "cos": "Cos", "sin": "Sin", "gather": "GatherElements",
-    "topk": "TopK", "sort": "TopK", "log": "Log", "floor": "Floor", "ceil": "Ceil", "round": "Round",
-    "lt": "Less", "gt": "Greater", "le": "LessOrEqual", "ge": "GreaterOrEqual", "logical_and": "And",
-    "logical_not": "Not", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin", "argmax": "ArgMax",
-    "bitwise_not": "Not", "bitwise_and": "And", "bitwise_or": "Or", "any": "ReduceMax", "all": "ReduceMin",
-    "exp2": "Exp", "log2": "Log", "addcmul": "Mul", "addcdiv": "Div", "index_put": "ScatterND",
-    "scatter": "ScatterElements", "scatter_add": "ScatterElements", "prod": "ReduceProd", "cumsum": "CumSum", "grid_sampler_2d": "Resize", "remainder": "Mod", "floor_divide": "Div", "atan2": "Atan", "baddbmm": "MatMul", "linspace": "ConstantOfShape", "softmax": "Softmax", "_log_softmax": "LogSoftmax",
-    "mm": "MatMul", "bmm": "MatMul", "matmul": "MatMul",
-    "cat": "Concat", "stack": "Concat",
-    "select": "Gather", "index": "Gather", "slice": "Slice", "index_select": "Gather", "roll": "Slice",
-    "constant_pad_nd": "Pad", "upsample_nearest2d": "Resize", "upsample_bilinear2d": "Resize",
-    "split": "Split", "split_with_sizes": "Split", "unbind": "Split", "chunk": "Split",
-    "avg_pool2d": "AveragePool", "max_pool2d_with_indices": "MaxPool", "max_pool2d": "MaxPool",
-    "_native_batch_norm_legit_no_training": "BatchNormalization", "native_batch_norm": "BatchNormalization",
-    "native_layer_norm": "LayerNormalization", "native_group_norm": "GroupNormalization",
+    "permute": "Transpose",
+    "transpose": "Transpose",
+    "view": "Reshape",
+    "_unsafe_view": "Reshape",
+    "reshape": "Reshape",
+    "flatten": "Flatten",
+    "unsqueeze": "Unsqueeze",
+    "squeeze": "Squeeze",
+    "alias": "Identity",
+    "detach": "Identity",
+    "clone": "Identity",
+    "_to_copy": "Identity",
+    "expand": "Identity",
+    "contiguous": "Identity",
+    "lift_fresh": "Identity",
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "rsub": "Sub",
+    "pow": "Pow",
+    "relu": "Relu",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "hardswish": "HardSwish",
+    "hardsigmoid": "HardSigmoid",
+    "hardtanh": "Clip",
+    "clamp": "Clip",
+    "leaky_relu": "LeakyRelu",
+    "gelu": "Gelu",
+    "erf": "Erf",
+    "sqrt": "Sqrt",
+    "rsqrt": "Reciprocal",
+    "exp": "Exp",
+    "neg": "Neg",
+    "abs": "Abs",
+    "reciprocal": "Reciprocal",
+    "elu": "Elu",
+    "mish": "Mish",
+    "softplus": "Softplus",
+    "where": "Where",
+    "masked_fill": "Where",
+    "maximum": "Max",
+    "minimum": "Min",
+    "_softmax": "Softmax",
+    "_safe_softmax": "Softmax",
+    "cos": "Cos",
+    "sin": "Sin",
+    "gather": "GatherElements",
+    "topk": "TopK",
+    "sort": "TopK",
+    "log": "Log",
+    "floor": "Floor",
+    "ceil": "Ceil",
+    "round": "Round",
+    "lt": "Less",
+    "gt": "Greater",
+    "le": "LessOrEqual",
+    "ge": "GreaterOrEqual",
+    "logical_and": "And",
+    "logical_not": "Not",
+    "sum": "ReduceSum",
+    "max": "ReduceMax",
+    "min": "ReduceMin",
+    "argmax": "ArgMax",
+    "bitwise_not": "Not",
+    "bitwise_and": "And",
+    "bitwise_or": "Or",
+    "any": "ReduceMax",
+    "all": "ReduceMin",
+    "exp2": "Exp",
+    "log2": "Log",
+    "addcmul": "Mul",
+    "addcdiv": "Div",
+    "index_put": "ScatterND",
+    "scatter": "ScatterElements",
+    "scatter_add": "ScatterElements",
+    "prod": "ReduceProd",
+    "cumsum": "CumSum",
+    "grid_sampler_2d": "Resize",
+    "remainder": "Mod",
+    "floor_divide": "Div",
+    "atan2": "Atan",
+    "baddbmm": "MatMul",
+    "linspace": "ConstantOfShape",
+    "softmax": "Softmax",
+    "_log_softmax": "LogSoftmax",
+    "mm": "MatMul",
+    "bmm": "MatMul",
+    "matmul": "MatMul",
+    "cat": "Concat",
+    "stack": "Concat",
+    "select": "Gather",
+    "index": "Gather",
+    "slice": "Slice",
+    "index_select": "Gather",
+    "roll": "Slice",
+    "constant_pad_nd": "Pad",
+    "upsample_nearest2d": "Resize",
+    "upsample_bilinear2d": "Resize",
+    "split": "Split",
+    "split_with_sizes": "Split",
+    "unbind": "Split",
+    "chunk": "Split",
+    "avg_pool2d": "AveragePool",
+    "max_pool2d_with_indices": "MaxPool",
+    "max_pool2d": "MaxPool",
+    "_native_batch_norm_legit_no_training": "BatchNormalization",
+    "native_batch_norm": "BatchNormalization",
+    "native_layer_norm": "LayerNormalization",
+    "native_group_norm": "GroupNormalization",
 }
 
 
@@ -94,8 +179,12 @@ def _tensors(x) -> list:
 def _attrs(op: str, name: str, args: tuple, out) -> dict:
     if op in ("Conv", "ConvTranspose"):
         w = args[1]
-        return {"group": int(args[8]), "strides": list(args[3]), "pads": list(args[4]) * 2,
-                "kernel_shape": list(w.shape[2:])}
+        return {
+            "group": int(args[8]),
+            "strides": list(args[3]),
+            "pads": list(args[4]) * 2,
+            "kernel_shape": list(w.shape[2:]),
+        }
     if op == "ReduceMean":
         nd = args[0].dim()
         dims = args[1] if len(args) > 1 and args[1] is not None else list(range(nd))
@@ -120,10 +209,12 @@ def _attention(rec: _Recorder, args: tuple, out, is_data: bool) -> None:
     kt = rec.const(None)
     rec.shapes[kt] = tuple(int(d) for d in k.shape[:-2]) + (int(k.shape[-1]), sk)
     o = rec.fresh(out)
-    rec.nodes += [Node(f"n{len(rec.nodes)}_kT", "Transpose", [kn], [kt]),
-                  Node(f"n{len(rec.nodes)}_qk", "MatMul", [qn, kt], [scores]),
-                  Node(f"n{len(rec.nodes)}_softmax", "Softmax", [scores], [probs]),
-                  Node(f"n{len(rec.nodes)}_pv", "MatMul", [probs, vn], [o])]
+    rec.nodes += [
+        Node(f"n{len(rec.nodes)}_kT", "Transpose", [kn], [kt]),
+        Node(f"n{len(rec.nodes)}_qk", "MatMul", [qn, kt], [scores]),
+        Node(f"n{len(rec.nodes)}_softmax", "Softmax", [scores], [probs]),
+        Node(f"n{len(rec.nodes)}_pv", "MatMul", [probs, vn], [o]),
+    ]
     if is_data:
         rec.data.update({kt, scores, probs, o})
 
@@ -182,8 +273,17 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
             in_names = [rec.name_of(t) for t in ins]
             is_data = any(n in rec.data for n in in_names)
             outs = _tensors(out)
-            if name in ("zeros_like", "ones_like", "full_like", "empty_like", "_local_scalar_dense", "new_zeros",
-                        "new_ones", "new_full", "new_empty"):
+            if name in (
+                "zeros_like",
+                "ones_like",
+                "full_like",
+                "empty_like",
+                "_local_scalar_dense",
+                "new_zeros",
+                "new_ones",
+                "new_full",
+                "new_empty",
+            ):
                 return out  # reads only the shape (or syncs a scalar): not a kernel on the data
             if name.startswith("_scaled_dot_product") or name == "scaled_dot_product_attention":
                 _attention(rec, args, outs[0], is_data)
@@ -191,7 +291,8 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
             if name in ("convolution", "_convolution"):
                 op = "ConvTranspose" if args[6] else "Conv"
                 in_names = [rec.name_of(args[0]), rec.name_of(args[1])] + (
-                    [rec.name_of(args[2])] if args[2] is not None else [])
+                    [rec.name_of(args[2])] if args[2] is not None else []
+                )
             elif name == "addmm":  # bias + a @ b  → Gemm(a, b, bias)
                 op = "Gemm"
                 in_names = [rec.name_of(args[1]), rec.name_of(args[2]), rec.name_of(args[0])]
@@ -206,8 +307,19 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
                 if is_data:
                     rec.data.add(sig)
                 op, in_names = "Mul", [in_names[0], sig]
-            elif name in ("copy",) or name in ("zeros", "ones", "full", "arange", "empty", "scalar_tensor",
-                                               "zeros_like", "ones_like", "ne", "eq", "fill"):
+            elif name in ("copy",) or name in (
+                "zeros",
+                "ones",
+                "full",
+                "arange",
+                "empty",
+                "scalar_tensor",
+                "zeros_like",
+                "ones_like",
+                "ne",
+                "eq",
+                "fill",
+            ):
                 if name != "copy":
                     return out  # constants built from shapes: folded at load time
                 op = "Identity"

@@ -10,9 +10,11 @@ from pathlib import Path
 from edgedet.errors import EdgedetError
 
 PREFIX = "nn-meter:"
-HOW_TO = ("install it with `pip install nn-meter` and fetch its predictors once on a machine with network "
-          "(`nn-meter predict --predictor {name} --onnx any.onnx` downloads them to ~/.nn_meter/data/predictor), "
-          "then rerun; note nn-Meter prices LayerNorm, GELU and other ops it does not know at 0 ms")
+HOW_TO = (
+    "install it with `pip install nn-meter` and fetch its predictors once on a machine with network "
+    "(`nn-meter predict --predictor {name} --onnx any.onnx` downloads them to ~/.nn_meter/data/predictor), "
+    "then rerun; note nn-Meter prices LayerNorm, GELU and other ops it does not know at 0 ms"
+)
 
 
 def is_nnmeter(device: str) -> bool:
@@ -50,11 +52,13 @@ def predict_nnmeter(device: str, model=None, onnx=None, arch=None, input_size: i
     from edgedet.nas.latency.kernel import Kernel
     from edgedet.nas.latency.predict import Prediction
 
-    name = device[len(PREFIX):]
+    name = device[len(PREFIX) :]
     try:
         import nn_meter
     except ImportError:
-        raise EdgedetError(f"nn-Meter is not installed; to use --device {device}, " + HOW_TO.format(name=name)) from None
+        raise EdgedetError(
+            f"nn-Meter is not installed; to use --device {device}, " + HOW_TO.format(name=name)
+        ) from None
     version, files = _predictor_files(name)
     if not files:
         raise EdgedetError(f"nn-Meter predictor {name!r} is not present locally; " + HOW_TO.format(name=name))
@@ -71,8 +75,21 @@ def predict_nnmeter(device: str, model=None, onnx=None, arch=None, input_size: i
         net = zoo.create(f"quadranet-arch:{arch}" if arch is not None else model).eval()
         with torch.no_grad():
             ms = float(predictor.predict(net, model_type="torch", input_shape=(1, 3, input_size, input_size)))
-    k = Kernel(op="model", name=str(model or onnx or arch), nodes=["nn-Meter"], input_shapes=[], output_shapes=[],
-               flops=0.0, bytes_read=0.0, bytes_written=0.0, latency_ms=ms)
-    prof = {"id": device, "kind": "predicted", "runtime": {"name": f"nn-Meter {name} v{version}"},
-            "calibration": {"note": "nn-Meter's own reported accuracy; unknown ops count 0 ms"}}
+    k = Kernel(
+        op="model",
+        name=str(model or onnx or arch),
+        nodes=["nn-Meter"],
+        input_shapes=[],
+        output_shapes=[],
+        flops=0.0,
+        bytes_read=0.0,
+        bytes_written=0.0,
+        latency_ms=ms,
+    )
+    prof = {
+        "id": device,
+        "kind": "predicted",
+        "runtime": {"name": f"nn-Meter {name} v{version}"},
+        "calibration": {"note": "nn-Meter's own reported accuracy; unknown ops count 0 ms"},
+    }
     return Prediction(ms, [k], device, 0.0, [], prof)

@@ -8,12 +8,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgedet.errors import EdgedetError
 from edgedet.nas.latency.cost import fixed_us, kernel_us
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph, load_model, set_batch
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.profiles import Profile, load_profile
+
+from edgedet.errors import EdgedetError
 
 log = logging.getLogger("edgedet.latency")
 
@@ -36,9 +37,15 @@ class Prediction:
 
     def to_json(self) -> dict:
         order = sorted(self.kernels, key=lambda k: -(k.latency_ms or 0.0))
-        return {"schema_version": 1, "predicted": True, "latency_ms": self.latency_ms,
-                "fixed_ms": self.fixed_ms, "profile": self.profile, "unknown_ops": self.unknown_ops,
-                "kernels": [k.to_json() for k in order]}
+        return {
+            "schema_version": 1,
+            "predicted": True,
+            "latency_ms": self.latency_ms,
+            "fixed_ms": self.fixed_ms,
+            "profile": self.profile,
+            "unknown_ops": self.unknown_ops,
+            "kernels": [k.to_json() for k in order],
+        }
 
 
 def _as_profile(profile: Profile | str) -> Profile:
@@ -46,13 +53,21 @@ def _as_profile(profile: Profile | str) -> Profile:
 
 
 def profile_summary(p: Profile) -> dict:
-    return {"id": p.id, "kind": p.kind, "runtime": p.runtime,
-            "calibration": {"mape": p.calibration["mape"], "within10": p.calibration["within10"],
-                            "method": p.calibration["method"]}}
+    return {
+        "id": p.id,
+        "kind": p.kind,
+        "runtime": p.runtime,
+        "calibration": {
+            "mape": p.calibration["mape"],
+            "within10": p.calibration["within10"],
+            "method": p.calibration["method"],
+        },
+    }
 
 
-def kernels_of(model_or_path: Any, profile: Profile, batch: int | None = None,
-               input_size: int | None = None) -> tuple[list[Kernel], list[str]]:
+def kernels_of(
+    model_or_path: Any, profile: Profile, batch: int | None = None, input_size: int | None = None
+) -> tuple[list[Kernel], list[str]]:
     """Fused kernels of an ONNX model under a profile's fusion rules (+ unknown op types)."""
     model = load_model(model_or_path)
     if batch is not None or input_size is not None:
@@ -61,8 +76,9 @@ def kernels_of(model_or_path: Any, profile: Profile, batch: int | None = None,
     return fuse(g, FusionRules.from_json(profile.fusion), profile.element_bytes)
 
 
-def price(kernels: list[Kernel], profile: Profile, allow_unknown: bool = False,
-          unknown_ops: list[str] | None = None) -> Prediction:
+def price(
+    kernels: list[Kernel], profile: Profile, allow_unknown: bool = False, unknown_ops: list[str] | None = None
+) -> Prediction:
     """Cost every kernel; a kernel class or op type the profile cannot price is an error
     unless `allow_unknown` (then a loud warning names them and they count 0 ms)."""
     missing = sorted(set(unknown_ops or []))
@@ -78,7 +94,7 @@ def price(kernels: list[Kernel], profile: Profile, allow_unknown: bool = False,
         total += k.latency_ms
     missing = sorted(set(missing))
     if missing:
-        msg = (f"profile '{profile.id}' has no cost model for: {', '.join(missing)}")
+        msg = f"profile '{profile.id}' has no cost model for: {', '.join(missing)}"
         if not allow_unknown:
             raise EdgedetError(msg + " (use --allow-unknown / allow_unknown=True to price them at 0 ms)")
         log.warning("WARNING: %s — priced at 0 ms, the prediction is too low", msg)
@@ -86,8 +102,13 @@ def price(kernels: list[Kernel], profile: Profile, allow_unknown: bool = False,
     return Prediction(total + fx, kernels, profile.id, fx, missing, profile_summary(profile))
 
 
-def predict_onnx(model_or_path: Any, profile: Profile | str, allow_unknown: bool = False,
-                 batch: int | None = None, input_size: int | None = None) -> Prediction:
+def predict_onnx(
+    model_or_path: Any,
+    profile: Profile | str,
+    allow_unknown: bool = False,
+    batch: int | None = None,
+    input_size: int | None = None,
+) -> Prediction:
     """Predict an ONNX model (path, bytes or ModelProto; weights may be absent)."""
     p = _as_profile(profile)
     kernels, unknown = kernels_of(model_or_path, p, batch, input_size)
@@ -106,9 +127,17 @@ def export_onnx_bytes(module, input_shape: tuple[int, ...]) -> bytes:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(*input_shape),), buf, dynamo=False, opset_version=17,
-                              export_params=False, do_constant_folding=False,
-                              input_names=["input"], output_names=["output"])
+            torch.onnx.export(
+                module,
+                (torch.zeros(*input_shape),),
+                buf,
+                dynamo=False,
+                opset_version=17,
+                export_params=False,
+                do_constant_folding=False,
+                input_names=["input"],
+                output_names=["output"],
+            )
     except EdgedetError:
         raise
     except Exception as e:
@@ -118,8 +147,13 @@ def export_onnx_bytes(module, input_shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-def predict_module(module, input_shape: tuple[int, ...], profile: Profile | str,
-                   allow_unknown: bool = False, via: str = "meta") -> Prediction:
+def predict_module(
+    module,
+    input_shape: tuple[int, ...],
+    profile: Profile | str,
+    allow_unknown: bool = False,
+    via: str = "meta",
+) -> Prediction:
     """Predict an nn.Module for an input of `input_shape` (batch included).
 
     via="meta": record the aten ops on meta tensors (fast, no compute); falls back to the

@@ -28,8 +28,12 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
+    info = {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     try:
         import psutil
 
@@ -106,23 +110,44 @@ class Runner:
                 f.write(model_bytes)
             model = self.core.read_model(p)
             # the CPU plugin defaults to bf16 on CPUs that have it: ask for f32 explicitly
-            cm = self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                        "INFERENCE_NUM_THREADS": self.threads,
-                                                        "PERFORMANCE_HINT": "LATENCY"})
+            cm = self.core.compile_model(
+                model,
+                "CPU",
+                {
+                    "INFERENCE_PRECISION_HINT": "f32",
+                    "INFERENCE_NUM_THREADS": self.threads,
+                    "PERFORMANCE_HINT": "LATENCY",
+                },
+            )
         req = cm.create_infer_request()
-        feeds = {i.get_any_name(): _random(list(i.get_partial_shape().to_shape()), "tensor(float)")
-                 for i in cm.inputs}
+        feeds = {
+            i.get_any_name(): _random(list(i.get_partial_shape().to_shape()), "tensor(float)")
+            for i in cm.inputs
+        }
         return lambda: req.infer(feeds)
 
-    def time(self, model_bytes: bytes, min_s: float = 0.2, min_runs: int = 5, max_runs: int = 200,
-             warmup: int = 2) -> Timing:
+    def time(
+        self,
+        model_bytes: bytes,
+        min_s: float = 0.2,
+        min_runs: int = 5,
+        max_runs: int = 200,
+        warmup: int = 2,
+        flush_mib: float = 0.0,
+    ) -> Timing:
+        """Time runs of a model. `flush_mib` > 0 sweeps that much memory before every run
+        (outside the timed region), so a single kernel does not find its weights and input
+        in the core's caches — inside a whole model, other kernels have evicted them."""
         run = self._compile(model_bytes)
         for _ in range(warmup):
             run()
         ts: list[float] = []
         cs: list[float] = []
         start = time.perf_counter()
+        sweep = np.zeros(int(flush_mib * 2**18), dtype=np.float32) if flush_mib > 0 else None
         while len(ts) < max_runs and (len(ts) < min_runs or time.perf_counter() - start < min_s):
+            if sweep is not None:
+                sweep.sum()  # read-only: evicts without leaving dirty lines to write back
             c0 = time.process_time()
             t0 = time.perf_counter()
             run()
