@@ -8,7 +8,6 @@ import collections
 import onnx
 import pytest
 import torch
-
 from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
@@ -24,8 +23,15 @@ def _ops(path) -> collections.Counter:
 
 def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
     out = tmp_path / "pdetr"
-    res = export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="onnx", out=out, input_size=64,
-                                        model_overrides=SMALL_DETR))
+    res = export_artifact(
+        ExportRequest(
+            model="plain-detr-quadranet25-xxs",
+            format="onnx",
+            out=out,
+            input_size=64,
+            model_overrides=SMALL_DETR,
+        )
+    )
     assert res.parity.passed and res.parity.max_abs_err <= 1e-4
     m = load_manifest(out)
     assert m.custom_ops == ["edgedet.BoxRPBAttention", "edgedet.QuadraConv"]
@@ -40,8 +46,16 @@ def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
 @pytest.mark.slow
 def test_asag_static_onnx_uses_nms_and_roialign(tmp_path):
     out = tmp_path / "asag"
-    res = export_artifact(ExportRequest(model="asag-quadranet25-xxs", format="onnx", out=out, input_size=128,
-                                        model_overrides=SMALL_ASAG, dynamic_batch=True))
+    res = export_artifact(
+        ExportRequest(
+            model="asag-quadranet25-xxs",
+            format="onnx",
+            out=out,
+            input_size=128,
+            model_overrides=SMALL_ASAG,
+            dynamic_batch=True,
+        )
+    )
     assert res.parity.passed and [c.batch for c in res.parity.cases] == [1, 2, 3]
     ops = _ops(out / "model.onnx")
     assert ops["NonMaxSuppression"] >= 1 and ops["RoiAlign"] >= 1 and ops["QuadraConv"] == 25
@@ -50,6 +64,13 @@ def test_asag_static_onnx_uses_nms_and_roialign(tmp_path):
 
 @pytest.mark.slow
 def test_asag_static_openvino(tmp_path):
-    res = export_artifact(ExportRequest(model="asag-quadranet25-xxs", format="openvino", out=tmp_path / "ov",
-                                        input_size=128, model_overrides=SMALL_ASAG))
+    res = export_artifact(
+        ExportRequest(
+            model="asag-quadranet25-xxs",
+            format="openvino",
+            out=tmp_path / "ov",
+            input_size=128,
+            model_overrides=SMALL_ASAG,
+        )
+    )
     assert res.parity.passed

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from edgedet.bench.suites.export_matrix import COLUMNS, MODELS, run_matrix
+
 from edgedet.cli.main import main
 
 
 def test_one_cell_and_sampled_arch(tmp_path):
-    doc = run_matrix(["quadranet25-xxs", "arch-json"], ["onnx"], input_size=64, log=lambda s: None)
+    doc = run_matrix(["arch-json"], ["onnx"], input_size=64, log=lambda s: None)
     assert doc["schema_version"] == 1 and doc["all_passed"]
-    (xxs, arch) = doc["cells"]
-    assert xxs["custom_ops"] == ["edgedet.QuadraConv"] and xxs["max_abs_err"] <= 1e-4
-    assert arch["model"] == "arch-json" and arch["passed"]
+    (arch,) = doc["cells"]
+    assert arch["model"] == "arch-json" and arch["passed"] and arch["max_abs_err"] <= 1e-4
+    assert arch["custom_ops"] == ["edgedet.QuadraConv"] and arch["runtime"] == "onnxruntime"
 
 
 def test_unknown_column_is_one_line(capsys):

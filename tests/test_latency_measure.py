@@ -7,7 +7,7 @@ import random
 
 import pytest
 from edgedet.nas.latency.kernel_models import KINDS, build, sample
-from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise
+from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise, refit_profile
 from edgedet.profiles import from_document
 
 EXPECTED = {
@@ -65,3 +65,6 @@ def test_tiny_measured_profile_is_valid_and_predicts(runtime):
         assert doc["runtime"]["inference_precision_hint"] == "f32"
     r = predict_module(QuadraBlock(16, 3, 2), (1, 16, 14, 14), prof)
     assert r.latency_ms > 0 and r.profile["kind"] == "measured"
+    # the stored timings refit to an equivalent profile without re-measuring
+    again = from_document(refit_profile(doc))
+    assert set(again.predictor["classes"]) == set(prof.predictor["classes"])

@@ -123,8 +123,7 @@ def run_matrix(models: list[str], columns: list[str], input_size: int, seed: int
                 cells.append(cell)
                 log(
                     f"  {'ok' if cell.passed else 'FAIL'} max abs err {cell.max_abs_err} "
-                    f"({cell.seconds:.1f} s)"
-                    + (f" {cell.error}" if cell.error else "")
+                    f"({cell.seconds:.1f} s)" + (f" {cell.error}" if cell.error else "")
                 )
     return {
         "schema_version": SCHEMA_VERSION,
@@ -176,8 +175,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Export every model to every runtime with parity against PyTorch (exit 1 if any fails)."""
-        import sys
-
         from rich.console import Console
 
         from edgedet.arch import write_json_atomic
@@ -192,10 +189,13 @@ def register(app: typer.Typer) -> None:
             rows = [f"quadranet-arch:{arch}" if r == "arch-json" else r for r in rows]
         console = Console(stderr=True)
         doc = run_matrix(rows, cols, input_size, seed, log=lambda s: console.print(s, markup=False))
-        Console().print(_table(doc))
+        out_console = Console()
+        if not out_console.is_terminal:
+            out_console = Console(width=150)
+        out_console.print(_table(doc))
         if json_path:
             write_json_atomic(json_path, doc)
             print(f"wrote {json_path}")
         if not doc["all_passed"]:
-            print("edgedet: some exports failed parity or errored (see the table)", file=sys.stderr)
-            raise typer.Exit(1)
+            bad = [f"{c['model']}×{c['column']}" for c in doc["cells"] if not c["passed"]]
+            raise EdgedetError(f"{len(bad)} export(s) failed parity or errored: {', '.join(bad)}")

@@ -41,27 +41,17 @@ for _mod in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; an EdgedetError becomes one line on stderr and exit code 2."""
+    """Run the CLI; an EdgedetError becomes one line on stderr and exit code 2.
+
+    Usage errors, --help and Ctrl-C are handled by typer's standalone mode (its SystemExit
+    carries the exit code); anything else is a bug and keeps its traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except EdgedetError as e:
         print(f"edgedet: error: {e}", file=sys.stderr)
         return 2
-    except typer.Abort:
-        print("edgedet: aborted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("edgedet: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        raise
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
 
 

@@ -443,7 +443,10 @@ def build_plain_detr(backbone_name: str, preset: str = "paper", backbone_options
     if bad:
         raise EdgedetError(f"Plain-DETR has no option {', '.join(bad)} (options: {', '.join(sorted(names))})")
     cfg = PlainDETRConfig.from_dict({**base.to_dict(), **overrides})
-    backbone = create(backbone_name, **(backbone_options or {}))
+    try:
+        backbone = create(backbone_name, **(backbone_options or {}))
+    except EdgedetError as e:
+        raise EdgedetError(f"Plain-DETR backbone: {e}") from None
     if not hasattr(backbone, "forward_features"):
         raise EdgedetError(f"backbone '{backbone_name}' has no forward_features; use a QuadraNet, "
                            "quadranet-arch:PATH or baseline model")

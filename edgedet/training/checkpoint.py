@@ -39,6 +39,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     os.close(fd)
     try:
         torch.save({"checkpoint_version": CHECKPOINT_VERSION, **state}, tmp)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,3 +58,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise EdgedetError(f"{p} is not an edgedet checkpoint (version {CHECKPOINT_VERSION})")
     return state
+
+
+def _default_mode() -> int:
+    """0o666 minus the umask: what a plainly created file would get (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -39,6 +39,7 @@ def plot_training_curve(epochs: list[EpochRecord], out_dir: str | Path, title: s
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,3 +47,10 @@ def plot_training_curve(epochs: list[EpochRecord], out_dir: str | Path, title: s
     finally:
         plt.close(fig)
     return path
+
+
+def _default_mode() -> int:
+    """0o666 minus the umask: what a plainly created file would get (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -36,6 +36,8 @@ COMPUTE_FEATURES = (
     "dram_bytes",
 )
 MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops", "spill_bytes", "dram_bytes")
+
+
 def l2_mib() -> float:
     """Per-core L2 size (sysfs), the amount of memory read before each kernel run."""
     try:
@@ -45,6 +47,8 @@ def l2_mib() -> float:
         return float(txt.rstrip("KM")) * mult
     except (OSError, ValueError):
         return 2.0
+
+
 FLOOR_US = 2.0  # relative errors are taken against at least this (timer and call noise)
 COMPUTE_CLASSES = ("conv", "dwconv", "quadconv", "linear", "matmul")
 
@@ -213,6 +217,53 @@ def node_overhead_us(runner: Runner, n: int = 41) -> float:
     return max(0.0, (tn - t1) / (n - 1) * 1e3)
 
 
+def fit_and_score(samples: list[Sample], rng: random.Random) -> tuple[dict, list[float]]:
+    """Per-class predictors fitted on all samples, with each class's error on a held-out
+    20% (fitted without it) recorded; returns (classes, held-out relative errors)."""
+    # held-out error: fit on 80%, test on 20% (by sample), then refit on all
+    order = list(range(len(samples)))
+    rng.shuffle(order)
+    cut = max(1, len(order) // 5)
+    test, train = [samples[i] for i in order[:cut]], [samples[i] for i in order[cut:]]
+    model = fit_all(train)
+    rel, per_class = [], {}
+    for s in test:
+        if s.key in model:
+            e = abs(predict_us(model[s.key], s.kernel) - s.us) / max(s.us, FLOOR_US)
+            rel.append(e)
+            per_class.setdefault(s.key, []).append(e)
+    final = fit_all(samples)
+    classes = {}
+    for key, spec in final.items():
+        errs = per_class.get(key, [])
+        classes[key] = {
+            **{k: v for k, v in spec.items() if k != "n"},
+            "samples": spec["n"],
+            "held_out_mape": float(np.mean(errs)) if errs else None,
+        }
+    return classes, rel
+
+
+def refit_profile(doc: dict, seed: int = 0) -> dict:
+    """Refit a measured profile from the timings it stores (no re-measuring)."""
+    from edgedet.nas.latency.kernel_models import KernelConfig
+
+    samples = []
+    for t in doc["calibration"]["timings"]:
+        c = KernelConfig(t["kind"], tuple(sorted((k, int(v)) for k, v in t["config"].items())))
+        k = featurise(build(c))
+        samples.append(Sample(c, k, class_key(k), float(t["us"])))
+    classes, rel = fit_and_score(samples, random.Random(seed))
+    out = {**doc, "predictor": {**doc["predictor"], "classes": classes}}
+    out["calibration"] = {
+        **doc["calibration"],
+        "mape": float(np.mean(rel)) if rel else 1.0,
+        "within10": float(np.mean([e <= 0.10 for e in rel])) if rel else 0.0,
+        "held_out": len(rel),
+    }
+    return out
+
+
 def build_measured_profile(
     runtime: str,
     threads: int,
@@ -281,27 +332,7 @@ def build_measured_profile(
                 f"{100 * max(err):.0f}%, {elapsed():.0f}s",
                 flush=True,
             )
-    # held-out error: fit on 80%, test on 20% (by sample), then refit on all
-    order = list(range(len(samples)))
-    rng.shuffle(order)
-    cut = max(1, len(order) // 5)
-    test, train = [samples[i] for i in order[:cut]], [samples[i] for i in order[cut:]]
-    model = fit_all(train)
-    rel, per_class = [], {}
-    for s in test:
-        if s.key in model:
-            e = abs(predict_us(model[s.key], s.kernel) - s.us) / max(s.us, FLOOR_US)
-            rel.append(e)
-            per_class.setdefault(s.key, []).append(e)
-    final = fit_all(samples)
-    classes = {}
-    for key, spec in final.items():
-        errs = per_class.get(key, [])
-        classes[key] = {
-            **{k: v for k, v in spec.items() if k != "n"},
-            "samples": spec["n"],
-            "held_out_mape": float(np.mean(errs)) if errs else None,
-        }
+    classes, rel = fit_and_score(samples, rng)
     info = machine_info()
     host = socket.gethostname().split(".")[0]
     pid = profile_id or f"{host}-{runtime}-t{threads}"
