@@ -23,10 +23,10 @@ sysdeps:
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q gcc-aarch64-linux-gnu; }
 
-test: venv
+test: venv sysdeps
 	$(BIN)/python -m pytest -q
 
-test-slow: venv
+test-slow: venv sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
 quickstart: venv

@@ -288,9 +288,10 @@ def register(app: typer.Typer) -> None:
             con.print(tt)
             con.print(
                 f"{len(rows)} models: {100 * w10:.0f}% within ±10% of the measured {basis} "
-                f"({100 * w10_med:.0f}% of the median), MAPE {100 * mape:.1f}% "
-                f"(CPU {info['cpu']}, load average {info.get('load_average_1m', float('nan')):.1f} — "
-                "other processes share this CPU; medians quoted) [{:.0f}s]".format(time.perf_counter() - t0)
+                f"({100 * w10_med:.0f}% of the wall-clock median), MAPE {100 * mape:.1f}% "
+                f"(CPU {info['cpu']}, load average {info.get('load_average_1m', float('nan')):.1f}; "
+                "on a shared CPU the wall median includes other processes' time slices) "
+                f"[{time.perf_counter() - t0:.0f}s]"
             )
             if rows:
                 scatter_png(

@@ -69,7 +69,8 @@ def _asag_factory(backbone: str, **overrides) -> nn.Module:
     allowed = [p for p in inspect.signature(build_asag).parameters if p != "backbone_name"]
     bad = [k for k in overrides if k not in allowed]
     if bad:
-        raise EdgedetError(f"model 'asag-{backbone}' has no option {', '.join(bad)} (options: {', '.join(allowed)})")
+        raise EdgedetError(f"model 'asag-{backbone}' has no option {', '.join(bad)} "
+                           f"(options: {', '.join(allowed)})")
     return build_asag(backbone, **overrides)
 
 

@@ -87,7 +87,7 @@ PRIOR = {
     "datamove": 10.0,
     "fixed": 1000.0,
 }
-PRIOR_WEIGHT = 0.15  # per-parameter weight of log(θ/θ0) against the data residuals
+PRIOR_WEIGHT = 0.05  # per-parameter weight of log(θ/θ0) against the data residuals
 
 
 def data_root() -> Path:
