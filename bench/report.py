@@ -3,8 +3,7 @@ warnings, and plots (latency distribution per batch, throughput vs batch)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+from edgedet.atomic import atomic_output
 
 
 def headline(result: dict) -> str:
@@ -109,13 +108,8 @@ def plot(result: dict, path: str) -> None:
     ax2.set_title("throughput vs batch")
     fig.suptitle(headline(result), fontsize=9)
     fig.tight_layout()
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=d)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

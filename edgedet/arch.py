@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
 
 SCHEMA_VERSION = 1
@@ -94,7 +93,8 @@ class Arch:
         write_json_atomic(path, self.to_json())
 
 
-def uniform_arch(widths: list[int], depths: list[int], kernel: int = 7, expansion: int = 4, **kw: Any) -> Arch:
+def uniform_arch(widths: list[int], depths: list[int], kernel: int = 7, expansion: int = 4,
+                 **kw: Any) -> Arch:
     """Every layer the same QuadraBlock (the hand-designed QuadraNet family)."""
     stages = [
         Stage(width=w, stride=1 if i == 0 else 2, layers=[LayerChoice(kernel, expansion)] * d)
@@ -112,21 +112,6 @@ def load_arch(path: str | Path) -> Arch:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EdgedetError(f"{p}: not valid JSON ({e})") from None
     return _parse(d, str(p))
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON next to the target and rename, so a reader never sees half a file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _bad(source: str, where: str, why: str) -> EdgedetError:
@@ -162,7 +147,8 @@ def _parse(d: Any, source: str) -> Arch:
     stem_d = d.get("stem", {"kernel": 4, "stride": 4})
     if not isinstance(stem_d, dict):
         raise _bad(source, "stem", "must be an object")
-    stem = Stem(kernel=_int(stem_d, "kernel", source, "stem."), stride=_int(stem_d, "stride", source, "stem."))
+    stem = Stem(kernel=_int(stem_d, "kernel", source, "stem."),
+                stride=_int(stem_d, "stride", source, "stem."))
     stages_d = d.get("stages")
     if not isinstance(stages_d, list) or not stages_d:
         raise _bad(source, "stages", "must be a non-empty list")

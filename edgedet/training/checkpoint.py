@@ -4,13 +4,12 @@ leaves a half-written checkpoint where a good one was."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from edgedet.atomic import atomic_output
 from edgedet.errors import EdgedetError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -33,17 +32,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save to a temp file in the same folder, then an atomic rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save({"checkpoint_version": CHECKPOINT_VERSION, **state}, tmp)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -58,10 +48,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("checkpoint_version") != CHECKPOINT_VERSION:
         raise EdgedetError(f"{p} is not an edgedet checkpoint (version {CHECKPOINT_VERSION})")
     return state
-
-
-def _default_mode() -> int:
-    """0o666 minus the umask: what a plainly created file would get (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from edgedet.atomic import atomic_output
 from edgedet.training.metrics import EpochRecord
 
 CURVE_NAME = "training_curve.png"
@@ -35,22 +34,9 @@ def plot_training_curve(epochs: list[EpochRecord], out_dir: str | Path, title: s
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(out_dir) / CURVE_NAME
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
     return path
-
-
-def _default_mode() -> int:
-    """0o666 minus the umask: what a plainly created file would get (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask

@@ -213,7 +213,8 @@ def roofline_us(f: ModelFeatures, theta: np.ndarray, p: float) -> float:
     scale = np.where(f.comp_group >= 0, theta[np.maximum(f.comp_group, 0)], 0.0)
     c = scale * f.comp * (1.0 + theta[PARAMS.index("parallel_half")] / f.out)
     m = theta[PARAMS.index("memory")] * f.mem
-    body = (c**p + m**p) ** (1.0 / p)
+    hi, lo = np.maximum(c, m), np.minimum(c, m)
+    body = hi * (1.0 + (lo / np.maximum(hi, 1e-300)) ** p) ** (1.0 / p)  # (c^p + m^p)^(1/p), no overflow
     return float(theta[f.ovh_group].sum() + body.sum() + theta[PARAMS.index("fixed")])
 
 

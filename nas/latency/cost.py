@@ -69,7 +69,8 @@ def kernel_us(k: Kernel, profile: Profile) -> float | None:
             * (1.0 + spec.get("parallel_half", 0.0) / out)
         )
         m = spec["memory_scale"] * (k.bytes_read + k.bytes_written) / (hw["bandwidth_gbs"] * 1e3)
-        return spec["overhead_us"] + (c**p + m**p) ** (1.0 / p)
+        hi, lo = max(c, m), min(c, m)
+        return spec["overhead_us"] + (hi * (1.0 + (lo / hi) ** p) ** (1.0 / p) if hi > 0 else 0.0)
     return linear_us(spec, k) + float(pred.get("kernel_overhead_us", 0.0))
 
 
