@@ -17,7 +17,6 @@ import time
 from edgedet.bench.harness import LoopConfig, time_loop
 from edgedet.bench.memory import MIB, hwm_bytes, method, reset_hwm, rss_bytes
 from edgedet.bench.runtimes import SessionSpec, first_line, module
-
 from edgedet.errors import EdgedetError
 
 

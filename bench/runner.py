@@ -19,7 +19,6 @@ from edgedet.bench.runtimes import PRECISIONS, RUNTIMES, SessionSpec, check_avai
 from edgedet.bench.schema import SCHEMA_VERSION, validate
 from edgedet.bench.stats import summarize, throughput_items_per_s
 from edgedet.bench.target import Target, resolve
-
 from edgedet.errors import EdgedetError
 
 HIGH_COV = 0.10

@@ -10,10 +10,10 @@ to the (Q, H, W) logits, the padding bias, softmax, output projection.
 from __future__ import annotations
 
 import torch
-from edgedet.exporters.quadraconv_onnx import DOMAIN
-from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES, boxrpb_attention
 from torch import Tensor, nn
 
+from edgedet.exporters.quadraconv_onnx import DOMAIN
+from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES, boxrpb_attention
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 
 OP_TYPE = "BoxRPBAttention"

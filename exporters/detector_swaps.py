@@ -9,9 +9,9 @@ outputs already hold fixed-size top-k `scores/labels/boxes` (boxes normalised cx
 from __future__ import annotations
 
 import torch
-from edgedet.exporters.boxrpb_onnx import BoxRPBExport
 from torch import Tensor, nn
 
+from edgedet.exporters.boxrpb_onnx import BoxRPBExport
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from edgedet.exporters import quadraconv_onnx
 from torch import nn
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters import quadraconv_onnx
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17

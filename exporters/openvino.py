@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from edgedet.exporters.quadraconv_onnx import DOMAIN
-from edgedet.exporters.quadraconv_onnx import OP_TYPE as QUADRACONV
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters.quadraconv_onnx import DOMAIN
+from edgedet.exporters.quadraconv_onnx import OP_TYPE as QUADRACONV
 
 # edgedet precision name → OpenVINO INFERENCE_PRECISION_HINT value
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}

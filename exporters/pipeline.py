@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edgedet.exporters import artifact, parity
-from edgedet.exporters.artifact import FORMATS
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters import artifact, parity
+from edgedet.exporters.artifact import FORMATS
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -84,9 +84,8 @@ Log = Callable[[str], None]
 
 def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
     """The model with its weights (checkpoint, or seeded init) and the manifest's weights entry."""
-    from edgedet.exporters import weights
-
     from edgedet import models
+    from edgedet.exporters import weights
 
     torch.manual_seed(req.seed)
     overrides = dict(req.model_overrides)
@@ -298,6 +297,7 @@ def _require_runtime(req: ExportRequest) -> None:
 
 def _onnx_files(req, ex, form, stage: Path, log: Log):
     import onnxruntime as ort
+
     from edgedet.exporters.onnx import run_onnxruntime
 
     (stage / "model.onnx").write_bytes(ex.serialize())
@@ -313,6 +313,7 @@ def _onnx_files(req, ex, form, stage: Path, log: Log):
 
 def _openvino_files(req, ex, form, stage: Path, log: Log):
     import openvino as ov
+
     from edgedet.exporters import openvino as ovx
 
     log(f"converting to OpenVINO IR (precision {req.precision}, explicit INFERENCE_PRECISION_HINT)")
@@ -335,6 +336,7 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
 
 def _tvm_files(req, ex, form, stage: Path, log: Log):
     import tvm
+
     from edgedet.exporters import tvm as tx
 
     target = tx.get_target(req.target)

@@ -12,9 +12,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
+
 from edgedet.exporters.quadraconv_onnx import QuadraConvExport
 from edgedet.kernels.quadratic import QuadraConv2d
-from torch import Tensor, nn
 
 
 @dataclass

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from edgedet.kernels.quadratic import QuadraConv2d, same_padding
 from torch import Tensor, nn
+
+from edgedet.kernels.quadratic import QuadraConv2d, same_padding
 
 DOMAIN = "edgedet"
 DOMAIN_VERSION = 1

@@ -67,6 +67,7 @@ def build_engine(
 ) -> dict:
     """Parse ONNX (plugins resolve edgedet nodes), build and serialize the engine."""
     import tensorrt as trt
+
     from edgedet.kernels import trt_plugins
 
     trt_plugins.register()
@@ -99,6 +100,7 @@ def run_engine(engine_path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarr
     """Deserialize and run the engine once on the current CUDA device (torch tensors as buffers)."""
     import tensorrt as trt
     import torch
+
     from edgedet.kernels import trt_plugins
 
     trt_plugins.register()

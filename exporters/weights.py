@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from edgedet.exporters.artifact import sha256_file
 from torch import nn
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters.artifact import sha256_file
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

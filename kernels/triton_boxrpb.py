@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from edgedet.kernels import boxrpb_functional as functional
 from torch import Tensor
+
+from edgedet.kernels import boxrpb_functional as functional
 
 
 @triton.jit

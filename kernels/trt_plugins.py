@@ -65,6 +65,7 @@ def _define_quadraconv(trtp) -> None:
     @trtp.impl(f"{NAMESPACE}::QuadraConv")
     def quadraconv_impl(x, wa, wb, wc, bias, strides, pads, dilations, group, outputs, stream) -> None:
         import torch
+
         from edgedet.kernels.triton_quadratic import quadconv_triton
 
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
@@ -99,6 +100,7 @@ def _define_boxrpb(trtp) -> None:
 
 def _run_boxrpb(tensors, num_heads, height, width, stride, log8, outputs, stream) -> None:
     import torch
+
     from edgedet.kernels.triton_boxrpb import boxrpb_attention
 
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):

@@ -10,10 +10,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edgedet.errors import EdgedetError
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SKELETONS, SearchSpace, skeleton
-
-from edgedet.errors import EdgedetError
 
 # Where in a skeleton's latency range (log scale, 0 = smallest arch, 1 = largest) the
 # budget may sit: low enough that it binds, high enough that the big ops stay reachable.

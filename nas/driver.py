@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from edgedet.arch import Arch
+from edgedet.errors import EdgedetError
 from edgedet.nas.budget import check_budget, choose_skeleton
 from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
 from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
 from edgedet.nas.space import SearchSpace, skeleton
-
-from edgedet.arch import Arch
-from edgedet.errors import EdgedetError
 
 
 @dataclass
@@ -91,9 +91,9 @@ def plan(job: SearchJob, num_classes: int, cost: ModuleCost | BlockCostCache, de
 def run_job(job: SearchJob, reporter: Reporter | None = None,
             on_plan: Callable[[SearchSpace, LatencyTable], None] | None = None) -> JobResult:
     import torch.distributed as dist
-    from edgedet.nas.outputs import write_outputs
 
     from edgedet.data import make_classification_data
+    from edgedet.nas.outputs import write_outputs
 
     rank, world = dist_setup()
     cfg = job.config
@@ -183,9 +183,8 @@ def whole_network_ms(arch: Arch, cost: ModuleCost) -> float | None:
 
 def build_space_net(space: SearchSpace, arch: Arch, num_classes: int | None = None):
     """The network of an arch in any block type of the search spaces."""
-    from edgedet.nas.space import build_block
-
     from edgedet.models.skeleton import MacroNet
+    from edgedet.nas.space import build_block
 
     stages = [[build_block(space.block, s.width, l) for l in s.layers] for s in arch.stages]
     return MacroNet([s.width for s in arch.stages], stages,

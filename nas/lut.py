@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from edgedet.nas.space import SearchSpace, build_block
 from torch import Tensor, nn
 
 from edgedet.errors import EdgedetError
+from edgedet.nas.space import SearchSpace, build_block
 
 LUT_VERSION = 1  # bump when block definitions change, to invalidate persisted block costs
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgedet.arch import SCHEMA_VERSION, Arch, write_json_atomic
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace
-
-from edgedet.arch import SCHEMA_VERSION, Arch, write_json_atomic
 
 
 def result_arch(space: SearchSpace, result: SearchResult, lut: LatencyTable, device: str,

@@ -7,11 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from edgedet.arch import Arch
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace
-
-from edgedet.arch import Arch
 
 
 def _save(fig, path: Path) -> Path:

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import Tensor
+
+from edgedet.errors import EdgedetError
 from edgedet.nas.budget import fit_to_budget
 from edgedet.nas.checkpoint import (
     CHECKPOINT_NAME,
@@ -39,9 +42,6 @@ from edgedet.nas.checkpoint import (
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
-from torch import Tensor
-
-from edgedet.errors import EdgedetError
 
 LOSSES = ("mul", "add")
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 
 import torch
-from edgedet.nas.space import SearchSpace, build_block
 from torch import Tensor, nn
 
 from edgedet.models.skeleton import MacroNet
+from edgedet.nas.space import SearchSpace, build_block
 
 
 class MixedLayer(nn.Module):

@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedet.profiles.schema import validate
-
 from edgedet.errors import EdgedetError
+from edgedet.profiles.schema import validate
 
 PROFILE_DIR = Path(__file__).resolve().parent
 

@@ -10,14 +10,14 @@ import os
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from edgedet.bench.harness import LoopConfig, time_loop
 from edgedet.bench.inputs import InputSpec, resolve_shape
 from edgedet.bench.memory import MIB, hwm_bytes, reset_hwm, rss_bytes
 from edgedet.bench.roofline import onnx_cost
 from edgedet.bench.schema import errors, validate
 from edgedet.bench.stats import summarize
-from onnx import TensorProto, helper, numpy_helper
-
 from edgedet.errors import EdgedetError
 
 QUICK = ["--duration-s", "0.2", "--min-iters", "5", "--warmup-s", "0.05", "--threads", "1"]
@@ -132,6 +132,7 @@ def test_onnx_cost_counts_conv_and_matmul(tmp_path):
 
 def test_openvino_ir_cost_matches_onnx_cost(tmp_path):
     import openvino as ov
+
     from edgedet.bench.roofline import openvino_cost
 
     for name, path, shape in (
@@ -391,6 +392,7 @@ def test_hostinfo_json(tmp_path, capsys):
 def test_benchmark_app_is_run_and_parsed(tmp_path):
     """The agreement suite's two sides on a tiny IR (no timing comparison here: that is the suite's job)."""
     import openvino as ov
+
     from edgedet.bench.suites.bench_agreement import run_benchmark_app, run_edgedet
 
     xml = str(tmp_path / "m.xml")

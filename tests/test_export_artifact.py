@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from edgedet.exporters.artifact import load_manifest
-from edgedet.exporters.onnx import run_onnxruntime
-from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
 
 from edgedet import models
 from edgedet.cli.main import main
 from edgedet.errors import EdgedetError
+from edgedet.exporters.artifact import load_manifest
+from edgedet.exporters.onnx import run_onnxruntime
+from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
 
 torch.set_num_threads(1)
 

@@ -8,6 +8,7 @@ import collections
 import onnx
 import pytest
 import torch
+
 from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
 

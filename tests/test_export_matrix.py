@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from edgedet.bench.suites.export_matrix import COLUMNS, MODELS, run_matrix
 
+from edgedet.bench.suites.export_matrix import COLUMNS, MODELS, run_matrix
 from edgedet.cli.main import main
 
 

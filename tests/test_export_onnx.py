@@ -7,13 +7,13 @@ import onnx
 import onnx.inliner
 import pytest
 import torch
+from torch import nn
+
+from edgedet import models
 from edgedet.exporters.boxrpb_onnx import BoxRPBExport
 from edgedet.exporters.onnx import export_onnx, run_onnxruntime, used_custom_ops
 from edgedet.exporters.prepare import prepare
 from edgedet.kernels import QuadraConv2d
-from torch import nn
-
-from edgedet import models
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 
 torch.set_num_threads(1)

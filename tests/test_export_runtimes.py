@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
+from edgedet import models
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters import tvm as tx
 from edgedet.exporters.onnx import export_onnx
 from edgedet.exporters.prepare import prepare
-
-from edgedet import models
 
 torch.set_num_threads(1)
 

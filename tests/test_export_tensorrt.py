@@ -19,7 +19,6 @@ from edgedet.exporters.onnx import export_onnx  # noqa: E402
 from edgedet.exporters.prepare import prepare  # noqa: E402
 from edgedet.kernels import trt_plugins  # noqa: E402
 from edgedet.kernels.quadratic import quadratic_conv2d  # noqa: E402
-
 from edgedet.models.boxrpb import BoxRPBCrossAttention  # noqa: E402
 
 torch.set_num_threads(1)

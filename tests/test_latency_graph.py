@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph
-from edgedet.nas.latency.module_graph import record
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
+from edgedet.nas.latency.fusion import FusionRules, fuse
+from edgedet.nas.latency.graph import build_graph
+from edgedet.nas.latency.module_graph import record
 
 torch.set_num_threads(1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from edgedet.nas.latency.kernel_models import KINDS, build, sample
 from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise, refit_profile
 from edgedet.profiles import from_document
@@ -48,9 +49,8 @@ def test_every_kernel_model_is_one_kernel_of_its_class():
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_tiny_measured_profile_is_valid_and_predicts(runtime):
-    from edgedet.nas.latency import predict_module
-
     from edgedet.models.quadranet import QuadraBlock
+    from edgedet.nas.latency import predict_module
 
     kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "add", "scale_last", "reshape"]
     if runtime == "openvino":  # compiling is slower there; fewer kinds still cover the block

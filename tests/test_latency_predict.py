@@ -9,11 +9,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from edgedet.nas.latency import load_profile, predict_module, predict_onnx
 from onnx import TensorProto, helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
+from edgedet.nas.latency import load_profile, predict_module, predict_onnx
 
 torch.set_num_threads(1)
 
@@ -97,9 +97,8 @@ def test_cli_predict_json(tmp_path):
 
 
 def test_cli_predict_structure_only_onnx(capsys):
-    from edgedet.nas.latency.calibrate import data_root
-
     from edgedet.cli.main import main
+    from edgedet.nas.latency.calibrate import data_root
 
     path = data_root() / "latency-reference" / "onnx" / "mobilenet_v2.onnx"
     assert main(["predict", "--onnx", str(path), "--device", "cortex-a76"]) == 0

@@ -6,6 +6,9 @@ import random
 
 import pytest
 import torch
+from torch import nn
+
+from edgedet.errors import EdgedetError
 from edgedet.nas.budget import check_budget, choose_skeleton, fit_to_budget
 from edgedet.nas.lut import LatencyTable, build_lut
 from edgedet.nas.search import SearchConfig, latency_loss
@@ -19,9 +22,6 @@ from edgedet.nas.supernet import (
     sample_pairs,
     sample_paths,
 )
-from torch import nn
-
-from edgedet.errors import EdgedetError
 
 torch.set_num_threads(1)
 
@@ -255,9 +255,8 @@ def test_space_sampler_and_skeletons():
 
 
 def test_block_cost_cache_persists(tmp_path, monkeypatch):
-    from edgedet.nas.lut import BlockCostCache
-
     from edgedet.arch import LayerChoice
+    from edgedet.nas.lut import BlockCostCache
 
     monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path))
     calls = []

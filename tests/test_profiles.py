@@ -6,9 +6,9 @@ import copy
 import json
 
 import pytest
-from edgedet.profiles import from_document, load_profile, shipped_ids
 
 from edgedet.errors import EdgedetError
+from edgedet.profiles import from_document, load_profile, shipped_ids
 
 PREDICTED = ["cortex-a76", "myriad-vpu", "adreno640", "adreno630", "a100-trt"]
 

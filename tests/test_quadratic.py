@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from edgedet.kernels import QuadraConv2d, quadratic_conv2d
 
 torch.set_num_threads(1)  # tiny tensors: threads only add contention

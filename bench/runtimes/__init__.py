@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
 from edgedet.bench.inputs import InputSpec
-
 from edgedet.errors import EdgedetError
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tvm", "tensorrt")

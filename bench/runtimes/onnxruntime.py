@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
+
 from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
 from edgedet.bench.runtimes import Session, SessionSpec, first_line
-
 from edgedet.errors import EdgedetError
 
 FORMATS = (".onnx",)

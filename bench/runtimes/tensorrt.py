@@ -9,7 +9,6 @@ import importlib.util
 
 from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
 from edgedet.bench.runtimes import Session, SessionSpec, first_line
-
 from edgedet.errors import EdgedetError
 
 FORMATS = (".engine", ".plan", ".onnx")

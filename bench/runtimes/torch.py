@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 
 from edgedet.bench.runtimes import Session, SessionSpec
-
 from edgedet.errors import EdgedetError
 
 FORMATS: tuple[str, ...] = ()  # runs model names, not files

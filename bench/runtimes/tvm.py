@@ -11,7 +11,6 @@ import time
 
 from edgedet.bench.inputs import make_input, resolve_shape
 from edgedet.bench.runtimes import Session, SessionSpec, first_line, parse_rpc
-
 from edgedet.errors import EdgedetError
 
 FORMATS = (".so", ".tar", ".dylib")

@@ -137,6 +137,7 @@ def agreement(
     pairs = [(own[i], own[i + 1]) for i in range(1, len(own) - 1, 2)]
     b2b = [abs(a - b) / min(a, b) for a, b in pairs]
     import openvino as ov
+
     from edgedet.bench.hostinfo import fingerprint
 
     return {
@@ -189,11 +190,11 @@ def register(reproduce: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="3 rounds of 3 s."),
     ) -> None:
         """OpenVINO's benchmark_app vs edgedet bench on the same IR: both medians and their ratio."""
-        from edgedet.bench.hostinfo import usable_cpus
         from rich.console import Console
         from rich.table import Table
 
         from edgedet.arch import write_json_atomic
+        from edgedet.bench.hostinfo import usable_cpus
 
         console = Console()
         if quick:

@@ -52,9 +52,8 @@ class Cell:
 
 def sampled_arch(path: Path, seed: int = 0) -> Path:
     """Write a random architecture of the default search space (what a search could output)."""
-    from edgedet.nas.space import SearchSpace, sample_arch
-
     from edgedet.arch import write_json_atomic
+    from edgedet.nas.space import SearchSpace, sample_arch
 
     arch = sample_arch(SearchSpace(), seed)
     write_json_atomic(path, arch.to_json())
@@ -62,9 +61,8 @@ def sampled_arch(path: Path, seed: int = 0) -> Path:
 
 
 def run_cell(model: str, column: str, input_size: int, work: Path, seed: int = 0) -> Cell:
-    from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
-
     from edgedet.errors import EdgedetError
+    from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
 
     opts = COLUMNS[column]
     t0 = time.perf_counter()

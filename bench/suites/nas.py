@@ -58,12 +58,12 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
               log=print, budgets=BUDGETS, on_row=None, search_epochs: int | None = None,
               train_epochs: int | None = None, images: int | None = None) -> dict[str, Any]:
     import torch
-    from edgedet.nas.driver import SearchJob, build_space_net, load_device, run_job
-    from edgedet.nas.proxy import ProxyTrainConfig, train_proxy
-    from edgedet.nas.search import SearchConfig
 
     from edgedet.data import make_classification_data
     from edgedet.errors import EdgedetError
+    from edgedet.nas.driver import SearchJob, build_space_net, load_device, run_job
+    from edgedet.nas.proxy import ProxyTrainConfig, train_proxy
+    from edgedet.nas.search import SearchConfig
 
     torch.set_num_threads(threads)
     s_def, i_def, t_def = (3, 512, 2) if quick else (12, 2000, 10)

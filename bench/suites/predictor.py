@@ -39,8 +39,9 @@ def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
     (BatchNorm variances positive), runnable by any runtime."""
     import numpy as np
     import onnx
-    from edgedet.nas.latency.graph import load_model
     from onnx import numpy_helper
+
+    from edgedet.nas.latency.graph import load_model
 
     m = onnx.ModelProto()
     m.CopyFrom(load_model(model_bytes_or_path))
@@ -89,9 +90,8 @@ def torch_onnx(module, size: int = 224) -> bytes:
 
 def benchmark_models(n_archs: int, seed: int, include: str = "all"):
     """(name, group, onnx bytes) of the comparison set, built lazily."""
-    from edgedet.nas.latency.calibrate import data_root
-
     from edgedet import models as zoo
+    from edgedet.nas.latency.calibrate import data_root
 
     root = data_root()
     if include in ("all", "cnn"):
@@ -103,9 +103,8 @@ def benchmark_models(n_archs: int, seed: int, include: str = "all"):
             if name.startswith("quadranet") and "arch:" not in name:
                 yield name, "QuadraNet", lambda name=name: torch_onnx(zoo.create(name))
     if include in ("all", "arch"):
-        from edgedet.nas.space import SearchSpace, sample_arch
-
         from edgedet.models.quadranet import build_from_arch
+        from edgedet.nas.space import SearchSpace, sample_arch
 
         space = SearchSpace()
         for i in range(n_archs):
@@ -188,12 +187,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Leave-one-out error of predicted profiles; predicted vs measured on this machine."""
         import torch
-        from edgedet.nas.latency import load_profile, predict_onnx
-        from edgedet.nas.latency.timing import Runner, machine_info
         from rich.console import Console
         from rich.table import Table
 
         from edgedet.arch import write_json_atomic
+        from edgedet.nas.latency import load_profile, predict_onnx
+        from edgedet.nas.latency.timing import Runner, machine_info
 
         torch.set_num_threads(threads)
         con = Console()

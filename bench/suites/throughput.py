@@ -87,9 +87,9 @@ def _row(files, runtime: str, batches: list[int], cfg: dict, hostinfo_path: str)
 
 def run(cfg: dict, log=print) -> dict:
     import torch
+
     from edgedet.bench import hostinfo as host
     from edgedet.bench.suites.model_files import build
-
     from edgedet.models import create
     from edgedet.models.complexity import count_flops
 
@@ -148,11 +148,11 @@ def register(reproduce: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Batch 8 and 2 s per measurement (a few minutes)."),
     ) -> None:
         """QuadraNet25/36-t vs FLOPs-matched ConvNet / SwinNet / HorNet on ONNX Runtime and OpenVINO."""
-        from edgedet.bench.hostinfo import usable_cpus
         from rich.console import Console
         from rich.table import Table
 
         from edgedet.arch import write_json_atomic
+        from edgedet.bench.hostinfo import usable_cpus
 
         console = Console()
         if not console.is_terminal:

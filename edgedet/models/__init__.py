@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from edgedet.arch import load_arch
+from edgedet.errors import EdgedetError
 from edgedet.models import baselines, quadranet
 from edgedet.models.registry import create, names, register, register_family
 from edgedet.models.skeleton import Block, MacroNet
@@ -44,7 +45,12 @@ for _name, _kind in (("convnet", "conv"), ("skipnet", "skip"), ("swinnet", "swin
 
 def _from_arch_file(path: str, num_classes: int | None = None, in_chans: int = 3,
                     memory_saving: bool = True) -> nn.Module:
-    return quadranet.build_from_arch(load_arch(path), num_classes=num_classes, in_chans=in_chans,
+    arch = load_arch(path)
+    block = (arch.extra.get("skeleton") or {}).get("block", "quadra")
+    if block != "quadra":
+        raise EdgedetError(f"{path}: an arch of '{block}' blocks (a search-space comparison), not QuadraBlocks; "
+                           "quadranet-arch: builds QuadraNet archs only")
+    return quadranet.build_from_arch(arch, num_classes=num_classes, in_chans=in_chans,
                                      memory_saving=memory_saving)
 
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgedet.arch import write_json_atomic
+from edgedet.errors import EdgedetError
 from edgedet.nas.latency.devices import DEVICES, DeviceSpec
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph, load_model, set_batch
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.profiles import PROFILE_DIR, SCHEMA_VERSION
-
-from edgedet.arch import write_json_atomic
-from edgedet.errors import EdgedetError
 
 # op class → (compute group, overhead group); memory_scale is shared by all classes
 CLASS_GROUPS = {

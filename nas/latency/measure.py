@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from edgedet.errors import EdgedetError
 from edgedet.nas.latency.cost import features
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph
@@ -21,8 +23,6 @@ from edgedet.nas.latency.kernel import Kernel
 from edgedet.nas.latency.kernel_models import KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
 from edgedet.nas.latency.timing import Runner, machine_info
 from edgedet.profiles import SCHEMA_VERSION
-
-from edgedet.errors import EdgedetError
 
 ORT_FUSION = {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True}
 COMPUTE_FEATURES = (

@@ -8,13 +8,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgedet.errors import EdgedetError
 from edgedet.nas.latency.cost import fixed_us, kernel_us
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph, load_model, set_batch
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.profiles import Profile, load_profile
-
-from edgedet.errors import EdgedetError
 
 log = logging.getLogger("edgedet.latency")
 
