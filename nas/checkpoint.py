@@ -9,15 +9,14 @@ to. Only tensors and plain containers are stored, so `torch.load(weights_only=Tr
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from edgedet.atomic import atomic_output
 from edgedet.errors import EdgedetError
 
 CHECKPOINT_NAME = "search.ckpt"
@@ -47,16 +46,8 @@ def _to_lists(x: Any) -> Any:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save to a temp file in the same folder, then rename over the old checkpoint."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

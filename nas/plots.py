@@ -3,24 +3,18 @@ probabilities per layer as a heat-map, and a diagram of the derived architecture
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from edgedet.arch import Arch
+from edgedet.atomic import atomic_output
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace
 
 
 def _save(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
