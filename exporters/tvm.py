@@ -10,7 +10,9 @@ build with the system compiler, the Cortex-A76 build (aarch64, NEON) with Debian
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -150,6 +152,7 @@ def loopback_rpc_server(timeout_s: float = 30.0):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the server forks a worker per session: stop the whole group
     )
     try:
         deadline = time.monotonic() + timeout_s
@@ -163,12 +166,14 @@ def loopback_rpc_server(timeout_s: float = 30.0):
                 time.sleep(0.2)
         yield session
     finally:
-        proc.terminate()
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        except ProcessLookupError:
+            pass
 
 
 def run_remote(session, path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
