@@ -22,6 +22,7 @@ LINEAR_FEATURES = (
     "flops_per_out",
     "spill_bytes",
     "dram_bytes",
+    "far_bytes",
 )
 
 
@@ -117,6 +118,13 @@ def validate(doc: Any, src: str) -> dict:
     for opt in ("fixed_us", "kernel_overhead_us"):
         if opt in pred:
             _nonneg(pred, opt, src, "predictor")
+    if "context_scale" in pred:
+        scales = _get(pred, "context_scale", dict, src, "predictor")
+        for c, v in scales.items():
+            if c not in classes:
+                raise _bad(src, f"predictor.context_scale.{c}", "names no class of predictor.classes")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise _bad(src, f"predictor.context_scale.{c}", "must be a finite number > 0")
     cal = _get(doc, "calibration", dict, src, "")
     for k in ("mape", "within10"):
         v = _get(cal, k, float, src, "calibration")

@@ -56,7 +56,8 @@ def test_tiny_measured_profile_is_valid_and_predicts(runtime):
     if runtime == "openvino":  # compiling is slower there; fewer kinds still cover the block
         kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "scale_last"]
     doc = build_measured_profile(
-        runtime, 1, budget_s=4.0, quick=True, profile_id="t", progress=False, per_kind=2, kinds=kinds
+        runtime, 1, budget_s=4.0, quick=True, profile_id="t", progress=False, per_kind=2, kinds=kinds,
+        context_share=0.0,
     )
     prof = from_document(doc)
     assert prof.kind == "measured" and prof.runtime["threads"] == 1
@@ -68,3 +69,23 @@ def test_tiny_measured_profile_is_valid_and_predicts(runtime):
     # the stored timings refit to an equivalent profile without re-measuring
     again = from_document(refit_profile(doc))
     assert set(again.predictor["classes"]) == set(prof.predictor["classes"])
+
+
+def test_in_context_calibration_fits_scales_on_real_networks():
+    """A tiny ONNX Runtime profile over every kernel kind, then whole calibration networks:
+    the profile gains per-class context scales, a per-kernel overhead, the lone kernels'
+    layout conversions as a `reorder` class, and a leave-one-out whole-network error."""
+    from edgedet.nas.latency import predict_onnx
+    from edgedet.nas.latency.context import calibration_networks
+
+    doc = build_measured_profile("onnxruntime", 1, budget_s=40.0, quick=True, profile_id="t", progress=False,
+                                 per_kind=2, context_share=0.5, context_networks=8)
+    prof = from_document(doc)
+    pred = prof.predictor
+    assert "reorder" in pred["classes"]  # lone convs are wrapped in NCHWc reorders by ONNX Runtime
+    assert set(pred["context_scale"]) <= set(pred["classes"]) and pred["context_scale"]
+    assert all(0.4 <= v <= 2.5 for v in pred["context_scale"].values())
+    ctx = doc["calibration"]["context"]
+    assert len(ctx["networks"]) >= 6 and 0 <= ctx["loo_mape"] < 1.0
+    name, _, make = next(calibration_networks(1, seed=123))
+    assert predict_onnx(make(), prof).latency_ms > 0, name

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,36 +34,11 @@ class ModelRow:
 
 
 def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
-    """A structure-only ONNX graph with its weight inputs turned into random initialisers
-    (BatchNorm variances positive), runnable by any runtime."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
+    """A structure-only ONNX graph with random weights filled in, as bytes any runtime runs."""
     from edgedet.nas.latency.graph import load_model
+    from edgedet.nas.latency.layout import fill_weights as fill
 
-    m = onnx.ModelProto()
-    m.CopyFrom(load_model(model_bytes_or_path))
-    g = m.graph
-    init = {i.name for i in g.initializer}
-    data_input = next(i.name for i in g.input if i.name not in init)
-    positive = {n.input[4] for n in g.node if n.op_type == "BatchNormalization" and len(n.input) > 4}
-    rng = np.random.default_rng(seed)
-    keep = []
-    for vi in g.input:
-        if vi.name in init or vi.name == data_input:
-            keep.append(vi)
-            continue
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if vi.name in positive:
-            arr = rng.uniform(0.5, 1.5, shape)
-        else:
-            fan = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
-            arr = rng.standard_normal(shape) / math.sqrt(fan)
-        g.initializer.append(numpy_helper.from_array(arr.astype(np.float32), vi.name))
-    del g.input[:]
-    g.input.extend(keep)
-    return m.SerializeToString()
+    return fill(load_model(model_bytes_or_path), seed).SerializeToString()
 
 
 def torch_onnx(module, size: int = 224) -> bytes:

@@ -5,8 +5,9 @@ roofline (predicted profiles):
                                            M = memory_scale · bytes / bandwidth
     (compute_scale, memory_scale = 1 / efficiency of the op class, fitted on whole models)
 linear (measured profiles):
-    t = max(min_us, Σ_f coef_f · feature_f)            fitted on single-kernel timings
-    or  max(min_us, exp(Σ_f c_f · log(1 + feature_f)))  (a power law, `log_coef`)
+    t = s · max(min_us, Σ_f coef_f · feature_f) + o     fitted on single-kernel timings
+    or  s · max(min_us, exp(Σ_f c_f · log(1 + feature_f))) + o  (a power law, `log_coef`)
+    s = context_scale of the class, o = kernel_overhead_us (fitted on whole networks)
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def features(k: Kernel) -> dict[str, float]:
         "out_elems": out,
         "in_elems": inp,
         "flops_per_out": k.flops / out if out else 0.0,
-        # traffic beyond what a per-core L2 (1 MiB) / a shared L3 (16 MiB) holds costs more
+        # traffic beyond what a per-core L2 (1 MiB) / a shared L3 (16 MiB) / a server's large
+        # L3 or a VM's share of it (64 MiB) holds costs more
         "spill_bytes": max(0.0, moved - 2.0**20),
         "dram_bytes": max(0.0, moved - 2.0**24),
+        "far_bytes": max(0.0, moved - 2.0**26),
     }
 
 
@@ -71,7 +74,8 @@ def kernel_us(k: Kernel, profile: Profile) -> float | None:
         m = spec["memory_scale"] * (k.bytes_read + k.bytes_written) / (hw["bandwidth_gbs"] * 1e3)
         hi, lo = max(c, m), min(c, m)
         return spec["overhead_us"] + (hi * (1.0 + (lo / hi) ** p) ** (1.0 / p) if hi > 0 else 0.0)
-    return linear_us(spec, k) + float(pred.get("kernel_overhead_us", 0.0))
+    scale = float(pred.get("context_scale", {}).get(variant_key(k, pred["classes"]), 1.0))
+    return scale * linear_us(spec, k) + float(pred.get("kernel_overhead_us", 0.0))
 
 
 def linear_us(spec: dict, k: Kernel) -> float:

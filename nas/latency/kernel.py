@@ -27,6 +27,7 @@ OP_CLASSES = (
     "reshape",
     "pad",
     "resize",
+    "reorder",  # a runtime's layout conversion between kernels (layout.py), not an ONNX op
     "identity",
 )
 

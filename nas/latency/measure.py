@@ -21,6 +21,7 @@ from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.nas.latency.kernel_models import KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
+from edgedet.nas.latency.layout import REORDER_CLASS, reorder_kernel
 from edgedet.nas.latency.timing import Runner, machine_info
 from edgedet.profiles import SCHEMA_VERSION
 
@@ -34,8 +35,9 @@ COMPUTE_FEATURES = (
     "in_elems",
     "spill_bytes",
     "dram_bytes",
+    "far_bytes",
 )
-MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops", "spill_bytes", "dram_bytes")
+MEMORY_FEATURES = ("const", "bytes_read", "bytes_written", "flops", "spill_bytes", "dram_bytes", "far_bytes")
 
 
 def l2_mib() -> float:
@@ -58,7 +60,8 @@ class Sample:
     config: KernelConfig
     kernel: Kernel
     key: str  # predictor class key (class or class:variant)
-    us: float  # measured kernel time, call overhead removed
+    us: float  # measured kernel time, call overhead and layout conversions removed
+    layout_share: float = 0.0  # share of the lone kernel's time spent in NCHW ↔ NCHWc reorders
 
 
 def class_key(k: Kernel) -> str:
@@ -74,6 +77,13 @@ def class_key(k: Kernel) -> str:
     if k.op == "linear" and k.input_shapes and len(k.input_shapes[0]) == 2:
         return "linear:fc"  # classifier heads: one row, weight-bound
     return k.op
+
+
+def reorder_sample(op: str, shape: tuple[int, ...], us: float) -> Sample:
+    """A timed NCHW ↔ NCHWc conversion (`layout.py`) as a sample of the `reorder` class."""
+    n, c, h, w = shape
+    cfg_ = KernelConfig(REORDER_CLASS, (("c", c), ("h", h), ("input", int(op == "ReorderInput")), ("n", n), ("w", w)))
+    return Sample(cfg_, reorder_kernel(op, shape), REORDER_CLASS, max(0.05, us))
 
 
 def featurise(model_bytes: bytes) -> Kernel:
@@ -251,6 +261,11 @@ def refit_profile(doc: dict, seed: int = 0) -> dict:
     samples = []
     for t in doc["calibration"]["timings"]:
         c = KernelConfig(t["kind"], tuple(sorted((k, int(v)) for k, v in t["config"].items())))
+        if c.kind == REORDER_CLASS:
+            q = c.p()
+            op = "ReorderInput" if q["input"] else "ReorderOutput"
+            samples.append(reorder_sample(op, (q["n"], q["c"], q["h"], q["w"]), float(t["us"])))
+            continue
         k = featurise(build(c))
         samples.append(Sample(c, k, class_key(k), float(t["us"])))
     classes, rel = fit_and_score(samples, random.Random(seed))
@@ -274,11 +289,15 @@ def build_measured_profile(
     progress: bool = True,
     per_kind: int = 3,
     kinds: list[str] | None = None,
+    context_share: float = 0.25,
+    context_networks: int = 60,
 ) -> dict:
-    """Time kernels for about `budget_s` seconds and return a measured profile document."""
+    """Time kernels, then whole calibration networks (`context_share` of the budget; 0 skips
+    them), for about `budget_s` seconds, and return a measured profile document."""
     runner = Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
+    total_s, budget_s = budget_s, budget_s * (1.0 - context_share)
     info_start = machine_info()
     call_ms = call_overhead_ms(runner)
     flush = 0.0  # sweeping L2 before each run over-priced small CNNs (see docs/latency.md)
@@ -295,11 +314,14 @@ def build_measured_profile(
             mb = build(c)
             k = featurise(mb)
             t = runner.time(mb, min_s=min_s, min_runs=5 if quick else 10, flush_mib=flush).best_ms
+            reorders, share = runner.layout_nodes(mb)
         except EdgedetError:
             raise
         except Exception:  # a configuration the runtime rejects is skipped, not fatal
             return
-        samples.append(Sample(c, k, class_key(k), max(0.05, (t - call_ms) * 1e3)))
+        samples.append(Sample(c, k, class_key(k), max(0.05, (t - call_ms) * 1e3 * (1.0 - share)), share))
+        for op, shape, us in reorders:  # the lone kernel's layout conversions are samples of their own
+            samples.append(reorder_sample(op, shape, us))
 
     def elapsed() -> float:
         return time.perf_counter() - t_start
@@ -324,7 +346,7 @@ def build_measured_profile(
         for i in worst:
             if elapsed() >= 0.85 * budget_s:
                 break
-            if err[i] > 0.10:
+            if err[i] > 0.10 and samples[i].config.kind != REORDER_CLASS:
                 measure(neighbour(samples[i].config, rng))
         if progress:
             print(
@@ -333,6 +355,19 @@ def build_measured_profile(
                 flush=True,
             )
     classes, rel = fit_and_score(samples, rng)
+    doc = _document(runner, samples, classes, rel, call_ms, node_us, flush, quick, seed, profile_id,
+                    info_start, elapsed())
+    if context_share > 0:
+        from edgedet.nas.latency.context import calibrate_in_context
+
+        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks)
+    return doc
+
+
+def _document(runner: Runner, samples: list[Sample], classes: dict, rel: list[float], call_ms: float,
+              node_us: float, flush: float, quick: bool, seed: int, profile_id: str | None, info_start: dict,
+              elapsed_s: float) -> dict:
+    runtime, threads = runner.runtime, runner.threads
     info = machine_info()
     host = socket.gethostname().split(".")[0]
     pid = profile_id or f"{host}-{runtime}-t{threads}"
@@ -357,8 +392,9 @@ def build_measured_profile(
             "type": "linear",
             "formula": "t_us = max(min_us, Σ coef[f]·feature[f]) or, for classes with log_coef, "
             "max(min_us, exp(Σ log_coef[f]·log(1 + feature[f]))) (log_coef.const multiplies 1); "
-            "features from the fused kernel; each kernel + kernel_overhead_us; "
-            "latency = Σ kernels + fixed_us",
+            "features from the fused kernel, timed alone minus the runtime's layout conversions; "
+            "each kernel × context_scale[class] + kernel_overhead_us (both fitted on whole calibration "
+            "networks); latency = Σ kernels + fixed_us",
             "fixed_us": call_ms * 1e3,
             "kernel_overhead_us": node_us,
             "classes": classes,
@@ -372,14 +408,15 @@ def build_measured_profile(
             "within10": float(np.mean([e <= 0.10 for e in rel])) if rel else 0.0,
             "held_out": len(rel),
             "samples": len(samples),
-            "time_s": round(elapsed(), 1),
+            "time_s": round(elapsed_s, 1),
             "quick": quick,
             "seed": seed,
             "note": "error on held-out single kernels (20% of samples); whole-model error: "
             "`edgedet reproduce predictor`",
             "cache_flush_mib": flush,
             "timings": [
-                {"kind": s.config.kind, "config": dict(s.config.params), "class": s.key, "us": round(s.us, 3)}
+                {"kind": s.config.kind, "config": dict(s.config.params), "class": s.key, "us": round(s.us, 3),
+                 "layout_share": round(s.layout_share, 4)}
                 for s in samples
             ],
         },

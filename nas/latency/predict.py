@@ -13,6 +13,7 @@ from edgedet.nas.latency.cost import fixed_us, kernel_us
 from edgedet.nas.latency.fusion import FusionRules, fuse
 from edgedet.nas.latency.graph import build_graph, load_model, set_batch
 from edgedet.nas.latency.kernel import Kernel
+from edgedet.nas.latency.layout import REORDER_CLASS, onnxruntime_reorders
 from edgedet.profiles import Profile, load_profile
 
 log = logging.getLogger("edgedet.latency")
@@ -72,7 +73,10 @@ def kernels_of(
     if batch is not None or input_size is not None:
         model = set_batch(model, batch or 1, input_size)
     g = build_graph(model)
-    return fuse(g, FusionRules.from_json(profile.fusion), profile.element_bytes)
+    kernels, unknown = fuse(g, FusionRules.from_json(profile.fusion), profile.element_bytes)
+    if REORDER_CLASS in profile.predictor.get("classes", {}) and profile.runtime_name == "onnxruntime":
+        kernels += onnxruntime_reorders(model, g.shapes, profile.element_bytes)
+    return kernels, unknown
 
 
 def price(

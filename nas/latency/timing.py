@@ -126,6 +126,48 @@ class Runner:
         }
         return lambda: req.infer(feeds)
 
+    def layout_nodes(self, model_bytes: bytes, runs: int = 12) -> tuple[list[tuple[str, tuple[int, ...], float]],
+                                                                         float]:
+        """The NCHW ↔ NCHWc conversions ONNX Runtime wraps around a lone kernel (`ReorderInput`,
+        `ReorderOutput`): (op, NCHW shape, median µs) each, and their share of the run's node
+        time. Inside a model a chain of convs stays in NCHWc, so these belong to the graph's
+        layout boundaries, not to the kernel. Read from the runtime's per-node profile; none for
+        OpenVINO."""
+        if self.runtime != "onnxruntime":
+            return [], 0.0
+        import json
+
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as d:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(d, "p")
+            sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+            feeds = {i.name: _random(i.shape, i.type) for i in sess.get_inputs()}
+            for _ in range(runs):
+                sess.run(None, feeds)
+            with open(sess.end_profiling()) as f:
+                events = json.load(f)
+        nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+        per_run = len({e["name"] for e in nodes})
+        durs: dict[str, list[float]] = {}
+        meta: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for e in nodes[2 * per_run:]:  # the first two runs warm up
+            durs.setdefault(e["name"], []).append(float(e["dur"]))
+            args = e.get("args", {})
+            op = str(args.get("op_name", ""))
+            if op.startswith("Reorder") and e["name"] not in meta:
+                side = "input_type_shape" if op == "ReorderInput" else "output_type_shape"
+                shape = next(iter(args.get(side, [{}])[0].values()), [])
+                meta[e["name"]] = (op, tuple(int(v) for v in shape))
+        med = {n: statistics.median(v) for n, v in durs.items()}
+        total = sum(med.values())
+        out = [(op, shape, med[n]) for n, (op, shape) in meta.items() if len(shape) == 4]
+        return out, (sum(t for *_, t in out) / total if total > 0 else 0.0)
+
     def time(
         self,
         model_bytes: bytes,
