@@ -20,9 +20,30 @@ WINDOW = (0.5, 0.9)
 TARGET_POSITION = 0.7
 
 
-def training_cost(space: SearchSpace) -> int:
-    """Proxy-training cost of a supernet path, ∝ C0²·depth (each stage: width ×2, side ×½)."""
-    return space.widths[0] ** 2 * sum(space.max_layers)
+# Seconds per proxy weight step (64 px, batch 64, one thread) ≈ A·C0²·depth + B·depth: each
+# stage doubles the width and halves the side, so FLOPs per layer ∝ C0²; B is the per-layer
+# cost of the small ops. Fitted on steps timed on this project's 2-core CI machine
+# (c16-d25 0.45 s, c64-d25 1.7 s); only ratios between skeletons are used.
+STEP_COST_A, STEP_COST_B = 1.30e-5, 0.0147
+REFERENCE_SKELETON = "c16-d25"
+DEFAULT_PROXY_IMAGES = 2000
+MIN_PROXY_IMAGES = 512
+
+
+def training_cost(space: SearchSpace) -> float:
+    """Relative cost of one proxy-training step of a supernet path."""
+    depth = sum(space.max_layers)
+    return STEP_COST_A * space.widths[0] ** 2 * depth + STEP_COST_B * depth
+
+
+def proxy_images(space: SearchSpace) -> int:
+    """Synthetic proxy images for a search on `space`: the default 2000 on the reference
+    skeleton (or lighter ones), proportionally fewer on heavier skeletons so that every
+    default search costs about the same (never fewer than 512)."""
+    ratio = training_cost(skeleton(REFERENCE_SKELETON)) / training_cost(space)
+    if ratio >= 1.0:
+        return DEFAULT_PROXY_IMAGES
+    return max(MIN_PROXY_IMAGES, int(round(DEFAULT_PROXY_IMAGES * ratio / 64.0)) * 64)
 
 
 def range_position(lut: LatencyTable, budget_ms: float) -> float:

@@ -13,7 +13,7 @@ import torch
 
 from edgedet.arch import Arch
 from edgedet.errors import EdgedetError
-from edgedet.nas.budget import check_budget, choose_skeleton
+from edgedet.nas.budget import check_budget, choose_skeleton, proxy_images
 from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
 from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
 from edgedet.nas.space import SearchSpace, skeleton
@@ -29,7 +29,7 @@ class SearchJob:
     input_size: int = 224  # deployment image size (the LUT's)
     skeleton: str = "auto"
     block: str = "quadra"
-    synthetic_images: int = 2000
+    synthetic_images: int = 0  # 0: chosen from the skeleton's training cost (budget.proxy_images)
     resume: bool = False
     plots: bool = True
     nonbinding_ok: bool = False  # accept a budget above the skeleton's largest arch (comparisons only)
@@ -101,14 +101,22 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     cfg.validate()
     profile, cost, source = load_device(job.device)
     dev_name = source.get("id") or str(job.device)
-    data = make_classification_data(job.data, job.train_size, seed=cfg.seed, train_size=job.synthetic_images,
-                                    val_size=max(200, job.synthetic_images // 5))
+    if job.synthetic_images < 0:
+        raise EdgedetError(f"synthetic image count must be ≥ 0 (0: automatic), got {job.synthetic_images}")
+    data = None
+    if job.data == "synthetic":  # drawn after the skeleton is known: its cost sets the image count
+        from edgedet.data.synthetic import SyntheticSpec
+
+        num_classes = SyntheticSpec().num_classes
+    else:
+        data = make_classification_data(job.data, job.train_size, seed=cfg.seed)
+        num_classes = data.num_classes
     cache = BlockCostCache(cost)
     if world > 1:  # rank 0 prices the LUT, the others receive it
         box: list[Any] = [None]
         if rank == 0:
             try:
-                box[0] = plan(job, data.num_classes, cache, dev_name, source)
+                box[0] = plan(job, num_classes, cache, dev_name, source)
             except EdgedetError as e:
                 box[0] = e
         dist.broadcast_object_list(box, src=0)
@@ -116,12 +124,17 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
             raise box[0]
         space, lut, ranges = box[0]
     else:
-        space, lut, ranges = plan(job, data.num_classes, cache, dev_name, source)
+        space, lut, ranges = plan(job, num_classes, cache, dev_name, source)
+    if data is None:
+        images = job.synthetic_images or proxy_images(space)
+        data = make_classification_data("synthetic", job.train_size, seed=cfg.seed, train_size=images,
+                                        val_size=max(200, images // 5))
     if on_plan is not None and rank == 0:
         on_plan(space, lut)
     result = run_search(space, lut, data.train, data.val, data.num_classes, cfg, job.out_dir,
                         resume=job.resume, reporter=reporter if rank == 0 else None,
-                        fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size})
+                        fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size,
+                                     "images": len(data.train)})
     if rank != 0:  # only rank 0 prices the whole network and writes
         from edgedet.nas.outputs import result_arch
 
@@ -131,7 +144,8 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     arch = fit_whole_network(space, result, lut, cost, dev_name, job, source)
     if rank == 0:
         write_outputs(job.out_dir, space, result, lut, arch,
-                      extra={"skeleton_ranges_ms": ranges, "data": data.source, "world_size": world},
+                      extra={"skeleton_ranges_ms": ranges, "data": data.source, "world_size": world,
+                             "proxy_images": len(data.train)},
                       plots=job.plots)
     if world > 1:
         dist.barrier()

@@ -92,3 +92,19 @@ def test_other_seed_other_search(setup, tmp_path):
     a = run_search(sp, lut, data.train, data.val, 10, _cfg(budget, epochs=2), tmp_path / "x")
     b = run_search(sp, lut, data.train, data.val, 10, _cfg(budget, epochs=2, seed=3), tmp_path / "y")
     assert a.probs != b.probs
+
+
+def test_proxy_images_scale_with_skeleton_cost():
+    """Default searches cost about the same on every skeleton: 2000 images on light ones,
+    proportionally fewer on heavy ones, never fewer than the floor."""
+    from edgedet.nas.budget import DEFAULT_PROXY_IMAGES, MIN_PROXY_IMAGES, proxy_images, training_cost
+    from edgedet.nas.space import SKELETONS, skeleton
+
+    spaces = sorted((skeleton(n) for n in SKELETONS), key=training_cost)
+    counts = [proxy_images(s) for s in spaces]
+    assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton("c16-d25"))
+    assert all(a >= b for a, b in zip(counts, counts[1:]))  # heavier skeleton, no more images
+    assert min(counts) == MIN_PROXY_IMAGES and all(c % 64 == 0 or c == DEFAULT_PROXY_IMAGES for c in counts)
+    heavy = skeleton("c48-d36")
+    cost_ratio = training_cost(heavy) / training_cost(skeleton("c16-d25"))
+    assert proxy_images(heavy) * cost_ratio == pytest.approx(DEFAULT_PROXY_IMAGES, rel=0.1)

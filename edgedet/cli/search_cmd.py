@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         loss: str = typer.Option("mul", "--loss", help="mul: a·CE·(log E/log T)^β; add: CE + λ(E−T)/T."),
         skeleton: str = typer.Option("auto", "--skeleton", help="auto (chosen from budget and device) or "
                                      "c<C>-d<16|25|36|48>, e.g. c32-d16."),
-        images: int = typer.Option(2000, "--synthetic-images", min=256, help="Synthetic training images."),
+        images: int = typer.Option(0, "--synthetic-images", min=0, help="Synthetic training images (0: 2000 "
+                                   "on light skeletons, proportionally fewer on heavy ones, ≥ 512)."),
         batch_size: int = typer.Option(64, "--batch-size", min=2, help="Per-process batch size."),
         arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
                                       "reference 1e-3 "
