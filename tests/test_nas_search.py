@@ -102,9 +102,11 @@ def test_proxy_images_scale_with_skeleton_cost():
 
     spaces = sorted((skeleton(n) for n in SKELETONS), key=training_cost)
     counts = [proxy_images(s) for s in spaces]
-    assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton("c16-d25"))
+    from edgedet.nas.budget import REFERENCE_SKELETON
+
+    assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton(REFERENCE_SKELETON))
     assert all(a >= b for a, b in zip(counts, counts[1:]))  # heavier skeleton, no more images
     assert min(counts) == MIN_PROXY_IMAGES and all(c % 64 == 0 or c == DEFAULT_PROXY_IMAGES for c in counts)
-    heavy = skeleton("c48-d36")
-    cost_ratio = training_cost(heavy) / training_cost(skeleton("c16-d25"))
+    heavy = skeleton("c96-d36")
+    cost_ratio = training_cost(heavy) / training_cost(skeleton(REFERENCE_SKELETON))
     assert proxy_images(heavy) * cost_ratio == pytest.approx(DEFAULT_PROXY_IMAGES, rel=0.1)
