@@ -158,6 +158,9 @@ def register(app: typer.Typer) -> None:
         png: Path = typer.Option(Path("predictor_scatter.png"), "--png", help="Scatter plot path."),
         skip_measured: bool = typer.Option(False, "--loo-only", help="Only part (a)."),
         include: str = typer.Option("all", "--include", help="all | cnn | quadranet | arch"),
+        profile_budget: float = typer.Option(
+            480.0, "--profile-budget-s", min=60.0,
+            help="Without --profile: seconds for the measured profile built first (≤ 300: quick mode)."),
     ) -> None:
         """Leave-one-out error of predicted profiles; predicted vs measured on this machine."""
         import torch
@@ -189,8 +192,10 @@ def register(app: typer.Typer) -> None:
             if profile is None:
                 from edgedet.nas.latency.measure import build_measured_profile
 
-                con.print("no --profile given: building a measured profile in quick mode (≤ 5 min)…")
-                doc = build_measured_profile("onnxruntime", threads, 240.0, quick=True)
+                quick = profile_budget <= 300
+                con.print(f"no --profile given: building a measured profile ({'quick' if quick else 'full'} "
+                          f"mode, {profile_budget:.0f} s)…")
+                doc = build_measured_profile("onnxruntime", threads, profile_budget, quick=quick)
                 from edgedet.profiles import from_document
 
                 prof = from_document(doc, "<quick profile>")
