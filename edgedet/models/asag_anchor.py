@@ -317,7 +317,9 @@ class AnchorGenerator(nn.Module):
             centres = torch.gather(st.anchors[..., :2], 1, idx[..., None].expand(-1, -1, 2))
             origins = crop_origins(centres, image_wh, stride)
             if targets is not None and self.cfg.train_gt_patches:
-                origins, pvalid = _fill_with_gt_patches(origins, pvalid, targets, image_wh, stride)
+                origins, pvalid = _fill_with_gt_patches(
+                    origins, pvalid, targets, image_wh, stride, self.cfg.patch_nms_iou
+                )
             st = self.fine(comp[level_idx], origins, pvalid, image_wh, i, stride)
             stages.append(st)
         cand_a.append(st.anchors)
@@ -344,19 +346,23 @@ def _pad_outputs(per_image: list[tuple[Tensor, Tensor]]) -> AnchorOutput:
 
 @torch.no_grad()
 def _fill_with_gt_patches(
-    origins: Tensor, pvalid: Tensor, targets: list[dict], image_wh: Tensor, stride: int
+    origins: Tensor, pvalid: Tensor, targets: list[dict], image_wh: Tensor, stride: int, max_iou: float = 0.25
 ) -> tuple[Tensor, Tensor]:
     """Training: free patch slots get patches around small ground-truth objects (randomly
-    shifted, still containing the object) so the fine heads always see positives."""
+    shifted, still containing the object) so the fine heads always see positives. A patch
+    overlapping an already chosen one by IoU > `max_iou` (the probing NMS threshold) is not
+    added: once moved inside the image, patches of nearby objects (all of them on a small
+    image) coincide, and identical patches give identical anchors whose one match and
+    many non-matches pull the same prediction both ways."""
     origins, pvalid = origins.clone(), pvalid.clone()
     half = stride * PATCH / 2
     for b, t in enumerate(targets):
         boxes = t["boxes"].to(origins.device) * image_wh[b].repeat(2)
         small = boxes[(boxes[:, 2] < half) & (boxes[:, 3] < half)]
-        free = torch.nonzero(~pvalid[b]).flatten()
-        if len(small) == 0 or len(free) == 0:
+        free = torch.nonzero(~pvalid[b]).flatten().tolist()
+        if len(small) == 0 or not free:
             continue
-        small = small[torch.randperm(len(small), device=small.device)[: len(free)]]
+        small = small[torch.randperm(len(small), device=small.device)]
         x1y1 = (small[:, :2] - small[:, 2:] / 2) / stride
         x2y2 = (small[:, :2] + small[:, 2:] / 2) / stride
         lo = (x2y2 - PATCH).clamp(min=0)  # the patch must still reach the far corner
@@ -364,7 +370,20 @@ def _fill_with_gt_patches(
         pos = torch.floor(lo + torch.rand_like(lo) * (hi - lo + 1)).clamp(max=hi)
         limit = torch.ceil(image_wh[b] / stride) - PATCH
         pos = torch.minimum(pos, limit).clamp(min=0).long()
-        slots = free[: len(pos)]
-        origins[b, slots] = pos
-        pvalid[b, slots] = True
+        for p in pos:
+            if not free:
+                break
+            taken = origins[b][pvalid[b]]
+            if len(taken) and float(_square_iou(p, taken).max()) > max_iou:
+                continue
+            slot = free.pop(0)
+            origins[b, slot] = p
+            pvalid[b, slot] = True
     return origins, pvalid
+
+
+def _square_iou(origin: Tensor, others: Tensor, size: int = PATCH) -> Tensor:
+    """IoU of the size×size patch at `origin` (2,) with those at `others` (M,2), in cells."""
+    overlap = (size - (others - origin).abs()).clamp(min=0)
+    inter = (overlap[:, 0] * overlap[:, 1]).float()
+    return inter / (2 * size * size - inter)

@@ -89,6 +89,17 @@ def build_detector(model: str, num_classes: int, options: dict[str, Any]) -> nn.
     return create(model, num_classes=num_classes, **options)
 
 
+def set_layer_scale(backbone: nn.Module, value: float) -> int:
+    """Fill every block's layer-scale vectors (gamma1, gamma2) with `value`; returns how many."""
+    n = 0
+    with torch.no_grad():
+        for name, p in backbone.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("gamma1", "gamma2"):
+                p.fill_(value)
+                n += 1
+    return n
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -105,11 +116,18 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = None,
-          eval_max_images: int | None = None, clock: str = "wall", log_every: int = 0) -> DetectionRun:
+          eval_max_images: int | None = None, clock: str = "wall", log_every: int = 0,
+          model_options: dict[str, Any] | None = None,
+          backbone_layer_scale: float | None = None,
+          curve_eval_images: int | None = None) -> DetectionRun:
     """Train the detector `cfg.model`; evaluates COCO mAP on the validation set at the end
-    (and at every checkpoint). `max_minutes` stops early (after a whole step) and still
-    evaluates and checkpoints; `clock` "wall" or "cpu" (this process's CPU time, for budgets
-    on a shared machine). `log_every` > 0 prints the loss every that many steps."""
+    (and at every checkpoint). `max_minutes` fits the cosine schedule into that budget
+    (re-estimated as the run goes) and stops early (after a whole step), still evaluating and
+    checkpointing; `clock` "wall" or "cpu" (this process's CPU time, for budgets on a shared
+    machine). `log_every` > 0 prints the loss every that many steps. `model_options` replace
+    `default_model_options` (e.g. a recipe's); `backbone_layer_scale` re-initialises the
+    backbone blocks' layer-scale γ (a from-scratch recipe choice, see det_recipe);
+    `curve_eval_images` caps the images of the intermediate (not the final) evaluations."""
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -119,13 +137,16 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     out = Path(cfg.out)
     train_ds, val_ds = load_datasets(cfg)
     ckpt_path = out / "checkpoint.pt"
-    options = default_model_options(cfg.model, cfg.img_size)
+    options = dict(model_options) if model_options is not None else default_model_options(cfg.model,
+                                                                                             cfg.img_size)
     saved = None
     if resume:
         saved = load_checkpoint(ckpt_path)
         _check_resumable(cfg, saved, ckpt_path)
         options = saved["model_options"]
     model = build_detector(cfg.model, train_ds.num_classes, options)
+    if backbone_layer_scale is not None and saved is None:
+        set_layer_scale(model.backbone, backbone_layer_scale)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     takes_targets = "targets" in inspect.signature(model.forward).parameters
     steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
@@ -146,6 +167,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     now = time.process_time if clock == "cpu" else time.perf_counter
     t0, c0 = time.perf_counter(), now()
     deadline = None if max_minutes is None else c0 + 60.0 * max_minutes
+    budget_share = 0.92  # of the remaining budget given to training steps (the rest: final evaluation)
     stopped = False
     start_step = step
     for epoch in range(start_epoch, cfg.epochs):
@@ -178,13 +200,16 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             if log_every and step % log_every == 0:
                 console.print(f"  step {step}: loss {float(loss.detach()):.3f} "
                               f"[{time.perf_counter() - t0:.0f} s wall, {now() - c0:.0f} s {clock}]")
-            if deadline is not None and step == start_step + 10:
-                # fit the cosine schedule into the time budget (20% kept for evaluations)
-                per_step = (now() - c0) / 10
-                fit = step + int(0.8 * (deadline - now()) / max(per_step, 1e-9))
-                if fit < total_steps:
-                    total_steps = max(fit, step + 1)
-                    console.print(f"time budget: schedule shortened to {total_steps} steps")
+            if deadline is not None and (step - start_step) >= 10 and (step - start_step) % 25 == 10:
+                # fit the cosine schedule into the time budget, re-estimated as the run goes
+                # (the machine's load changes); a share of the budget is kept for evaluations
+                per_step = (now() - c0) / (step - start_step)
+                fit = step + int(budget_share * (deadline - now()) / max(per_step, 1e-9))
+                fit = max(min(fit, steps_per_epoch * cfg.epochs), step + 1)
+                if fit != total_steps:
+                    if step - start_step == 10:
+                        console.print(f"time budget: schedule fitted to {fit} steps")
+                    total_steps = fit
             if (deadline is not None and now() > deadline) or step >= total_steps:
                 stopped = step < steps_per_epoch * cfg.epochs
                 break
@@ -195,7 +220,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         if last or (epoch + 1) % cfg.checkpoint_every == 0:
             from edgedet.training.coco_eval import evaluate
 
-            m = evaluate(model, val_ds, batch_size=8, max_images=eval_max_images)
+            n_eval = eval_max_images if last or curve_eval_images is None else curve_eval_images
+            m = evaluate(model, val_ds, batch_size=8, max_images=n_eval)
             row.update({k: m[k] for k in ("AP", "AP50", "AP_small")})
             if last:
                 run.final = {k: v for k, v in m.items()}
