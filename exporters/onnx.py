@@ -98,6 +98,7 @@ def export_onnx(
     custom = attach_functions(model, opset)
     if decompose:
         model = decompose_model(model)
+    resolve_output_dims(model, keep={"batch"} if dynamic_batch else set())
     check_model(model)
     return OnnxExport(
         model,
@@ -244,6 +245,37 @@ def constants_as_tensors(graph) -> None:
                 n.attribute.append(helper.make_attribute("value", t))
 
 
+def resolve_output_dims(model, keep: set[str]) -> int:
+    """Give graph outputs the static dims the TorchScript exporter left symbolic (e.g. after a
+    TopK whose k it computed from a shape, as in ASAG's static NMS as standard ops): fold a
+    copy's shape arithmetic and take the dims shape inference then proves. Dims named in
+    `keep` (the dynamic batch) stay symbolic. Returns how many dims were fixed."""
+    from edgedet.exporters.onnx_fold import fold_static, inferred_dims
+
+    def symbolic(model) -> bool:
+        return any(
+            d.HasField("dim_param") and d.dim_param not in keep
+            for o in model.graph.output
+            for d in o.type.tensor_type.shape.dim
+        )
+
+    if not symbolic(model):
+        return 0
+    folded = type(model)()
+    folded.CopyFrom(model)
+    fold_static(folded)
+    dims = inferred_dims(folded)
+    fixed = 0
+    for o in model.graph.output:
+        proven = dims.get(o.name)
+        for i, d in enumerate(o.type.tensor_type.shape.dim):
+            if d.HasField("dim_param") and d.dim_param not in keep and proven and i < len(proven):
+                if proven[i] is not None:
+                    d.dim_value = proven[i]
+                    fixed += 1
+    return fixed
+
+
 def check_model(model) -> None:
     """ONNX checker (full) and strict shape inference; a failure is an exporter bug."""
     import onnx
@@ -253,48 +285,6 @@ def check_model(model) -> None:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise RuntimeError(f"exported ONNX model is invalid: {e}") from e
-
-
-def fold_constants(model, max_elements: int = 1 << 22) -> int:
-    """Evaluate every standard node whose inputs are all constant (onnx.reference) and
-    store its outputs as initializers. Shape arithmetic of a static-shape export then
-    becomes constants, which importers such as TVM's need (e.g. for Pad amounts).
-    Returns how many nodes were folded."""
-    from onnx import helper, numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    known = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    graph_inputs = {i.name for i in model.graph.input}
-    nodes, folded = [], 0
-    for n in model.graph.node:
-        inputs = [i for i in n.input if i]
-        standard = n.domain in ("", "ai.onnx") and not n.op_type.startswith("Random")
-        standard = standard and not any(a.HasField("g") or len(a.graphs) for a in n.attribute)
-        if not (standard and all(i in known and i not in graph_inputs for i in inputs)):
-            nodes.append(n)
-            continue
-        try:
-            init = [numpy_helper.from_array(known[i], i) for i in dict.fromkeys(inputs)]
-            single = helper.make_model(helper.make_graph([n], "fold", [], [], init),
-                                       opset_imports=list(model.opset_import))
-            outs = [np.asarray(o) for o in ReferenceEvaluator(single).run(list(n.output), {})]
-        except Exception:  # an op the reference evaluator lacks: keep the node
-            nodes.append(n)
-            continue
-        if any(o.size > max_elements for o in outs):
-            nodes.append(n)
-            continue
-        for name, value in zip(n.output, outs, strict=True):
-            known[name] = value
-            model.graph.initializer.append(numpy_helper.from_array(value, name))
-        folded += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
-    return folded
 
 
 def used_custom_ops(model) -> list[str]:

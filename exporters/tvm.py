@@ -79,10 +79,10 @@ def build_library(onnx_model, target: TvmTarget, out_path: Path) -> None:
         )
     if len(onnx_model.functions):
         raise ValueError("inline the ONNX local functions before TVM import (onnx.inliner)")
-    from edgedet.exporters.onnx import fold_constants
+    from edgedet.exporters.onnx_fold import fold_static
 
     onnx_model = copy.deepcopy(onnx_model)
-    fold_constants(onnx_model)  # shape arithmetic → constants (Relax needs static pads etc.)
+    fold_static(onnx_model)  # shape arithmetic → constants (Relax needs static pads, reshapes…)
     mod = from_onnx(onnx_model, keep_params_in_input=False)
     executable = tvm.compile(mod, target=tvm.target.Target(target.target))
     fcompile = cc.cross_compiler(target.compiler) if target.compiler else None
@@ -186,4 +186,8 @@ def run_remote(session, path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
     dev = session.cpu()
     vm = relax.VirtualMachine(lib, dev)
     args = [tvm.runtime.tensor(a, dev) for a in inputs]
-    return _outputs(vm["main"](*args))
+    # set_input/invoke_stateful/get_outputs: a tuple result (detectors) stays a remote object
+    # when `main` is called directly; get_outputs fetches its fields one by one.
+    vm.set_input("main", *args)
+    vm.invoke_stateful("main")
+    return _outputs(vm.get_outputs("main"))

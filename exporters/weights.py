@@ -24,7 +24,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated/corrupt file, or pickled objects weights_only refuses
-        raise EdgedetError(f"cannot read checkpoint {p}: {str(e).splitlines()[0][:200]}") from None
+        raise EdgedetError(f"cannot read checkpoint {p}: {_load_failure(p, e)}") from None
     sd = obj.get("model", obj) if isinstance(obj, dict) else None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
@@ -33,6 +33,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{p} holds neither a state dict nor a training checkpoint with a 'model' state dict"
         )
     return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _load_failure(path: Path, err: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in words (torch's own text asks users to
+    re-run without weights_only, which is not the fix for a corrupt file)."""
+    import zipfile
+
+    text = str(err)
+    if "Unsupported global" in text:
+        name = text.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
+        return f"it holds pickled Python objects ({name[:80]}) that weights-only loading refuses; save tensors only"
+    if not zipfile.is_zipfile(path):
+        return "not a torch.save file (corrupt, truncated, or another format)"
+    return f"corrupt or truncated torch.save archive ({type(err).__name__})"
 
 
 def num_classes_of(sd: dict[str, torch.Tensor]) -> int | None:
