@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import typer
 
 from edgedet.errors import EdgedetError
+from edgedet.nas.latency.context import torch_onnx
 
 SCHEMA_VERSION = 1
 
@@ -39,27 +39,6 @@ def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
     from edgedet.nas.latency.layout import fill_weights as fill
 
     return fill(load_model(model_bytes_or_path), seed).SerializeToString()
-
-
-def torch_onnx(module, size: int = 224) -> bytes:
-    """Export with weights (TorchScript exporter) for timing."""
-    import warnings
-
-    import torch
-
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (torch.randn(1, 3, size, size),),
-            buf,
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-        )
-    return buf.getvalue()
 
 
 def benchmark_models(n_archs: int, seed: int, include: str = "all"):

@@ -34,7 +34,8 @@ class ContextRow:
     measured_us: float
 
 
-def _onnx(module, size: int) -> bytes:
+def torch_onnx(module, size: int = 224) -> bytes:
+    """ONNX bytes of `module` with its weights, batch 1 at size×size (TorchScript exporter)."""
     import warnings
 
     import torch
@@ -143,7 +144,7 @@ def calibration_networks(n: int, seed: int = CALIBRATION_SEED) -> Iterator[tuple
         space = skeleton(sk, block=block, input_size=size)
         arch = sample_arch(space, r)
         family = "QuadraNet (random)" if block == "quadra" else "MBConv (random)"
-        return f"{block}-{sk}-{size}-s{seed + i}", family, lambda: _onnx(build_space_net(space, arch, 1000), size)
+        return f"{block}-{sk}-{size}-s{seed + i}", family, lambda: torch_onnx(build_space_net(space, arch, 1000), size)
 
     for i in range(n):
         fam = i % 4  # QuadraNet, MBConv, plain CNN ×2 (four layouts)
@@ -155,7 +156,8 @@ def calibration_networks(n: int, seed: int = CALIBRATION_SEED) -> Iterator[tuple
             r = random.Random(seed + i)
             net, kind = plain_cnn(r)
             size = r.choice([160, 192, 224])
-            yield f"cnn-{kind}-{size}-s{seed + i}", "plain CNN (random)", lambda net=net, size=size: _onnx(net, size)
+            yield (f"cnn-{kind}-{size}-s{seed + i}", "plain CNN (random)",
+                   lambda net=net, size=size: torch_onnx(net, size))
 
 
 # --- the fit (pure) ---------------------------------------------------------------------------
