@@ -4,14 +4,12 @@ the budget), search on the proxy data, and write arch.json, search.json and the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from edgedet.arch import Arch
+from edgedet.distributed import dist_setup
 from edgedet.errors import EdgedetError
 from edgedet.nas.budget import check_budget, choose_skeleton, proxy_images
 from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
@@ -43,21 +41,6 @@ class JobResult:
     space: SearchSpace
     lut: LatencyTable
     ranges: dict[str, list[float]]
-
-
-def dist_setup() -> tuple[int, int]:
-    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend)
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def load_device(device: str) -> tuple[Any, ModuleCost, dict[str, Any]]:

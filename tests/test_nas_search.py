@@ -105,7 +105,7 @@ def test_proxy_images_scale_with_skeleton_cost():
     from edgedet.nas.budget import REFERENCE_SKELETON
 
     assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton(REFERENCE_SKELETON))
-    assert all(a >= b for a, b in zip(counts, counts[1:]))  # heavier skeleton, no more images
+    assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))  # heavier skeleton, no more images
     assert min(counts) == MIN_PROXY_IMAGES and all(c % 64 == 0 or c == DEFAULT_PROXY_IMAGES for c in counts)
     heavy = skeleton("c96-d36")
     cost_ratio = training_cost(heavy) / training_cost(skeleton(REFERENCE_SKELETON))

@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         """Search the QuadraNet space for the most accurate network within --budget-ms on --device."""
         import torch
 
-        from edgedet.nas.driver import SearchJob, dist_setup, run_job
+        from edgedet.distributed import dist_setup
+        from edgedet.nas.driver import SearchJob, run_job
         from edgedet.nas.search import SearchConfig
 
         if threads > 0:

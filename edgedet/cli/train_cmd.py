@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import typer
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(..., help="Model name (see `edgedet models`) or quadranet-arch:PATH."),
         data: str = typer.Option("synthetic", "--data", help="'synthetic' or PATH/<class>/<images>."),
         epochs: int = typer.Option(10, "--epochs", help="Number of epochs."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Images per optimizer step."),
+        batch_size: int = typer.Option(64, "--batch-size", help="Images per optimizer step "
+                                        "(per process when detectors train under torchrun)."),
         img_size: int = typer.Option(None, "--img-size",
                                      help="Input size [64 synthetic, 224 folder]."),
         lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
@@ -74,6 +76,9 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not out.is_dir():
             raise EdgedetError(f"--out {out} exists and is not a folder")
         module = trainer_module(model)
+        if module == CLASSIFY_TRAINER and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise EdgedetError("data-parallel training (torchrun) is implemented for detectors and "
+                               "`edgedet search`; train classifiers in one process")
         trainer = _load_trainer(module, model)
         result = trainer.train(cfg, resume=resume)
         if module == CLASSIFY_TRAINER:

@@ -153,10 +153,12 @@ def build_asag(
     mode: str = "dynamic",
     top_k: int = 100,
     max_patches: tuple[int, int] = (16, 16),
+    backbone_options: dict | None = None,
 ) -> ASAG:
     """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
     `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
-    dim / ffn_dim / max_anchors override the preset."""
+    dim / ffn_dim / max_anchors override the preset; `backbone_options` go to the backbone's
+    constructor (e.g. memory_saving=False: faster training, more memory)."""
     from edgedet.errors import EdgedetError
     from edgedet.models.registry import create
 
@@ -172,7 +174,10 @@ def build_asag(
     )
     if p["dim"] % 8:
         raise EdgedetError(f"asag dim must be a multiple of 8 (8 attention heads), got {p['dim']}")
-    backbone = create(backbone_name)
+    try:
+        backbone = create(backbone_name, **(backbone_options or {}))
+    except EdgedetError as e:
+        raise EdgedetError(f"ASAG backbone: {e}") from None
     if not hasattr(backbone, "forward_features") or not hasattr(backbone, "feature_channels"):
         raise EdgedetError(f"backbone '{backbone_name}' has no forward_features/feature_channels")
     if list(getattr(backbone, "feature_strides", [4, 8, 16, 32]))[-3:] != [8, 16, 32]:

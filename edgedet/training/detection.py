@@ -6,6 +6,8 @@ Generic over detectors through a small interface:
     model.loss(outputs, targets) -> dict          (must hold "loss", the scalar to minimise)
     model(images, masks) in eval mode -> {"pred_logits", "pred_boxes"} and optionally
     model.postprocess(outputs, target_sizes, top_k) -> fixed-size scores/labels/boxes
+Data parallel under torchrun or `edgedet.distributed.spawn`: each of N processes trains on its
+share of every batch (`batch_size` images per process), rank 0 evaluates and writes files.
 Data: `--data synthetic-det` (generated once into the cache, at `--img-size`, with
 `--train-size` / `--val-size` images) or `--data coco:ANN.json:IMAGES_DIR[,VAL.json:VAL_DIR]`.
 Writes OUT/checkpoint.pt (weights_only-loadable), OUT/metrics.json (schema_version 1:
@@ -27,6 +29,7 @@ from torch import nn
 
 from edgedet.arch import write_json_atomic
 from edgedet.data.coco import Augment, CocoDetection, collate, parse_data_spec
+from edgedet.distributed import dist_setup
 from edgedet.errors import EdgedetError
 from edgedet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.training.config import TrainConfig
@@ -46,10 +49,12 @@ class DetectionRun:
     wall_time_s: float = 0.0
     threads: int = 1
     model_options: dict = field(default_factory=dict)
+    processes: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "task": "detection", "model": self.model, "data": self.data,
-                "threads": self.threads, "wall_time_s": self.wall_time_s, "model_options": self.model_options,
+                "threads": self.threads, "processes": self.processes,
+                "wall_time_s": self.wall_time_s, "model_options": self.model_options,
                 "epochs": self.epochs, "final": self.final}
 
 
@@ -119,7 +124,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
           eval_max_images: int | None = None, clock: str = "wall", log_every: int = 0,
           model_options: dict[str, Any] | None = None,
           backbone_layer_scale: float | None = None,
-          curve_eval_images: int | None = None) -> DetectionRun:
+          curve_eval_images: int | None = None, augment: bool = True) -> DetectionRun:
     """Train the detector `cfg.model`; evaluates COCO mAP on the validation set at the end
     (and at every checkpoint). `max_minutes` fits the cosine schedule into that budget
     (re-estimated as the run goes) and stops early (after a whole step), still evaluating and
@@ -127,15 +132,21 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     machine). `log_every` > 0 prints the loss every that many steps. `model_options` replace
     `default_model_options` (e.g. a recipe's); `backbone_layer_scale` re-initialises the
     backbone blocks' layer-scale γ (a from-scratch recipe choice, see det_recipe);
-    `curve_eval_images` caps the images of the intermediate (not the final) evaluations."""
+    `curve_eval_images` caps the images of the intermediate (not the final) evaluations;
+    `augment` False trains on the images as they are (no flip, resize or crop)."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    rank, world = dist_setup()
+    console = Console(stderr=True, quiet=rank != 0)
     threads = cfg.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     _seed_everything(cfg.seed)
     out = Path(cfg.out)
-    train_ds, val_ds = load_datasets(cfg)
+    if rank != 0:  # rank 0 generates the synthetic set (when missing) before the others read it
+        _barrier(world)
+    train_ds, val_ds = load_datasets(cfg, augment=augment)
+    if rank == 0:
+        _barrier(world)
     ckpt_path = out / "checkpoint.pt"
     options = dict(model_options) if model_options is not None else default_model_options(cfg.model,
                                                                                              cfg.img_size)
@@ -149,10 +160,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         set_layer_scale(model.backbone, backbone_layer_scale)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     takes_targets = "targets" in inspect.signature(model.forward).parameters
-    steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
+    global_batch = cfg.batch_size * world
+    steps_per_epoch = max(1, len(train_ds) // global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    run = DetectionRun(cfg.model, cfg.data, threads=threads, model_options=options)
+    run = DetectionRun(cfg.model, cfg.data, threads=threads, model_options=options, processes=world)
     start_epoch, step = 0, 0
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -161,9 +173,13 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         run.epochs = list(saved["history"])
         set_rng_state(saved["rng"])
         random.setstate(_py_state(saved["py_rng"]))
+    net = model
+    if world > 1:  # some ASAG heads see no input in a step (no probed patches): unused parameters
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     console.print(f"[bold]{cfg.model}[/] on {cfg.data}: {len(train_ds)} train / {len(val_ds)} val images, "
                   f"{train_ds.num_classes} classes, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-                  f"params, options {options}, {threads} thread(s)")
+                  f"params, options {options}, {world} process(es) × {threads} thread(s), "
+                  f"{global_batch} images per step")
     now = time.process_time if clock == "cpu" else time.perf_counter
     t0, c0 = time.perf_counter(), now()
     deadline = None if max_minutes is None else c0 + 60.0 * max_minutes
@@ -177,11 +193,12 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         sums: dict[str, float] = {}
         n = 0
         for b in range(steps_per_epoch):
-            batch = [train_ds[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            first = b * global_batch + rank * cfg.batch_size
+            batch = [train_ds[i] for i in order[first:first + cfg.batch_size]]
             images, masks, targets = collate(batch)
             for gr in optimizer.param_groups:
                 gr["lr"] = cfg.lr * warmup_cosine(step, total_steps, warmup, final=0.01)
-            outputs = model(images, masks, targets) if takes_targets else model(images, masks)
+            outputs = net(images, masks, targets) if takes_targets else net(images, masks)
             losses = model.loss(outputs, targets)
             loss = losses["loss"]
             if not math.isfinite(loss.item()):
@@ -200,28 +217,35 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
             if log_every and step % log_every == 0:
                 console.print(f"  step {step}: loss {float(loss.detach()):.3f} "
                               f"[{time.perf_counter() - t0:.0f} s wall, {now() - c0:.0f} s {clock}]")
-            if deadline is not None and (step - start_step) >= 10 and (step - start_step) % 25 == 10:
-                # fit the cosine schedule into the time budget, re-estimated as the run goes
-                # (the machine's load changes); a share of the budget is kept for evaluations
-                per_step = (now() - c0) / (step - start_step)
-                fit = step + int(budget_share * (deadline - now()) / max(per_step, 1e-9))
-                fit = max(min(fit, steps_per_epoch * cfg.epochs), step + 1)
-                if fit != total_steps:
+            out_of_time = False
+            if deadline is not None:
+                fit = 0
+                if (step - start_step) >= 10 and (step - start_step) % 25 == 10:
+                    # fit the cosine schedule into the time budget, re-estimated as the run goes
+                    # (the machine's load changes); a share of the budget is kept for evaluations
+                    per_step = (now() - c0) / (step - start_step)
+                    fit = step + int(budget_share * (deadline - now()) / max(per_step, 1e-9))
+                    fit = max(min(fit, steps_per_epoch * cfg.epochs), step + 1)
+                # every rank must take the same decisions: the slowest one's
+                fit, out_of_time = _agree(fit, now() > deadline, world)
+                if fit and fit != total_steps:
                     if step - start_step == 10:
                         console.print(f"time budget: schedule fitted to {fit} steps")
                     total_steps = fit
-            if (deadline is not None and now() > deadline) or step >= total_steps:
+            if out_of_time or step >= total_steps:
                 stopped = step < steps_per_epoch * cfg.epochs
                 break
         row = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
                "time_s": time.perf_counter() - t0, "cpu_time_s": time.process_time(),
                **{k: v / max(n, 1) for k, v in sums.items()}}
         last = stopped or epoch + 1 == cfg.epochs
-        if last or (epoch + 1) % cfg.checkpoint_every == 0:
+        if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
             from edgedet.training.coco_eval import evaluate
 
             n_eval = eval_max_images if last or curve_eval_images is None else curve_eval_images
+            torch.set_num_threads(threads * world)  # the other ranks wait meanwhile
             m = evaluate(model, val_ds, batch_size=8, max_images=n_eval)
+            torch.set_num_threads(threads)
             row.update({k: m[k] for k in ("AP", "AP50", "AP_small")})
             if last:
                 run.final = {k: v for k, v in m.items()}
@@ -229,7 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
         console.print(f"epoch {epoch + 1}/{cfg.epochs} step {step}: loss {row.get('loss', float('nan')):.3f}"
                       + (f"  AP {row['AP']:.3f} AP50 {row['AP50']:.3f} AP_small {row['AP_small']:.3f}"
                          if "AP" in row else "") + f"  [{row['time_s']:.0f} s]")
-        if last or (epoch + 1) % cfg.checkpoint_every == 0:
+        if rank == 0 and (last or (epoch + 1) % cfg.checkpoint_every == 0):
             save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "task": "detection", "model_name": cfg.model,
                 "model_options": options, "num_classes": train_ds.num_classes,
@@ -237,14 +261,35 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                 "step": step, "history": run.epochs, "rng": rng_state(),
                 "py_rng": _py_state_to_list(random.getstate())})
+        _barrier(world)
         if stopped:
             console.print(f"stopped after {max_minutes} min (time budget)")
             break
     run.wall_time_s = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "metrics.json", run.to_json())
-    _plot(run, out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "metrics.json", run.to_json())
+        _plot(run, out)
     return run
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _agree(fit: int, out_of_time: bool, world: int) -> tuple[int, bool]:
+    """The smallest step estimate any rank proposes (that of the slowest; 0: none) and whether
+    any rank is out of time: an all-reduce, so that all ranks schedule and stop alike."""
+    if world == 1:
+        return fit, out_of_time
+    import torch.distributed as dist
+
+    t = torch.tensor([-fit if fit else -(2**62), int(out_of_time)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return (0 if t[0] == -(2**62) else int(-t[0])), bool(t[1])
 
 
 def _py_state_to_list(state) -> list:
