@@ -91,7 +91,9 @@ def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
     overrides = dict(req.model_overrides)
     sd = None
     if req.checkpoint is not None:
-        sd = weights.read_state_dict(req.checkpoint)
+        sd, recorded = weights.read_checkpoint(req.checkpoint)
+        for k, v in recorded.items():  # what training built; explicit overrides win
+            overrides.setdefault(k, v)
         n = weights.num_classes_of(sd)
         if n is not None and "num_classes" not in overrides:
             overrides["num_classes"] = n

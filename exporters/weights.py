@@ -16,8 +16,11 @@ from edgedet.errors import EdgedetError
 from edgedet.exporters.artifact import sha256_file
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint file (DDP's "module." prefix removed)."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The model state dict inside a checkpoint file (DDP's "module." prefix removed) and the
+    constructor options the checkpoint records: a detection training checkpoint keeps its
+    model options (preset, decoder sizes, backbone options) and class count, without which
+    the model built for export would not fit its weights; {} for anything else."""
     p = Path(path)
     if not p.is_file():
         raise EdgedetError(f"checkpoint {p} does not exist")
@@ -32,7 +35,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise EdgedetError(
             f"{p} holds neither a state dict nor a training checkpoint with a 'model' state dict"
         )
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+    options: dict = {}
+    if isinstance(obj, dict) and obj.get("task") == "detection":
+        options = dict(obj.get("model_options") or {})
+        if isinstance(obj.get("num_classes"), int):
+            options["num_classes"] = obj["num_classes"]
+    return {k.removeprefix("module."): v for k, v in sd.items()}, options
 
 
 def _load_failure(path: Path, err: Exception) -> str:

@@ -196,6 +196,11 @@ def test_cli_train_eval_detect(tmp_path, monkeypatch, capsys):
                  "--json", str(tmp_path / "ev.json")]) == 0
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["images"] == 2 and 0.0 <= ev["AP50"] <= 1.0
+    # the export rebuilds the model with the options training recorded (cpu preset, 4 classes)
+    assert _cli(["export", "plain-detr-quadranet25-xxs", "-f", "onnx", "-c", str(run / "checkpoint.pt"),
+                 "-o", str(tmp_path / "onnx"), "--input-size", "128", "--threads", "1"]) == 0
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["source"]["weights"]["source"] != "seeded-init"
     img = next((tmp_path / "cache").rglob("val/000000.png"))
     out = tmp_path / "det.png"
     assert _cli(["detect", "plain-detr-quadranet25-xxs", "--checkpoint", str(run / "checkpoint.pt"),
