@@ -5,7 +5,7 @@ within 30 minutes") runs, shared by `edgedet reproduce det-train` and the slow t
 A recipe is a TrainConfig (image size, batch, learning rate, warm-up), model options on top
 of the detector's `cpu` preset, a time budget that the cosine schedule is fitted into, how
 the two cores are used (data-parallel processes × threads each: two single-threaded
-processes train ~1.8× faster than one process with two threads), and the backbone's
+processes step 1.35× faster than one process with two threads, measured), and the backbone's
 layer-scale initial value: QuadraNet blocks start at γ = 1e-6 (ConvNeXt's
 value for 300-epoch ImageNet runs), which leaves a from-scratch backbone nearly an identity
 for the first few hundred steps of a half-hour run.
