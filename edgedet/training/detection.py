@@ -115,6 +115,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where this torch has one (CPU since 2.4): one pass over
+    all parameters instead of ~10 ops each, ~5% of a small detector's step on one core."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -158,7 +167,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_minutes: float | None = No
     model = build_detector(cfg.model, train_ds.num_classes, options)
     if backbone_layer_scale is not None and saved is None:
         set_layer_scale(model.backbone, backbone_layer_scale)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = adamw(param_groups(model, cfg.weight_decay), cfg.lr)
     takes_targets = "targets" in inspect.signature(model.forward).parameters
     global_batch = cfg.batch_size * world
     steps_per_epoch = max(1, len(train_ds) // global_batch)
