@@ -33,7 +33,8 @@ def _batch():
     return x, masks, targets
 
 
-@pytest.mark.parametrize("opts", [{}, {"reparam": False, "norm_type": "post_norm"}, {"rpe_type": "abs_log8"}])
+@pytest.mark.parametrize("opts", [{}, {"reparam": False, "norm_type": "post_norm"}, {"rpe_type": "abs_log8"},
+                                  {"stride16_lateral": True}])
 def test_train_and_eval_forward(opts):
     m = _model(**opts)
     x, masks, targets = _batch()
@@ -46,6 +47,13 @@ def test_train_and_eval_forward(opts):
     losses["loss"].backward()
     assert m.backbone.stem[0].weight.grad.abs().sum() > 0
     assert m.decoder[0].cross_attn.rpb_x[0].weight.grad.abs().sum() > 0
+    if opts.get("stride16_lateral"):  # the stride-16 stage feeds the memory directly
+        assert m.lateral.weight.grad.abs().sum() > 0
+        with torch.no_grad():  # odd stride-16 maps (72 / 16 = 4.5) still line up
+            assert m.eval()(torch.randn(1, 3, 72, 104))["pred_boxes"].shape == (1, 10, 4)
+        m.train()
+    else:
+        assert m.lateral is None
     m.eval()
     with torch.no_grad():
         ev = m(x, masks)

@@ -56,6 +56,7 @@ class PlainDETRConfig:
     look_forward_twice: bool = True
     proposal_strides: tuple[int, ...] = (8, 16, 32, 64)
     proposal_min_size: float = 50.0  # reparam: proposal side (px) on the finest proposal level
+    stride16_lateral: bool = False  # add the backbone's own stride-16 map (1×1 conv) to the upsampled one
     loss_weights: dict = field(default_factory=lambda: {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0})
 
     def to_dict(self) -> dict:
@@ -226,6 +227,12 @@ class PlainDETR(nn.Module):
         if last_stride < self.stride:
             raise EdgedetError(f"backbone's last stride {last_stride} is finer than 16")
         self.upsample, up_ch = _upsampler(backbone.feature_channels[-1], last_stride // self.stride)
+        self.lateral = None
+        if cfg.stride16_lateral:
+            if self.stride not in backbone.feature_strides:
+                raise EdgedetError("stride16_lateral needs a backbone with a stride-16 stage")
+            self.lateral_index = list(backbone.feature_strides).index(self.stride)
+            self.lateral = nn.Conv2d(backbone.feature_channels[self.lateral_index], up_ch, kernel_size=1)
         groups = math.gcd(32, d)
         self.input_proj = nn.Sequential(nn.Conv2d(up_ch, d, kernel_size=1), nn.GroupNorm(groups, d))
         self.level_embed = nn.Parameter(torch.randn(1, d))
@@ -270,7 +277,12 @@ class PlainDETR(nn.Module):
         """images (B,3,H,W), masks (B,H,W) True on padding (None: no padding)."""
         cfg = self.cfg
         b, _, img_h, img_w = images.shape
-        x = self.input_proj(self.upsample(self.backbone.forward_features(images)[-1]))
+        feats = self.backbone.forward_features(images)
+        x = self.upsample(feats[-1])
+        if self.lateral is not None:  # pad or crop to the upsampled map (it is one cell larger on odd sizes)
+            f = feats[self.lateral_index]
+            x = x + self.lateral(F.pad(f, (0, x.shape[3] - f.shape[3], 0, x.shape[2] - f.shape[2])))
+        x = self.input_proj(x)
         h, w = int(x.shape[2]), int(x.shape[3])
         if masks is None:
             fmask = torch.zeros(b, h, w, dtype=torch.bool, device=x.device)
