@@ -20,10 +20,10 @@ from edgedet.models.asag_convert import convert_asag_state_dict, unmapped_asag_k
 torch.set_num_threads(1)
 
 
-def _probing_generator(seed: int, max_patches=(64, 64), score_bias: float = -0.4, dim: int = 16):
+def _probing_generator(seed: int, max_patches=(64, 64), score_bias: float = -0.4, dim: int = 16, patch: int = 15):
     """Random generator biased towards small, uncertain anchors so both P4 and P3 get probed."""
     torch.manual_seed(seed)
-    ag = AnchorGenerator(dim=dim, cfg=AnchorConfig(max_patches=max_patches)).eval()
+    ag = AnchorGenerator(dim=dim, cfg=AnchorConfig(max_patches=max_patches, patch=patch)).eval()
     with torch.no_grad():
         for head, size_bias in ((ag.coarse_head, -2.0), (ag.fine_head, -2.0)):
             last = head.layers[-1]
@@ -51,9 +51,9 @@ def _assert_same(dyn, sta):
         torch.testing.assert_close(dyn.scores[b, :k], sta.scores[b, :k], atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_anchor_modes_equal_when_probing_two_levels(seed: int) -> None:
-    ag = _probing_generator(seed)
+@pytest.mark.parametrize(("seed", "patch"), [(0, 15), (1, 15), (0, 5)])
+def test_anchor_modes_equal_when_probing_two_levels(seed: int, patch: int) -> None:
+    ag = _probing_generator(seed, patch=patch)
     feats = _feats(seed)
     with torch.no_grad():
         dyn, sta = ag(feats, WH, "dynamic"), ag(feats, WH, "static")
@@ -448,6 +448,27 @@ def test_gt_patches_do_not_duplicate_chosen_patches() -> None:
     middle = torch.full_like(origins, 32)  # the chosen patch (cells 32–46) holds neither object
     _, vw = _fill_with_gt_patches(middle, pvalid, spread, wide, 8)
     assert vw.sum() == 3
+
+
+def test_small_patches_keep_probing_local_on_small_images() -> None:
+    """With the paper's 15-cell patches every probed patch of a 128-px image covers the whole
+    P3 map; 5-cell patches give each small object a patch of its own, sized in cells."""
+    from edgedet.models.asag_anchor import _fill_with_gt_patches
+
+    origins = torch.zeros(1, 6, 2, dtype=torch.int64)
+    pvalid = torch.zeros(1, 6, dtype=torch.bool)
+    image_wh = torch.tensor([[128.0, 128.0]])
+    boxes = torch.tensor([[0.15, 0.15, 0.1, 0.1], [0.85, 0.85, 0.1, 0.1], [0.15, 0.85, 0.05, 0.05]])
+    targets = [{"labels": torch.zeros(3, dtype=torch.int64), "boxes": boxes}]
+    torch.manual_seed(0)
+    _, v15 = _fill_with_gt_patches(origins, pvalid, targets, image_wh, 8, patch=15)
+    o5, v5 = _fill_with_gt_patches(origins, pvalid, targets, image_wh, 8, patch=5)
+    assert v15.sum() == 1 and v5.sum() == 3
+    assert bool((o5[0][v5[0]] <= 16 - 5).all())  # inside the 16×16-cell P3 map
+    ag = AnchorGenerator(dim=16, cfg=AnchorConfig(patch=5))
+    assert ag.coarse_head.layers[0].in_features == 25 * 8
+    with pytest.raises(EdgedetError):
+        create("asag-quadranet25-xxs", preset="cpu", patch=1)
 
 
 @pytest.mark.slow

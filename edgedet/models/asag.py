@@ -154,11 +154,13 @@ def build_asag(
     top_k: int = 100,
     max_patches: tuple[int, int] = (16, 16),
     backbone_options: dict | None = None,
+    patch: int = 15,
 ) -> ASAG:
     """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
     `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
     dim / ffn_dim / max_anchors override the preset; `backbone_options` go to the backbone's
-    constructor (e.g. memory_saving=False: faster training, more memory)."""
+    constructor (e.g. memory_saving=False: faster training, more memory); `patch` is the
+    anchor generator's patch side in feature cells (the paper's 15 suits ~800-px images)."""
     from edgedet.errors import EdgedetError
     from edgedet.models.registry import create
 
@@ -166,6 +168,8 @@ def build_asag(
         raise EdgedetError(f"asag preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if mode not in MODES:
         raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not 2 <= patch <= 15:
+        raise EdgedetError(f"asag patch must be between 2 and 15 cells, got {patch}")
     if num_decoder_layers < 1 or num_aux_decoders < 0:
         raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
     p = dict(PRESETS[preset])
@@ -184,7 +188,7 @@ def build_asag(
         raise EdgedetError(
             f"backbone '{backbone_name}' must give stride 8/16/32 stages, has {backbone.feature_strides}"
         )
-    cfg = replace(AnchorConfig(), max_patches=tuple(max_patches), max_anchors=p["max_anchors"])
+    cfg = replace(AnchorConfig(), max_patches=tuple(max_patches), max_anchors=p["max_anchors"], patch=patch)
     return ASAG(
         backbone,
         num_classes,

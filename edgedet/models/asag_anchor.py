@@ -31,9 +31,12 @@ from torch import Tensor, nn
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
 from edgedet.ops.nms import fixed_size_nms, nms, stable_argsort_desc, stable_rank_desc
 
-INTERP = 30  # P5 is resized to INTERP×INTERP and cut into four PATCH×PATCH patches
-PATCH = 15
-COARSE_OFFSETS = ((0, 0), (0, PATCH), (PATCH, 0), (PATCH, PATCH))  # (row, col) of the P5 patches
+PATCH = 15  # the paper's patch side in feature cells; P5 is resized to 2·PATCH square and cut in four
+
+
+def coarse_offsets(patch: int) -> tuple[tuple[int, int], ...]:
+    """(row, col) origins of the four P5 patches in the 2·patch resized map."""
+    return ((0, 0), (0, patch), (patch, 0), (patch, patch))
 
 
 class MLP(nn.Sequential):
@@ -65,6 +68,7 @@ class AnchorConfig:
     min_size_px: float = 3.0  # anchors thinner than this score 0
     max_patches: tuple[int, ...] = (16, 16)  # static slots on P4, P3
     train_gt_patches: bool = True
+    patch: int = PATCH  # patch side in cells; smaller keeps probing local on small images
 
 
 @dataclass
@@ -80,6 +84,7 @@ class StageOut:
     patch_xy: Tensor | None = None  # (B, M, 2) crop origins in feature cells (probed levels)
     patch_valid: Tensor | None = None  # (B, M)
     stride: int = 32
+    patch: int = PATCH  # patch side in cells (probed levels)
 
 
 @dataclass
@@ -139,7 +144,7 @@ class AnchorGenerator(nn.Module):
             for _ in strides
         )
         self.p6 = nn.Conv2d(c, c, 3, stride=2, padding=2, dilation=2)
-        tokens = PATCH * PATCH
+        tokens = cfg.patch * cfg.patch
         # index 0: coarse (P5/P6) patches; 1: P4; 2: P3 (the official order)
         self.token_norm = nn.ModuleList(nn.LayerNorm((tokens, c)) for _ in strides)
         self.pos_embed = nn.ModuleList(nn.Embedding(tokens, c) for _ in strides)
@@ -153,7 +158,7 @@ class AnchorGenerator(nn.Module):
 
     # ---- pieces shared by both modes -------------------------------------------------
     def _tokens(self, x: Tensor, level: int) -> Tensor:
-        """(…, 225, C) patch tokens → (…, 225·C) after LayerNorm + position embedding."""
+        """(…, patch², C) patch tokens → (…, patch²·C) after LayerNorm + position embedding."""
         x = self.token_norm[level](x) + self.pos_embed[level].weight
         return x.flatten(-2)
 
@@ -166,14 +171,16 @@ class AnchorGenerator(nn.Module):
         bsz = p5c.shape[0]
         valid_hw = torch.stack([torch.round(image_wh[:, 1] / 32), torch.round(image_wh[:, 0] / 32)], 1)
         valid_hw = torch.minimum(valid_hw.clamp(min=1), valid_hw.new_tensor(p5c.shape[-2:]))
-        x = resize_valid_region(p5c, valid_hw, INTERP)
-        patches = [x[:, :, r : r + PATCH, c : c + PATCH] for r, c in COARSE_OFFSETS]
+        ps = self.cfg.patch
+        interp = 2 * ps
+        x = resize_valid_region(p5c, valid_hw, interp)
+        patches = [x[:, :, r : r + ps, c : c + ps] for r, c in coarse_offsets(ps)]
         patches.append(self.p6(F.relu(x)))
         tok = torch.stack(patches, 1).flatten(3).transpose(2, 3)  # (B, 5, 225, C)
         raw = self.coarse_head(self._tokens(tok, 0)).view(bsz, 5, self.cfg.coarse_anchors, 5)
         box = raw[..., :4].sigmoid()
-        scale = PATCH / INTERP
-        shift = box.new_tensor([[c / INTERP, r / INTERP] for r, c in COARSE_OFFSETS] + [[0.0, 0.0]])
+        scale = ps / interp
+        shift = box.new_tensor([[c / interp, r / interp] for r, c in coarse_offsets(ps)] + [[0.0, 0.0]])
         size = box.new_tensor([scale] * 4 + [1.0])
         xy = box[..., :2] * size[:, None, None] + shift[:, None, :]
         wh = box[..., 2:] * size[:, None, None]
@@ -204,23 +211,25 @@ class AnchorGenerator(nn.Module):
     ) -> StageOut:
         """Patches at `origins` (B,M,2) of a compressed map → 20 anchors each (B, M·20)."""
         bsz, m = origins.shape[:2]
-        tok = gather_patches(fmap, origins)
+        ps = self.cfg.patch
+        tok = gather_patches(fmap, origins, ps)
         raw = self.fine_head(self._tokens(tok, level)).view(bsz, m, self.cfg.fine_anchors, 5)
         box = raw[..., :4].sigmoid()
         cells = (image_wh / stride)[:, None, None, :]  # image extent in feature cells
-        xy = (box[..., :2] * PATCH + origins[:, :, None, :].to(box.dtype)) / cells
-        wh = box[..., 2:] * PATCH / cells
+        xy = (box[..., :2] * ps + origins[:, :, None, :].to(box.dtype)) / cells
+        wh = box[..., 2:] * ps / cells
         boxes_norm = torch.cat([xy, wh], -1).flatten(1, 2)
         logits = raw[..., 4].flatten(1)
         valid = patch_valid[:, :, None].expand(-1, -1, self.cfg.fine_anchors).flatten(1)
         out = self._finish(boxes_norm, logits, image_wh, valid, f"P{5 - level}", stride, origins, patch_valid)
+        out.patch = ps
         outside = (boxes_norm[..., 0].detach() >= 1) | (boxes_norm[..., 1].detach() >= 1)
         out.scores = torch.where(outside, torch.zeros_like(out.scores), out.scores)
         return out
 
     def selecting(self, st: StageOut, stride: int) -> Tensor:
         """Anchors that probe the next finer level: uncertain score and smaller than half a patch."""
-        half = stride * PATCH / 2
+        half = stride * self.cfg.patch / 2
         a, s = st.anchors, st.scores
         return (
             st.valid
@@ -240,7 +249,7 @@ class AnchorGenerator(nn.Module):
         return keep
 
     def compressed(self, feats: list[Tensor]) -> list[Tensor]:
-        """Compress P3, P4, P5 to compress_dim channels; pad to ≥ PATCH cells so any patch fits."""
+        """Compress P3, P4, P5 to compress_dim channels; pad to ≥ patch cells so any patch fits."""
         return [self._compress_one(f, i) for i, f in enumerate(feats)]
 
     # ---- the two execution modes ---------------------------------------------------------
@@ -274,11 +283,11 @@ class AnchorGenerator(nn.Module):
             if not bool(sel.any()):
                 st = None
                 break
-            side = float(stride * PATCH)
+            side = float(stride * self.cfg.patch)
             cand = st.anchors[sel]
             squares = box_cxcywh_to_xyxy(torch.cat([cand[:, :2], cand.new_full((len(cand), 2), side)], 1))
             order = nms(squares, st.scores[sel], self.cfg.patch_nms_iou)
-            origins = crop_origins(cand[order, :2][None], image_wh, stride)
+            origins = crop_origins(cand[order, :2][None], image_wh, stride, self.cfg.patch)
             if level_idx not in comp:
                 comp[level_idx] = self._compress_one(feats[level_idx], level_idx)
             every = torch.ones(origins.shape[:2], dtype=torch.bool, device=origins.device)
@@ -293,7 +302,8 @@ class AnchorGenerator(nn.Module):
 
     def _compress_one(self, f: Tensor, level_idx: int) -> Tensor:
         x = self.compress[level_idx](f)
-        return F.pad(x, (0, max(PATCH - x.shape[-1], 0), 0, max(PATCH - x.shape[-2], 0)))
+        ps = self.cfg.patch
+        return F.pad(x, (0, max(ps - x.shape[-1], 0), 0, max(ps - x.shape[-2], 0)))
 
     def _static(self, feats: list[Tensor], image_wh: Tensor, targets: list[dict] | None) -> AnchorOutput:
         comp = self.compressed(feats)
@@ -308,17 +318,17 @@ class AnchorGenerator(nn.Module):
             cand_a.append(st.anchors)
             cand_s.append(st.scores)
             cand_k.append(self.kept(st, sel, first=i == 1))
-            side = float(stride * PATCH)
+            side = float(stride * self.cfg.patch)
             squares = box_cxcywh_to_xyxy(
                 torch.cat([st.anchors[..., :2], torch.full_like(st.anchors[..., 2:], side)], -1)
             )
             m = self.cfg.max_patches[i - 1]
             idx, pvalid = fixed_size_nms(squares, st.scores, sel, self.cfg.patch_nms_iou, m)
             centres = torch.gather(st.anchors[..., :2], 1, idx[..., None].expand(-1, -1, 2))
-            origins = crop_origins(centres, image_wh, stride)
+            origins = crop_origins(centres, image_wh, stride, self.cfg.patch)
             if targets is not None and self.cfg.train_gt_patches:
                 origins, pvalid = _fill_with_gt_patches(
-                    origins, pvalid, targets, image_wh, stride, self.cfg.patch_nms_iou
+                    origins, pvalid, targets, image_wh, stride, self.cfg.patch_nms_iou, self.cfg.patch
                 )
             st = self.fine(comp[level_idx], origins, pvalid, image_wh, i, stride)
             stages.append(st)
@@ -346,7 +356,13 @@ def _pad_outputs(per_image: list[tuple[Tensor, Tensor]]) -> AnchorOutput:
 
 @torch.no_grad()
 def _fill_with_gt_patches(
-    origins: Tensor, pvalid: Tensor, targets: list[dict], image_wh: Tensor, stride: int, max_iou: float = 0.25
+    origins: Tensor,
+    pvalid: Tensor,
+    targets: list[dict],
+    image_wh: Tensor,
+    stride: int,
+    max_iou: float = 0.25,
+    patch: int = PATCH,
 ) -> tuple[Tensor, Tensor]:
     """Training: free patch slots get patches around small ground-truth objects (randomly
     shifted, still containing the object) so the fine heads always see positives. A patch
@@ -355,7 +371,7 @@ def _fill_with_gt_patches(
     image) coincide, and identical patches give identical anchors whose one match and
     many non-matches pull the same prediction both ways."""
     origins, pvalid = origins.clone(), pvalid.clone()
-    half = stride * PATCH / 2
+    half = stride * patch / 2
     for b, t in enumerate(targets):
         boxes = t["boxes"].to(origins.device) * image_wh[b].repeat(2)
         small = boxes[(boxes[:, 2] < half) & (boxes[:, 3] < half)]
@@ -365,16 +381,16 @@ def _fill_with_gt_patches(
         small = small[torch.randperm(len(small), device=small.device)]
         x1y1 = (small[:, :2] - small[:, 2:] / 2) / stride
         x2y2 = (small[:, :2] + small[:, 2:] / 2) / stride
-        lo = (x2y2 - PATCH).clamp(min=0)  # the patch must still reach the far corner
+        lo = (x2y2 - patch).clamp(min=0)  # the patch must still reach the far corner
         hi = torch.maximum(torch.floor(x1y1), lo)
         pos = torch.floor(lo + torch.rand_like(lo) * (hi - lo + 1)).clamp(max=hi)
-        limit = torch.ceil(image_wh[b] / stride) - PATCH
+        limit = torch.ceil(image_wh[b] / stride) - patch
         pos = torch.minimum(pos, limit).clamp(min=0).long()
         for p in pos:
             if not free:
                 break
             taken = origins[b][pvalid[b]]
-            if len(taken) and float(_square_iou(p, taken).max()) > max_iou:
+            if len(taken) and float(_square_iou(p, taken, patch).max()) > max_iou:
                 continue
             slot = free.pop(0)
             origins[b, slot] = p

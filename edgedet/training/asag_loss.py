@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from edgedet.models.asag_anchor import PATCH, StageOut
+from edgedet.models.asag_anchor import StageOut
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_iou, elementwise_giou
 from edgedet.training.matcher import HungarianMatcher
 
@@ -176,7 +176,7 @@ class ASAGCriterion(nn.Module):
         }
         for st in stages[1:]:
             out[st.level.lower()] = self.anchor_loss(
-                st.boxes_norm, st.logits, st.valid, _patch_targets(targets, st, image_wh), num_boxes
+                st.boxes_norm, st.logits, st.valid, _patch_targets(targets, st, image_wh, st.patch), num_boxes
             )
         return out
 
@@ -205,10 +205,10 @@ class ASAGCriterion(nn.Module):
         return losses
 
 
-def _patch_targets(targets: list[dict], st: StageOut, image_wh: Tensor) -> list[dict]:
+def _patch_targets(targets: list[dict], st: StageOut, image_wh: Tensor, patch: int) -> list[dict]:
     """Targets a probed level should find: small enough for its patches, centre inside a patch."""
     out = []
-    half = st.stride * PATCH / 2
+    half = st.stride * patch / 2
     for b, t in enumerate(targets):
         boxes = t["boxes"]
         wh = image_wh[b].to(boxes.dtype)
@@ -216,7 +216,7 @@ def _patch_targets(targets: list[dict], st: StageOut, image_wh: Tensor) -> list[
         keep = (px[:, 2] < half) & (px[:, 3] < half)
         cells = px[:, :2] / st.stride  # centres in feature cells
         org = st.patch_xy[b].to(boxes.dtype)
-        inside = ((cells[:, None, :] >= org[None]) & (cells[:, None, :] <= org[None] + PATCH)).all(-1)
+        inside = ((cells[:, None, :] >= org[None]) & (cells[:, None, :] <= org[None] + patch)).all(-1)
         inside = inside & st.patch_valid[b][None, :]
         keep = keep & inside.any(1)
         out.append({"labels": t["labels"][keep], "boxes": boxes[keep]})
