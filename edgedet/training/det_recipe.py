@@ -65,15 +65,15 @@ RECIPES: dict[str, DetRecipe] = {
         augment=False,
         train_size=8000,
         model_options={"dec_layers": 3, "num_queries": 30, "num_queries_one2many": 180, "k_one2many": 6,
-                       "backbone_options": {"memory_saving": False}},
+                       "stride16_lateral": True, "backbone_options": {"memory_saving": False}},
     ),
     "asag": DetRecipe(
         model="asag-quadranet25-xxs",
-        lr=1e-3,
+        lr=3e-4,
         batch_size=4,
         augment=False,
         train_size=8000,
-        model_options={"backbone_options": {"memory_saving": False}},
+        model_options={"patch": 5, "backbone_options": {"memory_saving": False}},
     ),
 }
 
