@@ -4,7 +4,8 @@ Coarse stage: each level's FPN map is compressed to 8 channels (1×1 conv → ac
 compressed P5, restricted to the image (not its padding), is resized to 30×30 and cut into
 four 15×15 patches; P6 = stride-2 dilated 3×3 conv of it (one 15×15 patch). Each patch's
 tokens get a LayerNorm over (225, 8) and a learned position embedding, then an MLP predicts
-50 anchors (cx, cy, w, h, score logit) inside the patch.
+50 anchors (cx, cy, w, h, score logit) inside the patch. (15 is the paper's patch side,
+`AnchorConfig.patch`; with patch p every 15 here reads p, 30 reads 2p and 225 reads p².)
 
 Probing (P4, then P3): anchors whose score lies in (η_l, η_h) = (0.1, 0.7) and whose width
 and height are below half a patch of that level select 15×15 patches centred on them;
@@ -176,7 +177,7 @@ class AnchorGenerator(nn.Module):
         x = resize_valid_region(p5c, valid_hw, interp)
         patches = [x[:, :, r : r + ps, c : c + ps] for r, c in coarse_offsets(ps)]
         patches.append(self.p6(F.relu(x)))
-        tok = torch.stack(patches, 1).flatten(3).transpose(2, 3)  # (B, 5, 225, C)
+        tok = torch.stack(patches, 1).flatten(3).transpose(2, 3)  # (B, 5, patch², C)
         raw = self.coarse_head(self._tokens(tok, 0)).view(bsz, 5, self.cfg.coarse_anchors, 5)
         box = raw[..., :4].sigmoid()
         scale = ps / interp
