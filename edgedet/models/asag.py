@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from edgedet.models.asag_anchor import AnchorConfig, AnchorGenerator
+from edgedet.models.asag_anchor import PATCH, AnchorConfig, AnchorGenerator
 from edgedet.models.asag_query import QueryInit
 from edgedet.models.dynamic_head import DynamicDecoderLayer
 from edgedet.models.fpn import FPN
@@ -154,7 +154,7 @@ def build_asag(
     top_k: int = 100,
     max_patches: tuple[int, int] = (16, 16),
     backbone_options: dict | None = None,
-    patch: int = 15,
+    patch: int = PATCH,
 ) -> ASAG:
     """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
     `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
@@ -168,8 +168,8 @@ def build_asag(
         raise EdgedetError(f"asag preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if mode not in MODES:
         raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not 2 <= patch <= 15:
-        raise EdgedetError(f"asag patch must be between 2 and 15 cells, got {patch}")
+    if not 2 <= patch <= PATCH:
+        raise EdgedetError(f"asag patch must be between 2 and {PATCH} cells, got {patch}")
     if num_decoder_layers < 1 or num_aux_decoders < 0:
         raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
     p = dict(PRESETS[preset])

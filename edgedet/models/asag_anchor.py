@@ -85,7 +85,7 @@ class StageOut:
     patch_xy: Tensor | None = None  # (B, M, 2) crop origins in feature cells (probed levels)
     patch_valid: Tensor | None = None  # (B, M)
     stride: int = 32
-    patch: int = PATCH  # patch side in cells (probed levels)
+    patch: int = PATCH  # the generator's patch side in cells (what a probed level's patches span)
 
 
 @dataclass
@@ -205,7 +205,9 @@ class AnchorGenerator(nn.Module):
         whwh = image_wh.repeat(1, 2)[:, None, :]
         anchors = boxes_norm.detach() * whwh
         scores = self._degenerate(anchors, logits.detach().sigmoid())
-        return StageOut(boxes_norm, logits, anchors, scores, valid, level, patch_xy, patch_valid, stride)
+        return StageOut(
+            boxes_norm, logits, anchors, scores, valid, level, patch_xy, patch_valid, stride, self.cfg.patch
+        )
 
     def fine(
         self, fmap: Tensor, origins: Tensor, patch_valid: Tensor, image_wh: Tensor, level: int, stride: int
@@ -223,7 +225,6 @@ class AnchorGenerator(nn.Module):
         logits = raw[..., 4].flatten(1)
         valid = patch_valid[:, :, None].expand(-1, -1, self.cfg.fine_anchors).flatten(1)
         out = self._finish(boxes_norm, logits, image_wh, valid, f"P{5 - level}", stride, origins, patch_valid)
-        out.patch = ps
         outside = (boxes_norm[..., 0].detach() >= 1) | (boxes_norm[..., 1].detach() >= 1)
         out.scores = torch.where(outside, torch.zeros_like(out.scores), out.scores)
         return out
