@@ -132,16 +132,17 @@ def ref_roi_align(feat, rois, out_hw, scale, sr, aligned):
     return out
 
 
+@pytest.mark.parametrize("method", ["grid", "separable"])
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sr", [2, 1, -1])
-def test_roi_align_matches_loop_reference(aligned: bool, sr: int) -> None:
+def test_roi_align_matches_loop_reference(aligned: bool, sr: int, method: str) -> None:
     gen = torch.Generator().manual_seed(3 + sr)
     feat = torch.randn(2, 3, 9, 11, generator=gen)
     boxes = _random_boxes(7, gen, size=40.0)
     boxes[0] = torch.tensor([-6.0, -5.0, 3.0, 50.0])  # beyond the borders
     boxes[1] = torch.tensor([10.0, 10.0, 10.2, 10.1])  # tiny
     rois = torch.cat([torch.tensor([0, 1, 1, 0, 1, 0, 1.0])[:, None], boxes], 1)
-    got = roi_align(feat, rois, (3, 2), 0.25, sr, aligned)
+    got = roi_align(feat, rois, (3, 2), 0.25, sr, aligned, method)
     expect = ref_roi_align(feat, rois, (3, 2), 0.25, sr, aligned)
     torch.testing.assert_close(got.double(), expect, atol=1e-5, rtol=1e-5)
 
@@ -156,6 +157,24 @@ def test_roi_align_batched_layout_and_grad() -> None:
     torch.testing.assert_close(out.reshape(10, 4, 7, 7), roi_align(feat, rois, 7, 0.25, 2, False))
     out.sum().backward()
     assert feat.grad is not None and feat.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sr", [2, -1])
+def test_roi_align_grid_and_separable_agree_with_gradients(sr: int) -> None:
+    """The two computations are the same arithmetic: values and both gradients agree in fp64."""
+    gen = torch.Generator().manual_seed(8)
+    feat = torch.randn(2, 5, 10, 13, generator=gen, dtype=torch.float64, requires_grad=True)
+    boxes = torch.stack([_random_boxes(9, gen, 90.0) for _ in range(2)]).double() - 10
+    boxes.requires_grad_()
+    weights = torch.randn(2, 9, 5, 7, 5, generator=gen, dtype=torch.float64)
+    results = []
+    for method in ("grid", "separable"):
+        out = roi_align_batched(feat, boxes, (7, 5), 1 / 8, sr, False, method)
+        results.append((out, *torch.autograd.grad((out * weights).sum(), [feat, boxes])))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    with pytest.raises(ValueError, match="method"):
+        roi_align_batched(feat, boxes, 7, 1.0, 2, False, "fast")
 
 
 def test_multiscale_roi_align_picks_fpn_level() -> None:
