@@ -34,7 +34,7 @@ def _batch():
 
 
 @pytest.mark.parametrize("opts", [{}, {"reparam": False, "norm_type": "post_norm"}, {"rpe_type": "abs_log8"},
-                                  {"stride16_lateral": True}])
+                                  {"stride16_lateral": True}, {"stride16_lateral": True, "memory_stride": 8}])
 def test_train_and_eval_forward(opts):
     m = _model(**opts)
     x, masks, targets = _batch()
@@ -47,9 +47,11 @@ def test_train_and_eval_forward(opts):
     losses["loss"].backward()
     assert m.backbone.stem[0].weight.grad.abs().sum() > 0
     assert m.decoder[0].cross_attn.rpb_x[0].weight.grad.abs().sum() > 0
-    if opts.get("stride16_lateral"):  # the stride-16 stage feeds the memory directly
+    stride = opts.get("memory_stride", 16)
+    assert m.decoder[0].cross_attn.feature_stride == stride
+    if opts.get("stride16_lateral"):  # the backbone's map at the memory stride feeds the memory directly
         assert m.lateral.weight.grad.abs().sum() > 0
-        with torch.no_grad():  # odd stride-16 maps (72 / 16 = 4.5) still line up
+        with torch.no_grad():  # odd maps (72 / 16 = 4.5, 104 / 32 = 3.25) still line up
             assert m.eval()(torch.randn(1, 3, 72, 104))["pred_boxes"].shape == (1, 10, 4)
         m.train()
     else:
@@ -113,6 +115,8 @@ def test_registry_names_and_errors():
         create("plain-detr-quadranet25-xxs", bogus=1)
     with pytest.raises(EdgedetError, match="proposals"):
         _model(num_queries=500).eval()(torch.randn(1, 3, 64, 64))
+    with pytest.raises(EdgedetError, match="memory_stride"):
+        create("plain-detr-quadranet25-xxs", preset="cpu", memory_stride=12)
 
 
 # ---- official checkpoint mapping -------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Plain-DETR: a single-scale, global-attention DETR with BoxRPB cross-attention.
 
-Pipeline (one feature map, stride 16):
-  backbone stage-4 map (stride 32) → 2× transposed conv → 1×1 conv + GroupNorm (`input_proj`)
+Pipeline (one feature map, stride 16 as the paper; `memory_stride` 8 for small images):
+  backbone stage-4 map (stride 32) → 2× transposed conv(s) to the memory stride (+ optionally
+  the backbone's own map at that stride, `stride16_lateral`) → 1×1 conv + GroupNorm (`input_proj`)
   → sine position embedding (+ a level embedding) → optional transformer encoder layers
   → two-stage proposals: a grid of anchor boxes on `proposal_strides` maps projected from the
     memory, scored (class 0 = objectness) and refined by the last class/box heads; the top-k
@@ -56,7 +57,10 @@ class PlainDETRConfig:
     look_forward_twice: bool = True
     proposal_strides: tuple[int, ...] = (8, 16, 32, 64)
     proposal_min_size: float = 50.0  # reparam: proposal side (px) on the finest proposal level
-    stride16_lateral: bool = False  # add the backbone's own stride-16 map (1×1 conv) to the upsampled one
+    # add the backbone's own map at the memory stride (1×1 conv) to the upsampled one; the name
+    # dates from when the memory stride was always 16
+    stride16_lateral: bool = False
+    memory_stride: int = 16  # the single feature map's stride (the paper's 16; 8 keeps small images' detail)
     loss_weights: dict = field(default_factory=lambda: {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0})
 
     def to_dict(self) -> dict:
@@ -220,17 +224,18 @@ class PlainDETR(nn.Module):
         if cfg.norm_type not in ("pre_norm", "post_norm"):
             raise EdgedetError(f"norm_type must be pre_norm or post_norm, got {cfg.norm_type!r}")
         self.cfg = cfg
-        self.stride = 16
+        self.stride = cfg.memory_stride
         d = cfg.hidden_dim
         self.backbone = backbone
         last_stride = backbone.feature_strides[-1]
-        if last_stride < self.stride:
-            raise EdgedetError(f"backbone's last stride {last_stride} is finer than 16")
+        if self.stride not in (4, 8, 16, 32) or last_stride < self.stride:
+            raise EdgedetError(f"memory_stride must be 4, 8, 16 or 32 and no finer than the backbone's last "
+                               f"stride {last_stride}, got {self.stride}")
         self.upsample, up_ch = _upsampler(backbone.feature_channels[-1], last_stride // self.stride)
         self.lateral = None
         if cfg.stride16_lateral:
             if self.stride not in backbone.feature_strides:
-                raise EdgedetError("stride16_lateral needs a backbone with a stride-16 stage")
+                raise EdgedetError(f"stride16_lateral needs a backbone with a stride-{self.stride} stage")
             self.lateral_index = list(backbone.feature_strides).index(self.stride)
             self.lateral = nn.Conv2d(backbone.feature_channels[self.lateral_index], up_ch, kernel_size=1)
         groups = math.gcd(32, d)
@@ -351,7 +356,7 @@ class PlainDETR(nn.Module):
 
     def _rpb_scale(self, fmask: Tensor, h: int, w: int, img_hw: Tensor) -> Tensor:
         """Multiplier turning reference boxes into boxes normalised to the padded feature
-        extent (what BoxRPB takes): 1/(W·16) for pixels, the valid ratio for fractions."""
+        extent (what BoxRPB takes): 1/(W·stride) for pixels, the valid ratio for fractions."""
         if self.cfg.reparam:
             ext = torch.tensor([w * self.stride, h * self.stride], dtype=img_hw.dtype, device=img_hw.device)
             return (1.0 / torch.cat([ext, ext]))[None, None, :]
