@@ -156,6 +156,7 @@ def roi_align_batched_onnx(
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
+    method: str = "auto",  # how eager torch computes it; the graph holds RoiAlign either way
 ) -> Tensor:
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
     if sampling_ratio <= 0:

@@ -51,7 +51,7 @@ def test_train_and_eval_forward(opts):
     assert m.decoder[0].cross_attn.feature_stride == stride
     if opts.get("stride16_lateral"):  # the backbone's map at the memory stride feeds the memory directly
         assert m.lateral.weight.grad.abs().sum() > 0
-        with torch.no_grad():  # odd maps (72 / 16 = 4.5, 104 / 32 = 3.25) still line up
+        with torch.no_grad():  # sizes that are not multiples of 32 still line up
             assert m.eval()(torch.randn(1, 3, 72, 104))["pred_boxes"].shape == (1, 10, 4)
         m.train()
     else:
