@@ -284,7 +284,7 @@ class PlainDETR(nn.Module):
         b, _, img_h, img_w = images.shape
         feats = self.backbone.forward_features(images)
         x = self.upsample(feats[-1])
-        if self.lateral is not None:  # pad or crop to the upsampled map (it is one cell larger on odd sizes)
+        if self.lateral is not None:  # pad or crop to the upsampled map (larger when sizes are not multiples of 32)
             f = feats[self.lateral_index]
             x = x + self.lateral(F.pad(f, (0, x.shape[3] - f.shape[3], 0, x.shape[2] - f.shape[2])))
         x = self.input_proj(x)
