@@ -1,7 +1,8 @@
 """Export-time mapping of edgedet's detection ops to the ONNX operators made for them.
 
 Inside `patched()`:
-* `edgedet.ops.nms.fixed_size_nms` (as used by ASAG's static anchor generator) becomes ONNX
+* `edgedet.ops.nms.fixed_size_nms` (as used by ASAG's static anchor generator and its
+  optional detection NMS, and Plain-DETR's optional distinct queries) becomes ONNX
   `NonMaxSuppression` (one class, `max_output_boxes_per_class = K`, IoU strictly above the
   threshold suppresses — the same rule), scattered back into the fixed (B,K) indices + kept
   mask; padding slots hold index 0 (the eager op puts a dropped box there; both are masked);
@@ -181,6 +182,8 @@ def patched(opset: int = 17, onnx_nms: bool = True):
         swaps += [
             ("edgedet.ops.nms", "fixed_size_nms", fixed_size_nms_onnx),
             ("edgedet.models.asag_anchor", "fixed_size_nms", fixed_size_nms_onnx),
+            ("edgedet.models.asag", "fixed_size_nms", fixed_size_nms_onnx),
+            ("edgedet.models.plain_detr", "fixed_size_nms", fixed_size_nms_onnx),
         ]
     saved = []
     for mod_name, attr, new in swaps:

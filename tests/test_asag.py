@@ -180,6 +180,90 @@ def test_asag_bad_options() -> None:
         create("asag-quadranet25-xxs", mode="lazy")
     with pytest.raises(EdgedetError):
         create("asag-quadranet25-xxs", colour="red")
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(EdgedetError, match="nms_iou"):
+            create("asag-quadranet25-xxs", nms_iou=bad)
+        with pytest.raises(EdgedetError, match="anchor_nms_iou"):
+            create("asag-quadranet25-xxs", anchor_nms_iou=bad)
+
+
+def test_detection_nms_is_classwise_and_matches_eager_nms(small_asag) -> None:
+    """Same-class duplicates lose their score, other classes and distant boxes keep theirs, and
+    on random detections the kept set equals the variable-length eager batched NMS."""
+    from edgedet.ops.boxes import box_cxcywh_to_xyxy
+    from edgedet.ops.nms import batched_nms
+
+    small_asag.nms_iou = 0.5
+    try:
+        scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.0]])
+        labels = torch.tensor([[1, 1, 2, 1, 0]])
+        boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.51, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2],
+                               [0.1, 0.1, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2]]])
+        det = small_asag.suppress_duplicates(scores, labels, boxes)
+        assert det["scores"][0].tolist() == pytest.approx([0.9, 0.7, 0.6, 0.0, 0.0])
+        assert det["labels"][0, :3].tolist() == [1, 2, 1]
+        torch.testing.assert_close(det["boxes"][0, 2], boxes[0, 3])
+
+        g = torch.Generator().manual_seed(0)
+        n = 60
+        scores = torch.rand(3, n, generator=g)
+        labels = torch.randint(0, 3, (3, n), generator=g)
+        boxes = torch.cat([torch.rand(3, n, 2, generator=g), 0.05 + 0.3 * torch.rand(3, n, 2, generator=g)], -1)
+        det = small_asag.suppress_duplicates(scores, labels, boxes)
+        for b in range(3):
+            keep = batched_nms(box_cxcywh_to_xyxy(boxes[b]), scores[b], labels[b], 0.5)
+            k = len(keep)
+            assert 0 < k < n and bool((det["scores"][b, k:] == 0).all())
+            torch.testing.assert_close(det["scores"][b, :k], scores[b, keep])
+            assert torch.equal(det["labels"][b, :k], labels[b, keep])
+    finally:
+        small_asag.nms_iou = None
+
+
+def test_distinct_anchors_do_not_overlap_and_modes_agree(small_asag) -> None:
+    from edgedet.models.asag import image_wh_from_masks
+    from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_iou
+
+    images, masks, targets = _batch()
+    small_asag.anchor_nms_iou = 0.5
+    try:
+        small_asag.eval()
+        with torch.no_grad():
+            feats = small_asag.fpn(small_asag.backbone.forward_features(images)[1:])
+            raw = small_asag.anchor_generator(feats[:3], image_wh_from_masks(masks, images), "dynamic")
+            dyn = small_asag(images, masks)
+            small_asag.mode = "static"
+            sta = small_asag(images, masks)
+        small_asag.mode = "dynamic"
+        torch.testing.assert_close(dyn["scores"], sta["scores"], atol=1e-5, rtol=1e-4)
+        for b in range(2):
+            a = box_cxcywh_to_xyxy(dyn["anchors"][b][dyn["valid"][b]])
+            assert 0 < len(a) < int(raw.valid[b].sum())  # some anchors were duplicates
+            assert float((box_iou(a, a) - torch.eye(len(a))).max()) <= 0.5 + 1e-6
+        small_asag.train()
+        out = small_asag(images, masks, targets)
+        assert torch.isfinite(small_asag.loss(out, targets)["loss"])
+    finally:
+        small_asag.mode, small_asag.anchor_nms_iou = "dynamic", None
+        small_asag.zero_grad(set_to_none=True)
+
+
+def test_eval_with_nms_keeps_fixed_size_and_modes_equal(small_asag) -> None:
+    images, masks, _ = _batch()
+    small_asag.eval()
+    small_asag.nms_iou = 0.7
+    try:
+        with torch.no_grad():
+            raw = small_asag(images, masks)
+            plain = small_asag.select_top_k(raw["pred_logits"], raw["pred_boxes"])
+            dyn = small_asag(images, masks)
+            small_asag.mode = "static"
+            sta = small_asag(images, masks)
+    finally:
+        small_asag.mode, small_asag.nms_iou = "dynamic", None
+    assert sta["scores"].shape == (2, 100)
+    torch.testing.assert_close(dyn["scores"], sta["scores"], atol=1e-5, rtol=1e-4)
+    assert int((sta["scores"] > 0).sum()) < int((plain["scores"] > 0).sum())  # something was suppressed
 
 
 # ---- converter: the official ASAG-S layout (ResNet-50 FPN, d=256, 80 classes, 4 heads) -----

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         images, masks, _ = collate([(x, {})])
         with torch.no_grad():
             det = default_postprocess(net)(net(images, masks), torch.tensor([[h, w]]), top_k)
-        keep = det["scores"][0] >= threshold
+        keep = (det["scores"][0] >= threshold) & (det["scores"][0] > 0)  # 0: padding or suppressed
         boxes = det["boxes"][0][keep].tolist()
         labels = det["labels"][0][keep].tolist()
         scores = det["scores"][0][keep].tolist()

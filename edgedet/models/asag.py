@@ -5,7 +5,9 @@ training, the paper's trick for training a single layer).
 `model(images, masks, targets=None)` → outputs dict; `model.loss(outputs, targets)`.
 masks (B,H,W) are True on padding; boxes are normalised cxcywh of each image's unpadded
 extent. `mode` "dynamic" (eager, as the paper) or "static" (fixed shapes, for export).
-In eval the outputs also hold fixed-size top-k `scores`, `labels`, `boxes` (B,top_k).
+In eval the outputs also hold fixed-size top-k `scores`, `labels`, `boxes` (B,top_k);
+with `nms_iou` set, class-wise NMS then zeroes the scores of suppressed entries (the
+official implementation's `--nms`, which its 300-query and CrowdHuman settings turn on).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from edgedet.models.asag_query import QueryInit
 from edgedet.models.dynamic_head import DynamicDecoderLayer
 from edgedet.models.fpn import FPN
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
+from edgedet.ops.nms import fixed_size_nms
 
 MODES = ("dynamic", "static")
 
@@ -46,10 +49,13 @@ class ASAG(nn.Module):
         ffn_dim: int = 2048,
         anchor_cfg: AnchorConfig | None = None,
         dim_dynamic: int = 64,
+        nms_iou: float | None = None,
+        anchor_nms_iou: float | None = None,
     ):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.nms_iou, self.anchor_nms_iou = nms_iou, anchor_nms_iou
         self.backbone = backbone
         self.num_classes, self.mode, self.top_k = num_classes, mode, top_k
         self.fpn = FPN(list(backbone.feature_channels[1:]), dim)
@@ -69,9 +75,11 @@ class ASAG(nn.Module):
         image_wh = image_wh_from_masks(masks, images)
         feats = self.fpn(self.backbone.forward_features(images)[1:])
         anch = self.anchor_generator(feats[:3], image_wh, self.mode, targets)
-        valid = anch.valid
+        anchors, valid = anch.anchors, anch.valid
+        if self.anchor_nms_iou is not None:
+            anchors, valid = self.distinct_anchors(anchors, anch.scores, valid)
         static = self.mode == "static" and not self.training
-        init_logits, proposals, query = self.query_init(feats, anch.anchors, image_wh, valid, static)
+        init_logits, proposals, query = self.query_init(feats, anchors, image_wh, valid, static)
         boxes, q = proposals.detach(), query
         stages = []
         # The first decoder layer and the parallel auxiliary decoders pool the same boxes.
@@ -83,7 +91,7 @@ class ASAG(nn.Module):
         out = dict(stages[-1])
         out.update(
             valid=valid,
-            anchors=anch.anchors,
+            anchors=anchors,
             anchor_scores=anch.scores,
             image_wh=image_wh,
             init={"pred_logits": init_logits, "pred_boxes": proposals},
@@ -100,7 +108,29 @@ class ASAG(nn.Module):
             out["pred_logits"] = out["pred_logits"].masked_fill(~valid[..., None], -1e4)
             out["pred_boxes"] = out["pred_boxes"].masked_fill(~valid[..., None], 0.0)
             out.update(self.select_top_k(out["pred_logits"], out["pred_boxes"]))
+            if self.nms_iou is not None:
+                out.update(self.suppress_duplicates(out["scores"], out["labels"], out["boxes"]))
         return out
+
+    def distinct_anchors(self, anchors: Tensor, scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Class-agnostic NMS over the generated anchors (pixels, cxcywh) before they become
+        queries: survivors first by score, the rest marked invalid (fixed shapes)."""
+        idx, kept = fixed_size_nms(box_cxcywh_to_xyxy(anchors), scores, valid, self.anchor_nms_iou,
+                                   anchors.shape[1])
+        return torch.gather(anchors, 1, idx[..., None].expand(-1, -1, 4)), kept
+
+    def suppress_duplicates(self, scores: Tensor, labels: Tensor, boxes: Tensor) -> dict[str, Tensor]:
+        """Class-wise NMS over the top-k detections with static shapes: kept ones first by
+        score, suppressed ones after them with score 0 (exports as ONNX NonMaxSuppression)."""
+        xyxy = box_cxcywh_to_xyxy(boxes)
+        span = xyxy.amax() - xyxy.amin() + 1  # shifting each class by this keeps classes apart
+        xyxy = xyxy + span * labels[..., None].to(boxes.dtype)
+        idx, kept = fixed_size_nms(xyxy, scores, scores > 0, self.nms_iou, scores.shape[1])
+        return {
+            "scores": torch.gather(scores, 1, idx) * kept.to(scores.dtype),
+            "labels": torch.gather(labels, 1, idx),
+            "boxes": torch.gather(boxes, 1, idx[..., None].expand(-1, -1, 4)),
+        }
 
     def select_top_k(self, logits: Tensor, boxes: Tensor, top_k: int | None = None) -> dict[str, Tensor]:
         """Fixed-size detections: the top_k (query, class) pairs by sigmoid score; boxes
@@ -118,11 +148,12 @@ class ASAG(nn.Module):
     def postprocess(self, outputs: dict, target_sizes: Tensor, top_k: int = 100) -> dict[str, Tensor]:
         """Fixed-size `scores`, `labels` (B,k) and `boxes` (B,k,4) xyxy in pixels of
         target_sizes (B,2) = (h, w)."""
-        det = (
-            outputs
-            if "scores" in outputs and top_k == self.top_k
-            else self.select_top_k(outputs["pred_logits"], outputs["pred_boxes"], top_k)
-        )
+        if "scores" in outputs and top_k == self.top_k:
+            det = outputs
+        else:
+            det = self.select_top_k(outputs["pred_logits"], outputs["pred_boxes"], top_k)
+            if self.nms_iou is not None:
+                det = self.suppress_duplicates(det["scores"], det["labels"], det["boxes"])
         h, w = target_sizes.to(det["boxes"].dtype).unbind(-1)
         xyxy = box_cxcywh_to_xyxy(det["boxes"]) * torch.stack([w, h, w, h], -1)[:, None, :]
         return {"scores": det["scores"], "labels": det["labels"], "boxes": xyxy}
@@ -155,12 +186,17 @@ def build_asag(
     max_patches: tuple[int, int] = (16, 16),
     backbone_options: dict | None = None,
     patch: int = PATCH,
+    nms_iou: float | None = None,
+    anchor_nms_iou: float | None = None,
 ) -> ASAG:
     """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
     `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
     dim / ffn_dim / max_anchors override the preset; `backbone_options` go to the backbone's
     constructor (e.g. memory_saving=False: faster training, more memory); `patch` is the
-    anchor generator's patch side in feature cells (the paper's 15 suits ~800-px images)."""
+    anchor generator's patch side in feature cells (the paper's 15 suits ~800-px images);
+    `nms_iou` turns on class-wise NMS of the detections at that IoU (off: the paper's NMS-free
+    output; the official code uses 0.7 where it turns NMS on); `anchor_nms_iou` a
+    class-agnostic NMS of the anchors before they become queries (not in the paper)."""
     from edgedet.errors import EdgedetError
     from edgedet.models.registry import create
 
@@ -170,6 +206,9 @@ def build_asag(
         raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 2 <= patch <= PATCH:
         raise EdgedetError(f"asag patch must be between 2 and {PATCH} cells, got {patch}")
+    for name, v in (("nms_iou", nms_iou), ("anchor_nms_iou", anchor_nms_iou)):
+        if v is not None and not 0.0 < v < 1.0:
+            raise EdgedetError(f"asag {name} must be between 0 and 1 (exclusive), got {v}")
     if num_decoder_layers < 1 or num_aux_decoders < 0:
         raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
     p = dict(PRESETS[preset])
@@ -200,4 +239,6 @@ def build_asag(
         p["ffn_dim"],
         cfg,
         p["dim_dynamic"],
+        nms_iou,
+        anchor_nms_iou,
     )

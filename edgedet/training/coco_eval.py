@@ -1,8 +1,9 @@
 """COCO mAP through pycocotools for any edgedet detector.
 
 `evaluate` runs the model in eval mode over a `CocoDetection`, keeps the detector's
-fixed-size top-k detections per image (scaled to the original image size), and returns
-the 12 standard COCO numbers under readable names (AP, AP50, AP75, AP_small, ...).
+fixed-size top-k detections per image (scaled to the original image size; entries of score
+0, padding or NMS-suppressed, are not detections), and returns the 12 standard COCO numbers
+under readable names (AP, AP50, AP75, AP_small, ...).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def detect_dataset(model: nn.Module, dataset: CocoDetection, batch_size: int = 8
             rows = zip(targets, det["scores"], det["labels"], det["boxes"], strict=True)
             for t, scores, labels, boxes in rows:
                 for s, lab, b in zip(scores.tolist(), labels.tolist(), boxes.tolist(), strict=True):
+                    if s <= 0.0:  # padding queries and NMS-suppressed entries: not detections
+                        continue
                     results.append({"image_id": t["image_id"], "category_id": dataset.label_to_cat[lab],
                                     "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s})
     finally:
