@@ -44,8 +44,24 @@ def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
     assert m.data["source"]["kind"] == "detector"
 
 
+def test_plain_detr_distinct_queries_export_as_one_nms(tmp_path):
+    out = tmp_path / "pdetr-ddq"
+    res = export_artifact(
+        ExportRequest(
+            model="plain-detr-quadranet25-xxs",
+            format="onnx",
+            out=out,
+            input_size=64,
+            model_overrides={**SMALL_DETR, "distinct_queries_iou": 0.5},
+        )
+    )
+    assert res.parity.passed and res.parity.max_abs_err <= 1e-4
+    assert _ops(out / "model.onnx")["NonMaxSuppression"] == 1
+
+
 @pytest.mark.slow
-def test_asag_static_onnx_uses_nms_and_roialign(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"nms_iou": 0.7, "anchor_nms_iou": 0.6}])
+def test_asag_static_onnx_uses_nms_and_roialign(tmp_path, extra):
     out = tmp_path / "asag"
     res = export_artifact(
         ExportRequest(
@@ -53,13 +69,13 @@ def test_asag_static_onnx_uses_nms_and_roialign(tmp_path):
             format="onnx",
             out=out,
             input_size=128,
-            model_overrides=SMALL_ASAG,
+            model_overrides={**SMALL_ASAG, **extra},
             dynamic_batch=True,
         )
     )
     assert res.parity.passed and [c.batch for c in res.parity.cases] == [1, 2, 3]
     ops = _ops(out / "model.onnx")
-    assert ops["NonMaxSuppression"] >= 1 and ops["RoiAlign"] >= 1 and ops["QuadraConv"] == 25
+    assert ops["NonMaxSuppression"] == 2 + len(extra) and ops["RoiAlign"] >= 1 and ops["QuadraConv"] == 25
     assert [o["shape"][1] for o in load_manifest(out).outputs] == [100, 100, 100]
 
 

@@ -34,7 +34,8 @@ def _batch():
 
 
 @pytest.mark.parametrize("opts", [{}, {"reparam": False, "norm_type": "post_norm"}, {"rpe_type": "abs_log8"},
-                                  {"stride16_lateral": True}, {"stride16_lateral": True, "memory_stride": 8}])
+                                  {"stride16_lateral": True}, {"stride16_lateral": True, "memory_stride": 8},
+                                  {"distinct_queries_iou": 0.6}])
 def test_train_and_eval_forward(opts):
     m = _model(**opts)
     x, masks, targets = _batch()
@@ -70,6 +71,41 @@ def test_one_to_many_queries_do_not_change_one_to_one_outputs():
         ev = m.eval()(x, masks)
     assert torch.allclose(tr["pred_logits"], ev["pred_logits"], atol=1e-5)
     assert torch.allclose(tr["pred_boxes"], ev["pred_boxes"], atol=1e-5)
+
+
+def test_distinct_queries_are_the_nms_survivors():
+    """The one-to-one queries start from the best proposals that survive a class-agnostic NMS
+    (eager `nms` over the candidate pool as the reference); the one-to-many ones from the
+    plain top-k; and in the model no two one-to-one reference boxes overlap beyond the IoU."""
+    from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_iou
+    from edgedet.ops.nms import nms
+
+    m = _model(distinct_queries_iou=0.5)
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    scores = torch.randn(2, n, generator=g)
+    boxes = torch.cat([torch.rand(2, n, 2, generator=g), 0.1 + 0.4 * torch.rand(2, n, 2, generator=g)], -1)
+    ok = torch.ones(2, n, dtype=torch.bool)
+    ok[1, :10] = False
+    top = m._distinct_top(scores, boxes, ok, 30)
+    assert top.shape == (2, 30)
+    for b in range(2):
+        pool = torch.topk(scores[b], 40).indices
+        alive = pool[ok[b, pool]]
+        keep = alive[nms(box_cxcywh_to_xyxy(boxes[b, alive]), scores[b, alive], 0.5)][:10]
+        assert len(keep) == 10 and torch.equal(top[b, :10], keep)
+        assert torch.equal(top[b, 10:], pool[:20])
+
+    x, masks, _ = _batch()
+    seen = {}
+    m.decoder[0].register_forward_pre_hook(lambda mod, args: seen.update(ref=args[2]))
+    with torch.no_grad():
+        m.eval()(x[:1])
+    ref = box_cxcywh_to_xyxy(seen["ref"][0])  # fractions of the padded map: IoU is unchanged
+    iou = box_iou(ref, ref) - torch.eye(len(ref))
+    assert float(iou.max()) <= 0.5 + 1e-6
+    with pytest.raises(EdgedetError, match="distinct_queries_iou"):
+        _model(distinct_queries_iou=1.5)
 
 
 def test_reparameterised_deltas():

@@ -7,7 +7,9 @@ Pipeline (one feature map, stride 16 as the paper; `memory_stride` 8 for small i
   → two-stage proposals: a grid of anchor boxes on `proposal_strides` maps projected from the
     memory, scored (class 0 = objectness) and refined by the last class/box heads; the top-k
     become the decoder's reference boxes, their sine embedding its query positions, and a
-    learned embedding its content queries ("mixed selection")
+    learned embedding its content queries ("mixed selection"); optionally (`distinct_queries_iou`)
+    the one-to-one queries' proposals first pass a class-agnostic NMS, so that no two of them
+    start on the same object (DDQ-DETR's distinct queries; static shapes, exports as NMS)
   → `dec_layers` decoder layers (self-attention, BoxRPB cross-attention, FFN; pre- or
     post-norm), each refining the boxes: reparameterised deltas in pixels
     (cx = cx' + Δx·w', w = w'·exp(Δw)) or, with reparam=False, sigmoid-space offsets
@@ -32,6 +34,7 @@ from edgedet.errors import EdgedetError
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 from edgedet.models.norm import LayerNorm2d
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from edgedet.ops.nms import fixed_size_nms
 from edgedet.training.det_losses import SetCriterion
 from edgedet.training.matcher import HungarianMatcher
 
@@ -61,6 +64,9 @@ class PlainDETRConfig:
     # dates from when the memory stride was always 16
     stride16_lateral: bool = False
     memory_stride: int = 16  # the single feature map's stride (the paper's 16; 8 keeps small images' detail)
+    # one-to-one queries from proposals de-duplicated by class-agnostic NMS at this IoU (DDQ's
+    # distinct queries); None: plain top-k, as the paper
+    distinct_queries_iou: float | None = None
     loss_weights: dict = field(default_factory=lambda: {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0})
 
     def to_dict(self) -> dict:
@@ -238,6 +244,9 @@ class PlainDETR(nn.Module):
                 raise EdgedetError(f"stride16_lateral needs a backbone with a stride-{self.stride} stage")
             self.lateral_index = list(backbone.feature_strides).index(self.stride)
             self.lateral = nn.Conv2d(backbone.feature_channels[self.lateral_index], up_ch, kernel_size=1)
+        iou = cfg.distinct_queries_iou
+        if iou is not None and not 0.0 < iou < 1.0:
+            raise EdgedetError(f"distinct_queries_iou must be between 0 and 1 (exclusive), got {iou}")
         groups = math.gcd(32, d)
         self.input_proj = nn.Sequential(nn.Conv2d(up_ch, d, kernel_size=1), nn.GroupNorm(groups, d))
         self.level_embed = nn.Parameter(torch.randn(1, d))
@@ -419,11 +428,27 @@ class PlainDETR(nn.Module):
         else:
             enc_px = delta + proposals  # logits
             enc_boxes = enc_px.sigmoid()
-        top = torch.topk(enc_logits[..., 0], k, dim=1)[1]
+        if cfg.distinct_queries_iou is None:
+            top = torch.topk(enc_logits[..., 0], k, dim=1)[1]
+        else:
+            top = self._distinct_top(enc_logits[..., 0].detach(), enc_boxes.detach(), valid[..., 0] & ~pmask, k)
         ref = torch.gather(enc_px, 1, top[..., None].expand(-1, -1, 4)).detach()
         if not cfg.reparam:
             ref = ref.sigmoid()
         return enc_logits, enc_boxes, ref
+
+
+    def _distinct_top(self, scores: Tensor, boxes: Tensor, ok: Tensor, k: int) -> Tensor:
+        """Indices of k proposals: the one-to-one queries' are the best-scoring survivors of a
+        class-agnostic NMS over a pool of the top 4·num_queries (padded with suppressed ones if
+        fewer survive); the one-to-many queries' (training) the plain top-k after them."""
+        q1 = min(self.cfg.num_queries, k)
+        pool = torch.topk(scores, min(scores.shape[1], max(4 * q1, k)), dim=1)[1]
+        xyxy = box_cxcywh_to_xyxy(torch.gather(boxes, 1, pool[..., None].expand(-1, -1, 4)))
+        idx, _ = fixed_size_nms(xyxy, torch.gather(scores, 1, pool), torch.gather(ok, 1, pool),
+                                self.cfg.distinct_queries_iou, q1)
+        top = torch.gather(pool, 1, idx)
+        return top if k == q1 else torch.cat([top, pool[:, : k - q1]], 1)
 
 
 @torch.no_grad()
