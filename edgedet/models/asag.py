@@ -121,15 +121,17 @@ class ASAG(nn.Module):
 
     def suppress_duplicates(self, scores: Tensor, labels: Tensor, boxes: Tensor) -> dict[str, Tensor]:
         """Class-wise NMS over the top-k detections with static shapes: kept ones first by
-        score, suppressed ones after them with score 0 (exports as ONNX NonMaxSuppression)."""
+        score, then zeros (score, label, box) where suppressed ones were (exports as ONNX
+        NonMaxSuppression)."""
         xyxy = box_cxcywh_to_xyxy(boxes)
         span = xyxy.amax() - xyxy.amin() + 1  # shifting each class by this keeps classes apart
         xyxy = xyxy + span * labels[..., None].to(boxes.dtype)
         idx, kept = fixed_size_nms(xyxy, scores, scores > 0, self.nms_iou, scores.shape[1])
+        # suppressed slots are zeroed whole: which dropped entry fills them differs by runtime
         return {
             "scores": torch.gather(scores, 1, idx) * kept.to(scores.dtype),
-            "labels": torch.gather(labels, 1, idx),
-            "boxes": torch.gather(boxes, 1, idx[..., None].expand(-1, -1, 4)),
+            "labels": torch.gather(labels, 1, idx) * kept.to(labels.dtype),
+            "boxes": torch.gather(boxes, 1, idx[..., None].expand(-1, -1, 4)) * kept[..., None].to(boxes.dtype),
         }
 
     def select_top_k(self, logits: Tensor, boxes: Tensor, top_k: int | None = None) -> dict[str, Tensor]:
