@@ -65,7 +65,8 @@ RECIPES: dict[str, DetRecipe] = {
         augment=False,
         train_size=8000,
         model_options={"dec_layers": 3, "num_queries": 30, "num_queries_one2many": 180, "k_one2many": 6,
-                       "stride16_lateral": True, "memory_stride": 8, "backbone_options": {"memory_saving": False}},
+                       "stride16_lateral": True, "memory_stride": 8, "distinct_queries_iou": 0.5,
+                       "backbone_options": {"memory_saving": False}},
     ),
     "asag": DetRecipe(
         model="asag-quadranet25-xxs",
@@ -73,7 +74,8 @@ RECIPES: dict[str, DetRecipe] = {
         batch_size=4,
         augment=False,
         train_size=8000,
-        model_options={"patch": 5, "backbone_options": {"memory_saving": False}},
+        model_options={"patch": 5, "anchor_nms_iou": 0.5, "nms_iou": 0.7,
+                       "backbone_options": {"memory_saving": False}},
     ),
 }
 
