@@ -240,6 +240,8 @@ def test_distinct_anchors_do_not_overlap_and_modes_agree(small_asag) -> None:
             a = box_cxcywh_to_xyxy(dyn["anchors"][b][dyn["valid"][b]])
             assert 0 < len(a) < int(raw.valid[b].sum())  # some anchors were duplicates
             assert float((box_iou(a, a) - torch.eye(len(a))).max()) <= 0.5 + 1e-6
+            s = dyn["anchor_scores"][b][dyn["valid"][b]]  # reordered with the anchors: survivors by score
+            assert bool((s[:-1] >= s[1:]).all())
         small_asag.train()
         out = small_asag(images, masks, targets)
         assert torch.isfinite(small_asag.loss(out, targets)["loss"])

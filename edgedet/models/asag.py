@@ -6,7 +6,7 @@ training, the paper's trick for training a single layer).
 masks (B,H,W) are True on padding; boxes are normalised cxcywh of each image's unpadded
 extent. `mode` "dynamic" (eager, as the paper) or "static" (fixed shapes, for export).
 In eval the outputs also hold fixed-size top-k `scores`, `labels`, `boxes` (B,top_k);
-with `nms_iou` set, class-wise NMS then zeroes the scores of suppressed entries (the
+with `nms_iou` set, class-wise NMS then zeroes the suppressed entries (the
 official implementation's `--nms`, which its 300-query and CrowdHuman settings turn on).
 """
 
@@ -75,9 +75,9 @@ class ASAG(nn.Module):
         image_wh = image_wh_from_masks(masks, images)
         feats = self.fpn(self.backbone.forward_features(images)[1:])
         anch = self.anchor_generator(feats[:3], image_wh, self.mode, targets)
-        anchors, valid = anch.anchors, anch.valid
+        anchors, anchor_scores, valid = anch.anchors, anch.scores, anch.valid
         if self.anchor_nms_iou is not None:
-            anchors, valid = self.distinct_anchors(anchors, anch.scores, valid)
+            anchors, anchor_scores, valid = self.distinct_anchors(anchors, anchor_scores, valid)
         static = self.mode == "static" and not self.training
         init_logits, proposals, query = self.query_init(feats, anchors, image_wh, valid, static)
         boxes, q = proposals.detach(), query
@@ -92,7 +92,7 @@ class ASAG(nn.Module):
         out.update(
             valid=valid,
             anchors=anchors,
-            anchor_scores=anch.scores,
+            anchor_scores=anchor_scores,
             image_wh=image_wh,
             init={"pred_logits": init_logits, "pred_boxes": proposals},
         )
@@ -112,12 +112,12 @@ class ASAG(nn.Module):
                 out.update(self.suppress_duplicates(out["scores"], out["labels"], out["boxes"]))
         return out
 
-    def distinct_anchors(self, anchors: Tensor, scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    def distinct_anchors(self, anchors: Tensor, scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Class-agnostic NMS over the generated anchors (pixels, cxcywh) before they become
         queries: survivors first by score, the rest marked invalid (fixed shapes)."""
         idx, kept = fixed_size_nms(box_cxcywh_to_xyxy(anchors), scores, valid, self.anchor_nms_iou,
                                    anchors.shape[1])
-        return torch.gather(anchors, 1, idx[..., None].expand(-1, -1, 4)), kept
+        return torch.gather(anchors, 1, idx[..., None].expand(-1, -1, 4)), torch.gather(scores, 1, idx), kept
 
     def suppress_duplicates(self, scores: Tensor, labels: Tensor, boxes: Tensor) -> dict[str, Tensor]:
         """Class-wise NMS over the top-k detections with static shapes: kept ones first by
