@@ -22,7 +22,8 @@ def _ops(path) -> collections.Counter:
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"distinct_queries_iou": 0.5}])
+def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path, extra):
     out = tmp_path / "pdetr"
     res = export_artifact(
         ExportRequest(
@@ -30,7 +31,7 @@ def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
             format="onnx",
             out=out,
             input_size=64,
-            model_overrides=SMALL_DETR,
+            model_overrides={**SMALL_DETR, **extra},
         )
     )
     assert res.parity.passed and res.parity.max_abs_err <= 1e-4
@@ -40,23 +41,9 @@ def test_plain_detr_onnx_boxrpb_node_and_fixed_outputs(tmp_path):
     assert [o["shape"] for o in m.outputs] == [[1, 100], [1, 100, 4], [1, 100]]
     assert m.outputs[0]["dtype"] == "int64"
     ops = _ops(out / "model.onnx")
-    assert ops["BoxRPBAttention"] == 2 and ops["NonMaxSuppression"] == 0  # NMS-free
+    # NMS-free outputs; distinct queries add one NMS over the proposals
+    assert ops["BoxRPBAttention"] == 2 and ops["NonMaxSuppression"] == len(extra)
     assert m.data["source"]["kind"] == "detector"
-
-
-def test_plain_detr_distinct_queries_export_as_one_nms(tmp_path):
-    out = tmp_path / "pdetr-ddq"
-    res = export_artifact(
-        ExportRequest(
-            model="plain-detr-quadranet25-xxs",
-            format="onnx",
-            out=out,
-            input_size=64,
-            model_overrides={**SMALL_DETR, "distinct_queries_iou": 0.5},
-        )
-    )
-    assert res.parity.passed and res.parity.max_abs_err <= 1e-4
-    assert _ops(out / "model.onnx")["NonMaxSuppression"] == 1
 
 
 @pytest.mark.slow
