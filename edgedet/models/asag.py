@@ -22,7 +22,7 @@ from edgedet.models.asag_query import QueryInit
 from edgedet.models.dynamic_head import DynamicDecoderLayer
 from edgedet.models.fpn import FPN
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
-from edgedet.ops.nms import fixed_size_nms
+from edgedet.ops.nms import fixed_size_nms, separate_groups
 
 MODES = ("dynamic", "static")
 
@@ -107,10 +107,15 @@ class ASAG(nn.Module):
             # padding queries: no score, zero box (so both modes agree on every real detection)
             out["pred_logits"] = out["pred_logits"].masked_fill(~valid[..., None], -1e4)
             out["pred_boxes"] = out["pred_boxes"].masked_fill(~valid[..., None], 0.0)
-            out.update(self.select_top_k(out["pred_logits"], out["pred_boxes"]))
-            if self.nms_iou is not None:
-                out.update(self.suppress_duplicates(out["scores"], out["labels"], out["boxes"]))
+            out.update(self.detections(out["pred_logits"], out["pred_boxes"]))
         return out
+
+    def detections(self, logits: Tensor, boxes: Tensor, top_k: int | None = None) -> dict[str, Tensor]:
+        """The fixed-size top-k detections, then (with `nms_iou`) class-wise NMS over them."""
+        det = self.select_top_k(logits, boxes, top_k)
+        if self.nms_iou is not None:
+            det = self.suppress_duplicates(det["scores"], det["labels"], det["boxes"])
+        return det
 
     def distinct_anchors(self, anchors: Tensor, scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Class-agnostic NMS over the generated anchors (pixels, cxcywh) before they become
@@ -123,9 +128,7 @@ class ASAG(nn.Module):
         """Class-wise NMS over the top-k detections with static shapes: kept ones first by
         score, then zeros (score, label, box) where suppressed ones were (exports as ONNX
         NonMaxSuppression)."""
-        xyxy = box_cxcywh_to_xyxy(boxes)
-        span = xyxy.amax() - xyxy.amin() + 1  # shifting each class by this keeps classes apart
-        xyxy = xyxy + span * labels[..., None].to(boxes.dtype)
+        xyxy = separate_groups(box_cxcywh_to_xyxy(boxes), labels)
         idx, kept = fixed_size_nms(xyxy, scores, scores > 0, self.nms_iou, scores.shape[1])
         # suppressed slots are zeroed whole: which dropped entry fills them differs by runtime
         return {
@@ -150,12 +153,11 @@ class ASAG(nn.Module):
     def postprocess(self, outputs: dict, target_sizes: Tensor, top_k: int = 100) -> dict[str, Tensor]:
         """Fixed-size `scores`, `labels` (B,k) and `boxes` (B,k,4) xyxy in pixels of
         target_sizes (B,2) = (h, w)."""
-        if "scores" in outputs and top_k == self.top_k:
-            det = outputs
-        else:
-            det = self.select_top_k(outputs["pred_logits"], outputs["pred_boxes"], top_k)
-            if self.nms_iou is not None:
-                det = self.suppress_duplicates(det["scores"], det["labels"], det["boxes"])
+        det = (
+            outputs
+            if "scores" in outputs and top_k == self.top_k
+            else self.detections(outputs["pred_logits"], outputs["pred_boxes"], top_k)
+        )
         h, w = target_sizes.to(det["boxes"].dtype).unbind(-1)
         xyxy = box_cxcywh_to_xyxy(det["boxes"]) * torch.stack([w, h, w, h], -1)[:, None, :]
         return {"scores": det["scores"], "labels": det["labels"], "boxes": xyxy}

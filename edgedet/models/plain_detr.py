@@ -437,7 +437,6 @@ class PlainDETR(nn.Module):
             ref = ref.sigmoid()
         return enc_logits, enc_boxes, ref
 
-
     def _distinct_top(self, scores: Tensor, boxes: Tensor, ok: Tensor, k: int) -> Tensor:
         """Indices of k proposals: the one-to-one queries' are the best-scoring survivors of a
         class-agnostic NMS over a pool of the top 4·num_queries (padded with suppressed ones if

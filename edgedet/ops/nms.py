@@ -70,14 +70,18 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return order[keep]
 
 
+def separate_groups(boxes: Tensor, idxs: Tensor) -> Tensor:
+    """boxes (…, 4) xyxy shifted so that boxes of different groups `idxs` (…) never overlap:
+    one NMS over them is then an NMS per group (static shapes; traces)."""
+    span = boxes.max() - boxes.min() + 1
+    return boxes + (idxs.to(boxes.dtype) * span)[..., None]
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """NMS independently per group `idxs` (class or image); kept indices by decreasing score."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
-    # Shift each group to its own region of the plane so groups never overlap.
-    span = boxes.max() - boxes.min() + 1
-    shifted = boxes + (idxs.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    return nms(separate_groups(boxes, idxs), scores, iou_threshold)
 
 
 def fixed_size_nms(
