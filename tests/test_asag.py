@@ -250,6 +250,38 @@ def test_distinct_anchors_do_not_overlap_and_modes_agree(small_asag) -> None:
         small_asag.zero_grad(set_to_none=True)
 
 
+def test_training_drops_trailing_padding_without_changing_the_loss(small_asag, monkeypatch) -> None:
+    """Training cuts the padding slots the anchor NMS leaves; loss and gradients stay the same."""
+    import edgedet.models.asag as asag_module
+
+    images, masks, targets = _batch()
+    small_asag.anchor_nms_iou = 0.5
+    small_asag.train()
+
+    def run():
+        torch.manual_seed(5)
+        small_asag.zero_grad(set_to_none=True)
+        out = small_asag(images, masks, targets)
+        loss = small_asag.loss(out, targets)["loss"]
+        loss.backward()
+        grads = [p.grad.clone() for p in small_asag.decoder.parameters() if p.grad is not None]
+        return out["valid"], loss.detach(), grads
+
+    try:
+        valid, loss, grads = run()
+        monkeypatch.setattr(asag_module, "drop_trailing_padding", lambda a, s, v: (a, s, v))
+        full_valid, full_loss, full_grads = run()
+    finally:
+        small_asag.anchor_nms_iou = None
+        small_asag.zero_grad(set_to_none=True)
+    assert valid.shape[1] < full_valid.shape[1] and bool(valid[:, -1].any())
+    assert int(valid.sum()) == int(full_valid.sum())
+    torch.testing.assert_close(loss, full_loss, rtol=1e-5, atol=1e-5)
+    assert len(grads) == len(full_grads) > 0
+    for g, f in zip(grads, full_grads, strict=True):
+        torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-6)
+
+
 def test_eval_with_nms_keeps_fixed_size_and_modes_equal(small_asag) -> None:
     images, masks, _ = _batch()
     small_asag.eval()

@@ -211,3 +211,25 @@ def test_stable_rank_matches_stable_sort() -> None:
     assert torch.equal(stable_argsort_desc(x), order)
     assert torch.equal(stable_argsort_desc(x, 7), order[:, :7])
     assert torch.equal(stable_rank_desc(x).gather(1, order), torch.arange(40).expand(3, 40))
+    # traced (as in export), the pairwise-comparison path runs instead of torch.sort
+    traced = torch.jit.trace(lambda v: stable_argsort_desc(v, 7), (x * 0 + 1,))
+    assert "aten::sort" not in str(traced.graph)  # ONNX export has no stable sort
+    assert torch.equal(traced(x), order[:, :7])
+
+
+def test_fixed_size_nms_traced_equals_eager() -> None:
+    """Eager NMS skips candidates that are not alive in any image; traced runs every step."""
+    from edgedet.ops.nms import fixed_size_nms
+
+    gen = torch.Generator().manual_seed(3)
+    xy = torch.rand(2, 60, 2, generator=gen) * 20  # crowded: many suppressions
+    boxes = torch.cat([xy, xy + 5 + torch.rand(2, 60, 2, generator=gen) * 20], -1)
+    scores = torch.rand(2, 60, generator=gen)
+    valid = torch.rand(2, 60, generator=gen) < 0.4
+    other = torch.zeros_like(valid)  # traced on another mask: no step may be baked out
+    other[:, :2] = True
+    traced = torch.jit.trace(lambda b, s, v: fixed_size_nms(b, s, v, 0.5, 30), (boxes, scores, other))
+    eager = fixed_size_nms(boxes, scores, valid, 0.5, 30)
+    again = traced(boxes, scores, valid)
+    assert torch.equal(eager[1], again[1])
+    assert torch.equal(eager[0][eager[1]], again[0][again[1]])

@@ -36,6 +36,15 @@ def image_wh_from_masks(masks: Tensor | None, images: Tensor) -> Tensor:
     return torch.stack([inside.sum(2).amax(1), inside.sum(1).amax(1)], 1).to(images.dtype).clamp(min=1)
 
 
+def drop_trailing_padding(anchors: Tensor, scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut the anchor slots after the last one any image of the batch uses. Padding queries
+    are masked everywhere (attention keys, matching, losses), so in training they only cost
+    time; the anchor NMS leaves many (kept anchors first, the rest padding)."""
+    used = torch.nonzero(valid.any(0)).flatten()
+    n = int(used[-1]) + 1 if len(used) else 1
+    return anchors[:, :n], scores[:, :n], valid[:, :n]
+
+
 class ASAG(nn.Module):
     def __init__(
         self,
@@ -78,6 +87,8 @@ class ASAG(nn.Module):
         anchors, anchor_scores, valid = anch.anchors, anch.scores, anch.valid
         if self.anchor_nms_iou is not None:
             anchors, anchor_scores, valid = self.distinct_anchors(anchors, anchor_scores, valid)
+        if self.training:
+            anchors, anchor_scores, valid = drop_trailing_padding(anchors, anchor_scores, valid)
         static = self.mode == "static" and not self.training
         init_logits, proposals, query = self.query_init(feats, anchors, image_wh, valid, static)
         boxes, q = proposals.detach(), query

@@ -22,6 +22,11 @@ from torch import Tensor
 from edgedet.ops.boxes import box_iou
 
 
+def _eager() -> bool:
+    """Not being traced, exported or compiled: data-dependent shortcuts are allowed."""
+    return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+
+
 def _greedy_keep(iou_sorted: Tensor, iou_threshold: float, alive: Tensor) -> Tensor:
     """Greedy suppression over score-sorted candidates.
 
@@ -34,7 +39,10 @@ def _greedy_keep(iou_sorted: Tensor, iou_threshold: float, alive: Tensor) -> Ten
     over = iou_sorted > iou_threshold
     later = torch.ones(n, n, dtype=torch.bool, device=alive.device).triu(1)
     over = over & later
-    for i in range(n):
+    rows = range(n)
+    if _eager():
+        rows = torch.nonzero(alive.reshape(-1, n).any(0)).flatten().tolist()  # the others suppress nothing
+    for i in rows:
         suppress = over[..., i, :] & keep[..., i : i + 1]
         keep = keep & ~suppress
     return keep
@@ -53,8 +61,10 @@ def stable_rank_desc(x: Tensor) -> Tensor:
 
 def stable_argsort_desc(x: Tensor, k: int | None = None) -> Tensor:
     """Indices of the first k elements of a stable descending sort of x (…, N)."""
-    rank = stable_rank_desc(x)
     k = x.shape[-1] if k is None else min(k, x.shape[-1])
+    if _eager():  # the same order without the N×N comparison
+        return torch.sort(x, dim=-1, descending=True, stable=True).indices[..., :k]
+    rank = stable_rank_desc(x)
     return torch.topk(-rank, k, dim=-1, sorted=True).indices
 
 
