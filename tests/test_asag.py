@@ -242,11 +242,18 @@ def test_distinct_anchors_do_not_overlap_and_modes_agree(small_asag) -> None:
             assert float((box_iou(a, a) - torch.eye(len(a))).max()) <= 0.5 + 1e-6
             s = dyn["anchor_scores"][b][dyn["valid"][b]]  # reordered with the anchors: survivors by score
             assert bool((s[:-1] >= s[1:]).all())
+        small_asag.anchor_nms_at_inference = False  # then inference takes every anchor
+        with torch.no_grad():
+            every = small_asag(images, masks)
+        assert torch.equal(every["valid"], raw.valid) and torch.equal(every["anchors"], raw.anchors)
         small_asag.train()
         out = small_asag(images, masks, targets)
         assert torch.isfinite(small_asag.loss(out, targets)["loss"])
+        for b in range(2):  # training still thins them
+            a = box_cxcywh_to_xyxy(out["anchors"][b][out["valid"][b]])
+            assert float((box_iou(a, a) - torch.eye(len(a))).max()) <= 0.5 + 1e-6
     finally:
-        small_asag.mode, small_asag.anchor_nms_iou = "dynamic", None
+        small_asag.mode, small_asag.anchor_nms_iou, small_asag.anchor_nms_at_inference = "dynamic", None, True
         small_asag.zero_grad(set_to_none=True)
 
 

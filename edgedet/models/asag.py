@@ -60,11 +60,13 @@ class ASAG(nn.Module):
         dim_dynamic: int = 64,
         nms_iou: float | None = None,
         anchor_nms_iou: float | None = None,
+        anchor_nms_at_inference: bool = True,
     ):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.nms_iou, self.anchor_nms_iou = nms_iou, anchor_nms_iou
+        self.anchor_nms_at_inference = anchor_nms_at_inference
         self.backbone = backbone
         self.num_classes, self.mode, self.top_k = num_classes, mode, top_k
         self.fpn = FPN(list(backbone.feature_channels[1:]), dim)
@@ -85,7 +87,7 @@ class ASAG(nn.Module):
         feats = self.fpn(self.backbone.forward_features(images)[1:])
         anch = self.anchor_generator(feats[:3], image_wh, self.mode, targets)
         anchors, anchor_scores, valid = anch.anchors, anch.scores, anch.valid
-        if self.anchor_nms_iou is not None:
+        if self.anchor_nms_iou is not None and (self.training or self.anchor_nms_at_inference):
             anchors, anchor_scores, valid = self.distinct_anchors(anchors, anchor_scores, valid)
         if self.training:
             anchors, anchor_scores, valid = drop_trailing_padding(anchors, anchor_scores, valid)
@@ -203,6 +205,7 @@ def build_asag(
     patch: int = PATCH,
     nms_iou: float | None = None,
     anchor_nms_iou: float | None = None,
+    anchor_nms_at_inference: bool = True,
 ) -> ASAG:
     """`asag-<backbone>`: any edgedet model with forward_features (strides 4/8/16/32).
     `preset` "paper" (official sizes; needed to load official checkpoints) or "cpu";
@@ -211,7 +214,8 @@ def build_asag(
     anchor generator's patch side in feature cells (the paper's 15 suits ~800-px images);
     `nms_iou` turns on class-wise NMS of the detections at that IoU (off: the paper's NMS-free
     output; the official code uses 0.7 where it turns NMS on); `anchor_nms_iou` a
-    class-agnostic NMS of the anchors before they become queries (not in the paper)."""
+    class-agnostic NMS of the anchors before they become queries (not in the paper), in
+    training and, unless `anchor_nms_at_inference` is False, at inference."""
     from edgedet.errors import EdgedetError
     from edgedet.models.registry import create
 
@@ -256,4 +260,5 @@ def build_asag(
         p["dim_dynamic"],
         nms_iou,
         anchor_nms_iou,
+        anchor_nms_at_inference,
     )
