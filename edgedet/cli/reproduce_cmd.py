@@ -16,6 +16,7 @@ SUITE_MODULES = [
     "edgedet.bench.suites.boxrpb",
     "edgedet.bench.suites.asag_speed",
     "edgedet.bench.suites.det_train",
+    "edgedet.bench.suites.asag_nms_tuning",
     "edgedet.bench.suites.export_matrix",
     "edgedet.bench.suites.nas",
 ]

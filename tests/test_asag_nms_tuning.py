@@ -1,0 +1,55 @@
+"""`edgedet reproduce asag-nms-tuning`: the grid of inference NMS settings on a tuning split."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from edgedet.models import create
+from edgedet.training.checkpoint import save_checkpoint
+
+OPTIONS = {"preset": "cpu", "dim": 32, "ffn_dim": 64, "patch": 5, "anchor_nms_iou": 0.5,
+           "anchor_nms_at_inference": False, "nms_iou": 0.5}
+
+
+def _asag_checkpoint(path):
+    torch.manual_seed(0)
+    model = create("asag-quadranet25-xxs", num_classes=4, **OPTIONS)
+    save_checkpoint(path, {"task": "detection", "model_name": "asag-quadranet25-xxs", "model_options": OPTIONS,
+                           "num_classes": 4, "model": model.state_dict(),
+                           "config": {"img_size": 128, "seed": 0}})
+
+
+def _edgedet(tmp_path, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "EDGEDET_CACHE": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", "edgedet", "reproduce", "asag-nms-tuning", *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_grid_covers_both_anchor_modes_and_every_detection_iou(tmp_path) -> None:
+    ckpt = tmp_path / "asag.pt"
+    _asag_checkpoint(ckpt)
+    out = tmp_path / "tuning.json"
+    p = _edgedet(tmp_path, "-c", str(ckpt), "--images", "4", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    result = json.loads(out.read_text())
+    assert result["schema_version"] == 1 and result["seed"] == 101 and result["images"] == 4
+    (c,) = result["checkpoints"]
+    assert c["trained_with"] == {"anchor_nms_iou": 0.5, "anchor_nms_at_inference": False, "nms_iou": 0.5}
+    pairs = {(r["anchor_nms_at_inference"], r["nms_iou"]) for r in c["rows"]}
+    assert pairs == {(a, i) for a in (True, False) for i in (None, 0.4, 0.5, 0.6, 0.7)}
+    assert all(-1.0 <= r["AP50"] <= 1.0 for r in c["rows"])
+    assert c["best"]["AP50"] == max(r["AP50"] for r in c["rows"])
+    # the tuning images are another seed's validation split, generated once into the cache
+    assert any((tmp_path / "cache").glob("synthetic-det-*seed101/annotations/val.json"))
+
+
+def test_the_training_seed_is_refused(tmp_path) -> None:
+    ckpt = tmp_path / "asag.pt"
+    _asag_checkpoint(ckpt)
+    p = _edgedet(tmp_path, "-c", str(ckpt), "--seed", "0", "--images", "4")
+    assert p.returncode == 2 and "trained with" in p.stderr, p.stderr
+    p = _edgedet(tmp_path, "-c", str(tmp_path / "missing.pt"))
+    assert p.returncode == 2 and "does not exist" in p.stderr, p.stderr
