@@ -31,8 +31,8 @@ def _greedy_keep(iou_sorted: Tensor, iou_threshold: float, alive: Tensor) -> Ten
     """Greedy suppression over score-sorted candidates.
 
     iou_sorted (..., N, N) pairwise IoU in sorted order, alive (..., N) bool: candidates that
-    take part. Returns the kept mask (..., N). A fixed N-step recurrence of tensor ops, so it
-    is identical in eager mode and when traced.
+    take part. Returns the kept mask (..., N). Traced, a fixed N-step recurrence of tensor ops;
+    eager, the steps of candidates alive in no row are skipped (they suppress nothing).
     """
     n = iou_sorted.shape[-1]
     keep = alive.clone()
