@@ -19,14 +19,14 @@ DETECTION_IOUS = (None, 0.4, 0.5, 0.6, 0.7)
 METRICS = ("AP", "AP50", "AP_small")
 
 
-def tuning_split(img_size: int, images: int, seed: int):
+def tuning_split(model: str, img_size: int, images: int, seed: int):
     """The tuning images: the validation split of a synthetic set with `seed` (cached)."""
-    from edgedet.data.coco import CocoDetection
-    from edgedet.data.synthetic_det import SyntheticDetConfig, ensure_synthetic_coco
+    from edgedet.training.config import TrainConfig
+    from edgedet.training.detection import load_datasets
 
-    paths = ensure_synthetic_coco(SyntheticDetConfig(image_size=img_size, num_train=1, num_val=images, seed=seed))
-    return CocoDetection(paths["val_ann"], paths["val_images"], max_size=img_size, augment=None,
-                         require_annotations=False)
+    cfg = TrainConfig(model=model, data="synthetic-det", img_size=img_size, seed=seed, train_size=1,
+                      val_size=images)
+    return load_datasets(cfg, augment=False)[1]
 
 
 def grid(checkpoint: Path, images: int, seed: int, log=print) -> dict:
@@ -40,7 +40,7 @@ def grid(checkpoint: Path, images: int, seed: int, log=print) -> dict:
         raise EdgedetError(f"{checkpoint} is not an ASAG checkpoint ({state['model_name']})")
     if seed == int(state["config"].get("seed", 0)):
         raise EdgedetError(f"--seed {seed} is the seed the checkpoint was trained with: pick another")
-    data = tuning_split(int(state["config"]["img_size"]), images, seed)
+    data = tuning_split(state["model_name"], int(state["config"]["img_size"]), images, seed)
     anchor_modes = [True, False] if model.anchor_nms_iou is not None else [False]
     rows = []
     for at_inference in anchor_modes:
