@@ -1,4 +1,4 @@
-"""This machine: a fingerprint for every report (CPU model, cores, GPU, OS, load) and its
+"""This machine: a fingerprint for every report (CPU model, vector ISA, cores, GPU, OS, load) and its
 measured physical limits per thread count — peak FP32 GEMM FLOP/s and stream-copy memory
 bandwidth — that roofline bounds compare against."""
 
@@ -11,19 +11,9 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-HOSTINFO_SCHEMA_VERSION = 1
+from edgedet.cpu import cpu_model, vector_isa
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":")[0].strip().lower()
-                if key in ("model name", "hardware", "cpu model"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+HOSTINFO_SCHEMA_VERSION = 2  # 2: device.isa
 
 
 def usable_cpus() -> int:
@@ -62,6 +52,7 @@ def fingerprint() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "cpu_model": cpu_model(),
+        "isa": vector_isa().to_json(),
         "machine": platform.machine(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cpus": psutil.cpu_count(logical=True),

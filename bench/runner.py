@@ -12,10 +12,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgedet import precision
 from edgedet.bench import hostinfo as host
 from edgedet.bench.harness import LoopConfig
 from edgedet.bench.roofline import GraphCost, onnx_cost, openvino_cost, roofline
-from edgedet.bench.runtimes import PRECISIONS, RUNTIMES, SessionSpec, check_available, parse_rpc
+from edgedet.bench.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
 from edgedet.bench.schema import SCHEMA_VERSION, validate
 from edgedet.bench.stats import summarize, throughput_items_per_s
 from edgedet.bench.target import Target, resolve
@@ -33,6 +34,8 @@ TIMING = {
     "host": "host perf_counter_ns around each synchronous inference call (inputs bound once beforehand)",
 }
 
+BENCH_PRECISIONS = ("fp32", "fp16", "bf16")  # int8 is measured by benching a quantised artifact
+
 
 @dataclass
 class BenchConfig:
@@ -42,7 +45,7 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1])
     threads: int | None = None  # None: every CPU this process may use
     streams: int = 1
-    precision: str = "f32"
+    precision: str = "fp32"  # any spelling edgedet.precision accepts; stored canonical
     warmup_s: float = 2.0
     duration_s: float = 10.0
     min_iters: int = 50
@@ -65,8 +68,7 @@ def check_config(cfg: BenchConfig) -> None:
         cfg.device = "cuda"  # the CLI default; TensorRT runs on NVIDIA GPUs only
     if cfg.runtime not in RUNTIMES:
         raise EdgedetError(f"unknown runtime '{cfg.runtime}'; choose from {', '.join(RUNTIMES)}")
-    if cfg.precision not in PRECISIONS:
-        raise EdgedetError(f"unknown precision '{cfg.precision}'; choose from {', '.join(PRECISIONS)}")
+    cfg.precision = precision.canonical(cfg.precision, BENCH_PRECISIONS)
     if not cfg.batches or any(b < 1 for b in cfg.batches):
         raise EdgedetError("--batch needs positive integers, e.g. --batch 1,8,32")
     if cfg.device.startswith("rpc://"):
@@ -152,6 +154,7 @@ def _device(url: str, host_info: dict, target: Target) -> dict:
         "physical_cores": None,
         "logical_cpus": None,
         "gpus": [],
+        "isa": None,  # the board is not queried; the manifest says what it was built for
         "os": "remote (not queried over RPC)",
         "load_average_1m": None,
         "host": host_info,

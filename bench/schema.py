@@ -8,8 +8,9 @@ import json
 import sys
 
 from edgedet.errors import EdgedetError
+from edgedet.precision import CANONICAL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: canonical precision names (fp32, …), device.isa
 
 _NUM = {"type": "number", "minimum": 0}
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -29,10 +30,11 @@ SCHEMA: dict = {
         "kind": {"const": "measured"},
         "device": {
             "type": "object",
-            "required": ["name", "cpu_model", "logical_cpus", "os"],
+            "required": ["name", "cpu_model", "isa", "logical_cpus", "os"],
             "properties": {
                 "name": {"type": "string"},
                 "cpu_model": {"type": "string"},
+                "isa": {"type": ["object", "null"]},
                 "physical_cores": {"type": ["integer", "null"]},
                 "logical_cpus": {"type": ["integer", "null"]},
                 "gpus": {"type": "array"},
@@ -71,7 +73,7 @@ SCHEMA: dict = {
                 "device": {"type": "string"},
                 "threads": {"type": "integer", "minimum": 0},  # 0: a remote board's own default
                 "streams": {"type": "integer", "minimum": 1},
-                "precision": {"enum": ["f32", "bf16", "f16"]},
+                "precision": {"enum": list(CANONICAL)},
                 "batches": {"type": "array", "items": {"type": "integer", "minimum": 1}},
                 "warmup_s": _NUM,
                 "duration_s": _NUM,

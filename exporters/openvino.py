@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedet.errors import EdgedetError
+from edgedet import cpu
+from edgedet import precision as precision_names
 from edgedet.exporters.quadraconv_onnx import DOMAIN
 from edgedet.exporters.quadraconv_onnx import OP_TYPE as QUADRACONV
 
 # edgedet precision name → OpenVINO INFERENCE_PRECISION_HINT value
-PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+PRECISION_HINTS = precision_names.OPENVINO_HINT
 
 
 def _quadraconv_converter(node) -> list:
@@ -122,13 +123,8 @@ def compile_ir(xml_path: Path, precision: str, threads: int = 1):
     import openvino as ov
 
     core = ov.Core()
-    hint = _hint(precision)
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    need = {"bf16": "BF16", "f16": "FP16"}.get(hint)
-    if need and need not in caps:
-        raise EdgedetError(
-            f"this CPU's OpenVINO plugin has no {need} support (capabilities: {', '.join(caps)})"
-        )
+    hint = precision_names.check_openvino_cpu(precision, caps, cpu.vector_isa())
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
     return core.compile_model(core.read_model(str(xml_path)), "CPU", config)
 
@@ -141,6 +137,4 @@ def run_compiled(compiled, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def _hint(precision: str) -> str:
-    if precision not in PRECISION_HINTS:
-        raise EdgedetError(f"unknown precision '{precision}' (choose {', '.join(PRECISION_HINTS)})")
-    return PRECISION_HINTS[precision]
+    return PRECISION_HINTS[precision_names.canonical(precision, tuple(PRECISION_HINTS))]

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgedet import precision as precision_names
 from edgedet.errors import EdgedetError
 from edgedet.exporters import artifact, parity
 from edgedet.exporters.artifact import FORMATS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is not offered yet
 
 
 class ParityFailed(Exception):
@@ -54,8 +55,7 @@ class ExportRequest:
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise EdgedetError(f"unsupported format '{self.format}' (choose {', '.join(FORMATS)})")
-        if self.precision not in PRECISIONS:
-            raise EdgedetError(f"unknown precision '{self.precision}' (choose {', '.join(PRECISIONS)})")
+        self.precision = precision_names.canonical(self.precision, PRECISIONS)
         if self.precision != "fp32" and self.format in ("onnx", "tvm"):
             raise EdgedetError(
                 f"--precision {self.precision} applies to openvino and tensorrt; "

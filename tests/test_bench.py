@@ -207,7 +207,28 @@ def test_bench_onnxruntime_json_plot_and_schema(tmp_path, capsys):
         assert 0 < x["roofline"]["achieved_fraction"]
     assert r["runtime"]["effective"]["intra_op_num_threads"] == 1
     assert r["settings"]["threads"] == 1 and r["device"]["cpu_model"]
+    assert r["settings"]["precision"] == "fp32" and r["device"]["isa"]["best"]
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("spelling", ["fp32", "f32", "FP32"])
+def test_bench_precision_spellings_are_stored_canonically(spelling, tmp_path, capsys):
+    model = conv_relu(tmp_path / "m.onnx")
+    out = tmp_path / "r.json"
+    args = ["bench", model, "--runtime", "onnxruntime", "--input-size", "16", *QUICK, "--no-roofline"]
+    code, text, err = run_cli([*args, "--precision", spelling, "--json", str(out)], capsys)
+    assert code == 0, err
+    assert json.loads(out.read_text())["settings"]["precision"] == "fp32" and ", fp32" in text
+
+
+def test_bench_bad_precision_lists_the_accepted_values(tmp_path, capsys):
+    model = conv_relu(tmp_path / "m.onnx")
+    code, _, err = run_cli(["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "fp64"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "edgedet: error: unknown --precision 'fp64'; accepted: fp32|f32, fp16|f16, bf16, int8"
+    ]
+    code, _, err = run_cli(["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "int8"], capsys)
+    assert code == 2 and "--precision int8 is not offered here; choose from fp32, fp16, bf16" in err
 
 
 def test_bench_openvino_ir_with_explicit_properties(tmp_path, capsys):
@@ -368,7 +389,8 @@ def test_hostinfo_json(tmp_path, capsys):
     code, text, err = run_cli(["hostinfo", "--threads", "1", "--seconds", "0.1", "--json", str(out)], capsys)
     assert code == 0, err
     h = json.loads(out.read_text())
-    assert h["schema_version"] == 1 and h["device"]["cpu_model"]
+    assert h["schema_version"] == 2 and h["device"]["cpu_model"]
+    assert h["device"]["isa"]["best"] in h["device"]["isa"]["features"] + ["scalar"]
     (p,) = h["peaks"]
     assert p["threads"] == 1 and p["gemm_gflops"] > 0 and p["copy_gbps"] > 0
     # bench reads it back for its roofline

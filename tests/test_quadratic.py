@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_close_scaled
 
 from edgedet.kernels import QuadraConv2d, quadratic_conv2d
 
@@ -36,17 +37,21 @@ def test_gradcheck(memory_saving, stride, dilation, bias):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("k", [3, 5, 7])
 def test_implementations_agree_with_definition(stride, k):
-    x, (wa, wb, wc), b = _inputs(c=4, k=k, hw=9, dtype=torch.float32)
+    """fp32 outputs and gradients of both implementations against the definition in float64."""
+    x, (wa, wb, wc), b = _inputs(c=4, k=k, hw=9, dtype=torch.float64)
     pad = (k - 1) // 2
     ref = _reference(x, wa, wb, wc, b, stride, pad, 1)
     g = torch.randn_like(ref)
     ref_grads = torch.autograd.grad(ref, (x, wa, wb, wc, b), g)
+    leaves = [t.detach().float().requires_grad_() for t in (x, wa, wb, wc, b)]
     for saving in (False, True):
-        y = quadratic_conv2d(x, wa, wb, wc, b, stride=stride, memory_saving=saving)
+        y = quadratic_conv2d(*leaves, stride=stride, memory_saving=saving)
+        assert y.dtype == torch.float32
         assert y.shape == ref.shape == (2, 4, -(-9 // stride), -(-10 // stride))
-        torch.testing.assert_close(y, ref)
-        for got, want in zip(torch.autograd.grad(y, (x, wa, wb, wc, b), g), ref_grads, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        assert_close_scaled(y, ref, what="y")
+        grads = torch.autograd.grad(y, leaves, g.float())
+        for name, got, want in zip(("x", "wa", "wb", "wc", "b"), grads, ref_grads, strict=True):
+            assert_close_scaled(got, want, what=f"d{name}")
 
 
 def test_memory_saving_keeps_only_input_and_weights():

@@ -21,7 +21,6 @@ from edgedet.bench.inputs import InputSpec
 from edgedet.errors import EdgedetError
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tvm", "tensorrt")
-PRECISIONS = ("f32", "bf16", "f16")
 
 
 @dataclass
@@ -34,7 +33,7 @@ class SessionSpec:
     batch: int = 1
     threads: int = 1
     streams: int = 1
-    precision: str = "f32"
+    precision: str = "fp32"  # canonical (edgedet.precision)
     input_size: int | None = None
     inputs: list[dict] | None = None  # declared inputs from a manifest (TVM libraries do not carry them)
     seed: int = 0

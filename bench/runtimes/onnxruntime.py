@@ -71,10 +71,10 @@ class OrtSession(Session):
 def open(spec: SessionSpec) -> Session:
     import onnxruntime as ort
 
-    if spec.precision != "f32":
+    if spec.precision != "fp32":
         raise EdgedetError(
-            "onnxruntime runs a model in the precision it was exported in; use --precision f32 "
-            "(export an f16 ONNX to measure f16)"
+            "onnxruntime runs a model in the precision it was exported in; use --precision fp32 "
+            "(export an fp16 ONNX to measure fp16)"
         )
     so = ort.SessionOptions()
     so.intra_op_num_threads = spec.threads

@@ -8,7 +8,9 @@ import importlib.util
 
 from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
 from edgedet.bench.runtimes import Session, SessionSpec, first_line
+from edgedet.cpu import vector_isa
 from edgedet.errors import EdgedetError
+from edgedet.precision import OPENVINO_HINT, check_openvino_cpu
 
 FORMATS = (".xml", ".onnx")
 _DEVICES = {"cpu": "CPU", "CPU": "CPU", "GPU": "GPU", "NPU": "NPU", "gpu": "GPU", "npu": "NPU"}
@@ -85,10 +87,15 @@ def open(spec: SessionSpec) -> Session:
     if any(not p.get_partial_shape().is_static for p in model.inputs):
         model.reshape({n: ov.PartialShape(list(s)) for n, s in shapes.items()})
     dev = _DEVICES[spec.device]
+    if dev == "CPU":
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        hint = check_openvino_cpu(spec.precision, caps, vector_isa())
+    else:
+        hint = OPENVINO_HINT[spec.precision]
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": str(spec.streams),
-        "INFERENCE_PRECISION_HINT": spec.precision,
+        "INFERENCE_PRECISION_HINT": hint,
     }
     if dev == "CPU":
         config["INFERENCE_NUM_THREADS"] = str(spec.threads)

@@ -130,7 +130,7 @@ def _build_from_onnx(trt, logger, spec: SessionSpec) -> bytes:
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EdgedetError(f"TensorRT cannot parse {spec.model}: {errs[:400]}")
     config = builder.create_builder_config()
-    if spec.precision == "f16":
+    if spec.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     elif spec.precision == "bf16":
         config.set_flag(trt.BuilderFlag.BF16)

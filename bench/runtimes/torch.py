@@ -8,9 +8,9 @@ import importlib.util
 
 from edgedet.bench.runtimes import Session, SessionSpec
 from edgedet.errors import EdgedetError
+from edgedet.precision import TORCH_DTYPE
 
 FORMATS: tuple[str, ...] = ()  # runs model names, not files
-_DTYPES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 
 def missing(device: str) -> str | None:
@@ -90,7 +90,7 @@ def open(spec: SessionSpec) -> Session:
 
     torch.set_num_threads(spec.threads)
     torch.set_grad_enabled(False)
-    dtype = getattr(torch, _DTYPES[spec.precision])
+    dtype = getattr(torch, TORCH_DTYPE[spec.precision])
     model = create(spec.model).eval().to(device=spec.device, dtype=dtype)
     size = spec.input_size or 224
     x = torch.randn(spec.batch, 3, size, size, generator=torch.Generator().manual_seed(spec.seed))

@@ -103,8 +103,8 @@ def open(spec: SessionSpec) -> Session:
     import tvm
     from tvm import relax
 
-    if spec.precision != "f32":
-        raise EdgedetError("a TVM library runs in the precision it was compiled in; use --precision f32")
+    if spec.precision != "fp32":
+        raise EdgedetError("a TVM library runs in the precision it was compiled in; use --precision fp32")
     if spec.device.startswith("rpc://"):
         return _open_remote(spec)
     try:

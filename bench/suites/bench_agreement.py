@@ -63,7 +63,7 @@ def run_benchmark_app(
         "-shape",
         f"{input_name}[{batch},3,{size},{size}]",
         "-infer_precision",
-        "f32",
+        "f32",  # benchmark_app's own spelling
         "-t",
         str(max(1, round(seconds))),
     ]
@@ -84,7 +84,7 @@ def run_edgedet(xml: str, batch: int, size: int, threads: int, seconds: float, w
         batches=[batch],
         threads=threads,
         streams=1,
-        precision="f32",
+        precision="fp32",
         warmup_s=warmup_s,
         duration_s=seconds,
         min_iters=10,
@@ -153,7 +153,7 @@ def agreement(
             "input_size": size,
             "threads": threads,
             "streams": 1,
-            "precision": "f32",
+            "precision": "fp32",
             "api": "sync",
             "seconds_per_run": seconds,
             "edgedet_warmup_s": warmup_s,

@@ -58,7 +58,7 @@ def _row(files, runtime: str, batches: list[int], cfg: dict, hostinfo_path: str)
             batches=batches,
             threads=cfg["threads"],
             streams=1,
-            precision="f32",
+            precision="fp32",
             warmup_s=cfg["warmup_s"],
             duration_s=cfg["duration_s"],
             min_iters=cfg["min_iters"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from edgedet.errors import EdgedetError
+from edgedet.precision import HELP as PRECISION_HELP
 
 
 def parse_batches(text: str) -> list[int]:
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
         threads: int = typer.Option(None, "--threads", help="CPU threads (default: every usable CPU)."),
         streams: int = typer.Option(1, "--streams", help="Inference streams (OpenVINO NUM_STREAMS)."),
-        precision: str = typer.Option("f32", "--precision", help="f32 | bf16 | f16"),
+        precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
         warmup_s: float = typer.Option(2.0, "--warmup-s", min=0.0, help="Time-based warm-up (s)."),
         duration_s: float = typer.Option(10.0, "--duration-s", min=0.0, help="Minimum measured time (s)."),
         min_iters: int = typer.Option(50, "--min-iters", min=1, help="Minimum measured inferences."),

@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
             help="Training checkpoint or state_dict (torch.save); default: seeded init.",
         ),
         target: str = typer.Option("host", "--target", help="TVM target: host | cortex-a76."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | bf16 (openvino, tensorrt)."),
+        precision: str = typer.Option(
+            "fp32", "--precision", help="fp32|f32, fp16|f16 or bf16 (the last two: openvino, tensorrt)."
+        ),
         decompose: bool = typer.Option(
             False, "--decompose", help="Standard ONNX ops only (inline edgedet ops)."
         ),

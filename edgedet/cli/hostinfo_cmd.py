@@ -6,6 +6,11 @@ from __future__ import annotations
 import typer
 
 
+def _isa_text(isa: dict) -> str:
+    capped = f", capped by {isa['cap']}" if isa.get("cap") else ""
+    return f"{isa['best']}{capped}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("hostinfo")
     def hostinfo(
@@ -32,7 +37,7 @@ def register(app: typer.Typer) -> None:
         d = info["device"]
         t = Table(
             title=f"measured on {d['cpu_model']} ({d['usable_cpus']} usable CPUs, "
-            f"{d['physical_cores']} cores), 1-min load {d['load_average_1m']}",
+            f"{d['physical_cores']} cores, vector ISA {_isa_text(d['isa'])}), 1-min load {d['load_average_1m']}",
             caption=f"{info['method']['gemm']}; {info['method']['copy']}",
         )
         for col in ("threads", "GEMM GFLOP/s", "copy GB/s", "ridge FLOP/B"):
