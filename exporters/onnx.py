@@ -49,6 +49,7 @@ class OnnxExport:
     opset: int
     ir_version: int
     decomposed: bool
+    source: object = None  # the graph as the TorchScript exporter wrote it (+ function bodies): parity traces
 
     def serialize(self) -> bytes:
         return self.model.SerializeToString()
@@ -93,6 +94,8 @@ def export_onnx(
             do_constant_folding=True,
         )
     model = onnx.load_from_string(buf.getvalue())
+    source = onnx.load_from_string(buf.getvalue())
+    attach_functions(source, opset)
     bool_where_as_logic(model)
     narrow_gather_elements(model)
     custom = attach_functions(model, opset)
@@ -108,6 +111,7 @@ def export_onnx(
         opset,
         model.ir_version,
         decompose,
+        source,
     )
 
 

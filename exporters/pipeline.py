@@ -2,8 +2,9 @@
 
 `export_artifact(ExportRequest)` is what `edgedet export` and the export-matrix suite call.
 Everything is built in a temp folder next to `out`; the folder is renamed into place only
-when parity against PyTorch passed, otherwise `ParityFailed` carries the figures and
-nothing is left behind.
+when parity against PyTorch passed, otherwise `ParityFailed` carries the figures, a
+layer-by-layer trace (when one fits in its time cap) says where the graph departs, and
+nothing is left behind but `<out>.parity-report.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from edgedet import precision as precision_names
+from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
 from edgedet.exporters import artifact, parity
 from edgedet.exporters.artifact import FORMATS
@@ -26,11 +28,19 @@ PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is no
 
 
 class ParityFailed(Exception):
-    """The exported model differs from PyTorch beyond the tolerance (nothing was written)."""
+    """The exported model differs from PyTorch beyond the tolerance (only the report was written)."""
 
-    def __init__(self, result: parity.ParityResult):
+    def __init__(self, result: parity.ParityResult, trace=None, report: Path | None = None):
         super().__init__(result.summary())
         self.result = result
+        self.trace = trace  # parity_trace.ParityTrace, or a string saying why there is none
+        self.report = report
+
+
+def report_path(out: Path) -> Path:
+    """Where a failed export's parity report goes: beside the artifact folder it would have been."""
+    out = Path(out)
+    return out.parent / f"{out.name}.parity-report.json"
 
 
 @dataclass
@@ -45,7 +55,10 @@ class ExportRequest:
     dynamic_batch: bool = False
     input_size: int | None = None
     opset: int = 17
-    tolerance: float | None = None
+    atol: float | None = None  # default: parity.DEFAULT_TOLERANCE[precision]
+    rtol: float | None = None
+    debug_parity: bool = False  # layer-by-layer trace even when parity passes
+    debug_parity_s: float = 120.0  # time cap of the trace (also run when parity fails)
     batches: tuple[int, ...] | None = None
     seed: int = 0
     rpc: str | None = None  # "host:port" of a TVM RPC server that runs the target library
@@ -69,6 +82,15 @@ class ExportRequest:
             raise EdgedetError("--rpc applies to --format tvm only")
         if self.input_size is not None and self.input_size < 32:
             raise EdgedetError(f"--input-size must be at least 32, got {self.input_size}")
+        for name, v in (("--atol", self.atol), ("--rtol", self.rtol)):
+            if v is not None and not v >= 0:
+                raise EdgedetError(f"{name} must be a non-negative number, got {v}")
+
+    def tolerance(self) -> parity.Tolerance:
+        default = parity.DEFAULT_TOLERANCE[self.precision]
+        return parity.Tolerance(
+            default.atol if self.atol is None else self.atol, default.rtol if self.rtol is None else self.rtol
+        )
 
 
 @dataclass
@@ -124,7 +146,7 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     size = req.input_size or default_input_size(model)
     form = prepare(model, size)
     batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
-    tolerance = req.tolerance if req.tolerance is not None else parity.DEFAULT_TOLERANCE[req.precision]
+    tolerance = req.tolerance()
     decompose = req.decompose or req.format == "tvm"
     ops = "standard ops only" if decompose else "edgedet ops as local functions"
     log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
@@ -178,8 +200,13 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
             raise EdgedetError(
                 f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
             ) from e
+        trace = None
+        if req.debug_parity or not res.passed:
+            trace = _trace(req, ex, form, make_inputs(batches[0]), runtime_info["name"], tolerance, log)
         if not res.passed:
-            raise ParityFailed(res)
+            report = report_path(req.out)
+            write_json_atomic(report, _failure_report(req, res, trace))
+            raise ParityFailed(res, trace, report)
         manifest = {
             "schema_version": artifact.SCHEMA_VERSION,
             "edgedet_version": _edgedet_version(),
@@ -203,7 +230,7 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
             "inputs": _io_entries(ex.model.graph.input, ex.model.graph.initializer),
             "outputs": _io_entries(ex.model.graph.output, ()),
             "files": artifact.file_entries(stage, files),
-            "parity": res.to_json(),
+            "parity": {**res.to_json(), **({"trace": _trace_json(trace)} if trace is not None else {})},
             "exported_on": {
                 "machine": platform.machine(),
                 "python": platform.python_version(),
@@ -213,6 +240,44 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
         artifact.remove_unlisted(stage, files)
         artifact.commit(stage, req.out, manifest)
     return ExportResult(Path(req.out), manifest, res, time.perf_counter() - t0)
+
+
+def _trace(req: ExportRequest, ex, form, inputs: list[np.ndarray], runtime: str, tol, log: Log):
+    """The layer-by-layer trace within its time cap, or a string saying why there is none."""
+    from edgedet.exporters import parity_trace
+
+    if runtime not in parity_trace.TRACE_RUNTIMES:
+        return f"no layer-by-layer trace for {runtime} here (traces run on {', '.join(parity_trace.TRACE_RUNTIMES)})"
+    if req.format == "tvm" and req.target != "host":
+        runtime = "tvm"  # the trace runs a host build of the same graph
+    log(f"layer-by-layer parity trace on {runtime} (at most {req.debug_parity_s:g} s)")
+    feeds = dict(zip(form.input_names, inputs, strict=True))
+    res = parity_trace.trace_within(
+        ex.source, ex.model, feeds, runtime, req.precision, tol, req.debug_parity_s, req.threads
+    )
+    for line in res.lines() if not isinstance(res, str) else [res]:
+        log(line)
+    return res
+
+
+def _trace_json(trace) -> dict:
+    return {"error": trace} if isinstance(trace, str) else trace.to_json()
+
+
+def _failure_report(req: ExportRequest, res: parity.ParityResult, trace) -> dict:
+    return {
+        "schema_version": 1,
+        "kind": "parity-report",
+        "model": req.model,
+        "format": req.format,
+        "target": req.target,
+        "precision": req.precision,
+        "artifact": str(req.out),
+        "written": False,
+        "parity": res.to_json(),
+        "failing_outputs": [{"batch": b, **o.to_json()} for b, o in res.failing()],
+        "trace": _trace_json(trace) if trace is not None else None,
+    }
 
 
 def _custom_ops_of(form) -> list[str]:

@@ -38,7 +38,8 @@ def test_onnx_artifact_manifest_and_loader(tmp_path):
     assert m.inputs == [{"name": "image", "shape": ["batch", 3, 64, 64], "dtype": "float32"}]
     assert m.outputs[0]["name"] == "logits" and m.outputs[0]["shape"] == ["batch", 1000]
     assert [c["batch"] for c in d["parity"]["cases"]] == [1, 2, 3]
-    assert d["parity"]["passed"] and d["parity"]["max_abs_err"] <= d["parity"]["tolerance"] == 1e-4
+    assert d["parity"]["passed"] and d["parity"]["max_abs_err"] <= d["parity"]["atol"] == 1e-4
+    assert d["parity"]["rtol"] == 1e-3 and d["parity"]["cases"][0]["outputs"][0]["shape"] == [1, 1000]
     assert len(m.files["model.onnx"]["sha256"]) == 64 and m.model_file == out / "model.onnx"
     assert res.parity.max_abs_err == d["parity"]["max_abs_err"]
     # a modified file is caught by the loader
@@ -51,9 +52,9 @@ def test_onnx_artifact_manifest_and_loader(tmp_path):
 def test_parity_failure_leaves_nothing(tmp_path):
     out = tmp_path / "art"
     with pytest.raises(ParityFailed) as err:
-        export_artifact(_req(out, tolerance=1e-12))
+        export_artifact(_req(out, atol=1e-12, rtol=0.0))
     assert err.value.result.max_abs_err > 1e-12 and "FAILED" in str(err.value)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["art.parity-report.json"]  # the report, no artifact
 
 
 def test_checkpoint_training_format_and_plain_state_dict(tmp_path):
@@ -113,11 +114,14 @@ def test_cli_export_and_parity_failure_exit(tmp_path, capsys):
             "64",
             "--out",
             str(fail),
-            "--tolerance",
+            "--atol",
             "1e-12",
+            "--rtol",
+            "0",
         ]
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert "max abs err" in err and "nothing was written" in err
-    assert not fail.exists()
+    assert "max abs" in err and "max rel" in err and "no artifact was written, only" in err
+    assert "first diverging node" in err  # the trace ran by itself
+    assert not fail.exists() and (tmp_path / "fail.parity-report.json").exists()

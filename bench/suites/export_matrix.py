@@ -41,7 +41,8 @@ class Cell:
     passed: bool
     max_abs_err: float | None
     mean_abs_err: float | None
-    tolerance: float | None
+    atol: float | None
+    rtol: float | None
     custom_ops: list[str]
     converted: dict
     runtime: str
@@ -77,7 +78,8 @@ def run_cell(model: str, column: str, input_size: int, work: Path, seed: int = 0
             False,
             pr.max_abs_err if pr else None,
             pr.mean_abs_err if pr else None,
-            pr.tolerance if pr else None,
+            pr.tolerance.atol if pr else None,
+            pr.tolerance.rtol if pr else None,
             [],
             {},
             opts["format"],
@@ -92,7 +94,8 @@ def run_cell(model: str, column: str, input_size: int, work: Path, seed: int = 0
         res.parity.passed,
         res.parity.max_abs_err,
         res.parity.mean_abs_err,
-        res.parity.tolerance,
+        res.parity.tolerance.atol,
+        res.parity.tolerance.rtol,
         m["custom_ops"],
         m["custom_ops_converted"],
         m["runtime"]["name"],

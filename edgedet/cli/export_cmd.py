@@ -38,10 +38,22 @@ def register(app: typer.Typer) -> None:
             None, "--input-size", help="Square input size (default: the model's, or 224)."
         ),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
-        tolerance: float = typer.Option(
+        atol: float = typer.Option(
             None,
+            "--atol",
             "--tolerance",
-            help="Max abs error allowed vs PyTorch (default 1e-4 fp32, 1e-2 fp16, 5e-2 bf16).",
+            help="Parity: |got − ref| ≤ atol + rtol·|ref| per element (atol default 1e-4 fp32, 1e-2 fp16, "
+            "5e-2 bf16; --tolerance is the old name).",
+        ),
+        rtol: float = typer.Option(None, "--rtol", help="Parity rtol (default 1e-3 fp32, 1e-2 fp16, 5e-2 bf16)."),
+        debug_parity: bool = typer.Option(
+            False,
+            "--debug-parity",
+            help="Compare every intermediate tensor with the exporter's graph in float64 and print the first "
+            "diverging node (runs by itself when parity fails).",
+        ),
+        debug_parity_s: float = typer.Option(
+            120.0, "--debug-parity-s", min=1.0, help="Time cap of the layer-by-layer trace (s)."
         ),
         seed: int = typer.Option(
             0, "--seed", help="Seed of the initialisation (no checkpoint) and parity inputs."
@@ -69,7 +81,10 @@ def register(app: typer.Typer) -> None:
             dynamic_batch=dynamic_batch,
             input_size=input_size,
             opset=opset,
-            tolerance=tolerance,
+            atol=atol,
+            rtol=rtol,
+            debug_parity=debug_parity,
+            debug_parity_s=debug_parity_s,
             seed=seed,
             rpc=rpc,
             threads=threads,
@@ -77,15 +92,11 @@ def register(app: typer.Typer) -> None:
         try:
             res = export_artifact(req, log=lambda s: print(f"· {s}", file=sys.stderr))
         except ParityFailed as e:
-            for case in e.result.cases:
-                for o in case.outputs:
-                    extra = f", {o.mismatches} mismatches" if o.mismatches is not None else ""
-                    print(
-                        f"  batch {case.batch} {o.name}: max abs err {o.max_abs_err:.4g}, "
-                        f"mean {o.mean_abs_err:.4g} (max |ref| {o.max_abs_ref:.4g}{extra})",
-                        file=sys.stderr,
-                    )
-            raise EdgedetError(f"{e}; nothing was written (--tolerance accepts a larger error)") from None
+            for batch, o in e.result.failing():
+                print(f"  batch {batch} {o.line()}", file=sys.stderr)
+            raise EdgedetError(
+                f"{e}; no artifact was written, only {e.report} (--atol / --rtol accept a larger error)"
+            ) from None
         m = res.manifest
         ops = "; ".join(f"{op}: {how}" for op, how in m["custom_ops_converted"].items()) or "none"
         print(f"wrote {res.out} ({m['format']}, {m['precision']}) in {res.seconds:.1f} s; edgedet ops: {ops}")
