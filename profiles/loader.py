@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgedet.cpu import VectorIsa
 from edgedet.errors import EdgedetError
 from edgedet.profiles.schema import validate
 
@@ -36,6 +37,16 @@ class Profile:
     @property
     def runtime_name(self) -> str:
         return str(self.runtime.get("name", "?"))
+
+    def isa_warning(self, host: VectorIsa) -> str | None:
+        """For a measured profile: a warning when this host's vector ISA is not the one it was measured on."""
+        measured = (self.hardware.get("isa") or {}).get("best") if self.kind == "measured" else None
+        if measured is None or measured == host.best:
+            return None
+        return (
+            f"profile '{self.id}' was measured on a {measured} CPU; this host is {host.best}"
+            f"{f' ({host.cap})' if host.cap else ''}: its kernel timings may not hold here"
+        )
 
     def describe(self) -> str:
         """One line: which profile, what kind, and its own error."""

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from edgedet.cpu import vector_isa
 from edgedet.nas.latency.kernel_models import KINDS, build, sample
 from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise, refit_profile
 from edgedet.profiles import from_document
@@ -62,6 +63,8 @@ def test_tiny_measured_profile_is_valid_and_predicts(runtime):
     prof = from_document(doc)
     assert prof.kind == "measured" and prof.runtime["threads"] == 1
     assert doc["hardware"]["name"] and doc["runtime"]["version"]
+    assert doc["hardware"]["isa"] == vector_isa().to_json()  # the ISA it was measured on
+    assert prof.isa_warning(vector_isa()) is None
     if runtime == "openvino":
         assert doc["runtime"]["inference_precision_hint"] == "f32"
     r = predict_module(QuadraBlock(16, 3, 2), (1, 16, 14, 14), prof)

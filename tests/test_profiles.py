@@ -80,6 +80,34 @@ def test_measured_profile_schema(tmp_path):
         from_document(doc)
 
 
+def test_measured_profile_on_another_isa_warns_naming_both(tmp_path, capsys):
+    from edgedet.cli.main import main
+    from edgedet.cpu import VectorIsa, vector_isa
+
+    doc = {
+        "schema_version": 1,
+        "id": "elsewhere",
+        "kind": "measured",
+        "runtime": {"name": "onnxruntime", "threads": 1},
+        "element_bytes": 4,
+        "hardware": {"name": "cpu", "isa": {"best": "amx", "features": ["avx2", "avx512f", "amx"]}},
+        "predictor": {"type": "linear", "classes": {"conv": {"coef": {"flops": 1e-5}}}},
+        "calibration": {"mape": 0.1, "within10": 0.5, "method": "m"},
+    }
+    prof = from_document(doc)
+    avx2 = VectorIsa("x86_64", ("avx2",), ("avx2",))
+    assert prof.isa_warning(avx2) == (
+        "profile 'elsewhere' was measured on a amx CPU; this host is avx2: its kernel timings may not hold here"
+    )
+    assert prof.isa_warning(VectorIsa("x86_64", ("amx",), ("amx",))) is None
+    assert load_profile("cortex-a76").isa_warning(avx2) is None  # predicted profiles carry no host ISA
+    path = _write(tmp_path, doc)
+    main(["predict", "quadranet25-xxs", "--device", path, "--allow-unknown", "--input-size", "64"])
+    err = capsys.readouterr().err
+    host = vector_isa().best
+    assert (f"measured on a amx CPU; this host is {host}" in err) == (host != "amx")
+
+
 def test_not_json_is_rejected(tmp_path):
     p = tmp_path / "p.json"
     p.write_text("{ not json")

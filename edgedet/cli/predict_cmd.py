@@ -4,10 +4,12 @@ by which profile."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
+from edgedet.cpu import vector_isa
 from edgedet.errors import EdgedetError
 
 
@@ -48,6 +50,9 @@ def run_prediction(
     from edgedet.profiles import load_profile
 
     prof = load_profile(device)
+    warning = prof.isa_warning(vector_isa())
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if onnx is not None:
         if not onnx.is_file():
             raise EdgedetError(f"ONNX file not found: {onnx}")

@@ -13,23 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgedet.cpu import cpu_model, vector_isa
 from edgedet.errors import EdgedetError
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:
     info = {
         "cpu": cpu_model(),
+        "isa": vector_isa().to_json(),  # a measured profile holds only on this ISA
         "logical_cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
