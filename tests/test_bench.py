@@ -262,6 +262,28 @@ def test_bench_openvino_ir_with_explicit_properties(tmp_path, capsys):
     assert r["results"][0]["roofline"] is not None  # the .onnx beside the .xml is counted
 
 
+def test_bench_openvino_bf16_runs_or_is_refused_in_one_line(tmp_path, capsys):
+    """bf16 where this CPU's OpenVINO plugin has it (and no ISA cap hides it); one line where not."""
+    import openvino as ov
+
+    from edgedet.cpu import vector_isa
+
+    xml = str(tmp_path / "m.xml")
+    ov.save_model(ov.convert_model(conv_relu(tmp_path / "m.onnx")), xml, compress_to_fp16=False)
+    out = tmp_path / "r.json"
+    args = ["bench", xml, "--runtime", "openvino", "--input-size", "16", *QUICK, "--no-roofline"]
+    code, _, err = run_cli([*args, "--precision", "bf16", "--json", str(out)], capsys)
+    isa = vector_isa()
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") and (isa.bf16 or not isa.cap):
+        assert code == 0, err
+        r = json.loads(out.read_text())
+        assert r["settings"]["precision"] == "bf16" and r["runtime"]["effective"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    else:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and "no BF16 support" in lines[0], err
+        assert not out.exists()
+
+
 def test_bench_torch_model_name(tmp_path, capsys):
     out = tmp_path / "r.json"
     code, text, err = run_cli(
