@@ -107,7 +107,7 @@ class ParityTrace:
 def float64_copy(model):
     """The same graph computing in float64: float initialisers, constants, casts and I/O."""
     import onnx
-    from onnx import AttributeProto, TensorProto, numpy_helper
+    from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -116,24 +116,39 @@ def float64_copy(model):
         if t.data_type == TensorProto.FLOAT:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
 
-    def widen_nodes(nodes) -> None:
-        for n in nodes:
+    def widen_nodes(container) -> None:
+        casts = []  # (index, Cast node) for constants that read a function attribute
+        for i, n in enumerate(container.node):
+            if n.op_type == "Constant":
+                a = next((a for a in n.attribute if a.name in ("value_float", "value_floats")), None)
+                if a is not None and a.ref_attr_name:  # a function attribute: cast what it gives
+                    wide = n.output[0]
+                    n.output[0] = f"{wide}__fp32"
+                    casts.append((i, helper.make_node("Cast", [n.output[0]], [wide], to=TensorProto.DOUBLE)))
+                elif a is not None:
+                    v = np.asarray(a.f if a.name == "value_float" else list(a.floats), dtype=np.float64)
+                    n.attribute.remove(a)
+                    n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(v, "value")))
             for a in n.attribute:
+                if a.ref_attr_name:
+                    continue
                 if a.type == AttributeProto.TENSOR:
                     widen(a.t)
                 elif a.type == AttributeProto.GRAPH:
-                    widen_nodes(a.g.node)
+                    widen_nodes(a.g)
                 elif n.op_type in ("Cast", "EyeLike", "RandomNormalLike") and a.name in ("to", "dtype"):
                     a.i = TensorProto.DOUBLE if a.i == TensorProto.FLOAT else a.i
+        for i, cast in reversed(casts):
+            container.node.insert(i + 1, cast)
 
     for t in out.graph.initializer:
         widen(t)
     for v in [*out.graph.input, *out.graph.output, *out.graph.value_info]:
         if v.type.tensor_type.elem_type == TensorProto.FLOAT:
             v.type.tensor_type.elem_type = TensorProto.DOUBLE
-    widen_nodes(out.graph.node)
+    widen_nodes(out.graph)
     for f in out.functions:
-        widen_nodes(f.node)
+        widen_nodes(f)
     return out
 
 
@@ -165,6 +180,22 @@ def mark_outputs(model, names: list[str]):
     return out
 
 
+def _reference_ops() -> list:
+    """Replacements for onnx.reference ops that cannot take edgedet's graphs: its GatherElements
+    uses numpy.choose, limited to 64 values along the gathered axis."""
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=None):
+            axis = 0 if axis is None else int(axis)
+            idx = np.where(indices < 0, indices + data.shape[axis], indices)
+            return (np.take_along_axis(data, idx, axis=axis),)
+
+    return [GatherElements]
+
+
 def reference_tensors(model, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """Every tensor of `model` evaluated in float64 by onnx.reference (ONNX Runtime fp32 without
     graph optimisations where the reference evaluator lacks an op)."""
@@ -174,7 +205,7 @@ def reference_tensors(model, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np
 
         wide = float64_copy(model)
         feeds64 = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in feeds.items()}
-        values = ReferenceEvaluator(wide).run(names, feeds64)
+        values = ReferenceEvaluator(wide, new_ops=_reference_ops()).run(names, feeds64)
         return dict(zip(names, values, strict=True)), "the exporter's graph in float64 (onnx.reference)"
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__

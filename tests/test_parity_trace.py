@@ -129,3 +129,34 @@ def test_large_activations_pass_within_rtol(tmp_path):
     assert res.parity.cases[0].outputs[0].max_abs_ref > 1e3
     with pytest.raises(ParityFailed):
         export_artifact(ExportRequest(out=tmp_path / "abs-only", rtol=0.0, **req))
+
+
+def test_float64_copy_keeps_function_attributes_and_float_constants():
+    """A local function scaling by a float attribute, plus value_float constants: float64 evaluation
+    gives the fp32 values (a dropped attribute would give 0, a float32 leftover a type error)."""
+    from onnx import AttributeProto, TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    scale = helper.make_node("Constant", [], ["s"])
+    ref = AttributeProto()
+    ref.name, ref.ref_attr_name, ref.type = "value_float", "scale", AttributeProto.FLOAT
+    scale.attribute.append(ref)
+    body = [scale, helper.make_node("Mul", ["x", "s"], ["y"])]
+    fn = helper.make_function("test", "Scale", ["x"], ["y"], body, [helper.make_opsetid("", 17)], ["scale"])
+    nodes = [
+        helper.make_node("Scale", ["x"], ["a"], domain="test", scale=0.25),
+        helper.make_node("Constant", [], ["c"], value_float=3.0),
+        helper.make_node("Add", ["a", "c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("test", 1)]
+    )
+    x = np.array([1.0, -2.0], dtype=np.float32)
+    (y64,) = ReferenceEvaluator(parity_trace.float64_copy(model)).run(None, {"x": x.astype(np.float64)})
+    assert y64.dtype == np.float64 and y64.tolist() == [3.25, 2.5]
