@@ -183,3 +183,19 @@ def test_adapt_bad_inputs_one_line_errors(mabn_checkpoint, tmp_path, capsys):
     _error_line(capsys, ["adapt", "resnet-bn", "--checkpoint", str(plain), "--out", out,
                          "--images", "synthetic:clean"], "checkpoint")
     assert not (tmp_path / "a.pt").exists()
+
+
+def test_reproduce_mabn_aggregates_seeds_and_targets(tmp_path):
+    from edgedet.bench.suites.mabn import aggregate, plot, summary
+
+    rows = [{"net": "resnet-bn", "norm": "BN", "seed": s, "target": t, "images": n, "method": m,
+             "acc": 10.0 * s + (5.0 if t == "a" else 15.0) + (1.0 if m == "mabn" else 0.0)}
+            for s in (0, 1) for t in ("a", "b") for n in (12, 32) for m in ("source_only", "mabn")]
+    table = aggregate(rows)
+    r = next(r for r in table if r["method"] == "mabn" and r["images"] == 32)
+    assert r["acc_per_seed"] == [11.0, 21.0] and r["acc_mean"] == 16.0
+    assert r["acc_std"] == pytest.approx(np.std([11.0, 21.0], ddof=1))
+    assert r["acc_per_target"] == {"a": 11.0, "b": 21.0}
+    assert summary(table) == {"mabn": 16.0, "source_only": 15.0}
+    plot(table, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
