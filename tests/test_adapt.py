@@ -199,3 +199,21 @@ def test_reproduce_mabn_aggregates_seeds_and_targets(tmp_path):
     assert summary(table) == {"mabn": 16.0, "source_only": 15.0}
     plot(table, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_adapted_layernorm_checkpoint_exports_with_parity(tmp_path, capsys):
+    from edgedet.arch import uniform_arch
+    from edgedet.exporters.pipeline import ExportRequest, export_artifact
+
+    arch = tmp_path / "mini.arch.json"
+    uniform_arch([8, 16, 32, 64], [1, 1, 1, 1], input_size=32, num_classes=10).save(arch)
+    name = f"quadranet-arch:{arch}"
+    m, cfg = _trained_like(name, aux="byol")
+    save_mabn(tmp_path / "ln-mabn.pt", m, cfg, list(SOURCE_DOMAINS))
+    out = tmp_path / "ln-adapted.pt"
+    assert main(["adapt", name, "-c", str(tmp_path / "ln-mabn.pt"), "--images", "synthetic:contrast-dark",
+                 "--num-images", "16", "--out", str(out)]) == 0, capsys.readouterr()
+    assert "aux" not in torch.load(out, weights_only=True)
+    for fmt in ("onnx", "openvino"):
+        res = export_artifact(ExportRequest(model=name, format=fmt, out=tmp_path / fmt, checkpoint=out, input_size=32))
+        assert res.parity.passed, res.parity.summary()
