@@ -146,7 +146,7 @@ def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint,
                "--num-images", "12", "--steps", "2", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "measured here" in text and "threads" in text and "predicted on cortex-a76" in text and "MAPE" in text
+    assert "measured here" in text and "torch thread" in text and "predicted on cortex-a76" in text and "MAPE" in text
     state = torch.load(out, weights_only=True)
     assert "aux" not in state and state["adapted"]["steps"] == 2 and state["adapted"]["num_images"] == 12
     src = torch.load(mabn_checkpoint, weights_only=True)
