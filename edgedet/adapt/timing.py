@@ -30,7 +30,8 @@ class StepTime:
 
     def line(self) -> str:
         return (f"adaptation step: {self.measured_ms:.1f} ms measured here (median, {self.threads} "
-                f"torch thread{'s' if self.threads != 1 else ''}); {self.predicted_ms:.1f} ms predicted on {self.profile} (profile "
+                f"torch thread{'s' if self.threads != 1 else ''}); {self.predicted_ms:.1f} ms predicted on "
+                f"{self.profile} (profile "
                 f"calibration error {100 * self.calibration_mape:.1f}% MAPE; predicted forward "
                 f"{self.predicted_forward_ms:.1f} ms × step/forward {self.measured_ms / self.forward_ms:.2f} "
                 "measured here)")
