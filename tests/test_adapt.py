@@ -217,3 +217,18 @@ def test_adapted_layernorm_checkpoint_exports_with_parity(tmp_path, capsys):
     for fmt in ("onnx", "openvino"):
         res = export_artifact(ExportRequest(model=name, format=fmt, out=tmp_path / fmt, checkpoint=out, input_size=32))
         assert res.parity.passed, res.parity.summary()
+
+
+def test_random_source_domains_stay_in_source_ranges():
+    from edgedet.data.domains import SOURCE_RANGES, random_source_domain
+
+    a = [random_source_domain("clean", np.random.default_rng([3, 7])) for _ in range(2)]
+    assert a[0] == a[1]
+    rng = np.random.default_rng(0)
+    targets = {s for t in TARGET_DOMAINS for s in DOMAINS[t].shifts}
+    for _ in range(50):
+        d = random_source_domain("contrast-low", rng)
+        extra = d.shifts[-1]
+        assert d.shifts[:-1] == DOMAINS["contrast-low"].shifts and extra not in targets
+        for v, (lo, hi) in zip(extra.params, SOURCE_RANGES[extra.kind], strict=True):
+            assert lo <= v <= hi

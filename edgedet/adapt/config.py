@@ -22,6 +22,11 @@ class MabnConfig:
     aux_weight: float = 0.1  # λ in L = L_main + λ·L_aux (both stages)
     # Stage 2: meta-auxiliary training of the norm affine params, one source domain per episode.
     episodes: int = 300
+    # Episode domains: each a source domain plus one random mild shift within the source
+    # ranges (`domains.random_source_domain`), `meta_domain_images` images each; 0 = the
+    # fixed source domains themselves (on which the jointly trained model needs no adapting).
+    meta_domains: int = 24
+    meta_domain_images: int = 160
     support: tuple[int, int] = (12, 32)  # unlabelled support-set size, drawn per episode
     query: int = 64  # labelled query set of the same domain, disjoint from the support
     inner_lr: float = 0.1  # α: SGD rate of the inner (and the test-time) step

@@ -16,6 +16,7 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,10 +26,11 @@ from edgedet import models
 from edgedet.adapt.aux_heads import AuxNet, make_aux_head, translate_flip
 from edgedet.adapt.config import MabnConfig
 from edgedet.adapt.norm_affine import freeze_for_adaptation
-from edgedet.data.domains import DomainShapes
+from edgedet.data.domains import DomainShapes, random_source_domain
 from edgedet.data.synthetic import CLASSES
 
 Log = Callable[[str], None]
+EPISODE_START = 50_000  # image indices of the meta-training episode domains
 
 
 def build(cfg: MabnConfig, num_classes: int) -> AuxNet:
@@ -135,10 +137,22 @@ def meta_train(model: AuxNet, domains: list[tuple[Tensor, Tensor]], cfg: MabnCon
         p.requires_grad_(True)
 
 
-def source_data(names: list[str], per_domain: int, size: int, seed: int,
+def source_data(names: list, per_domain: int, size: int, seed: int,
                 start: int = 0) -> list[tuple[Tensor, Tensor]]:
-    """(x, y) of index range [start, start+per_domain) in each named domain."""
+    """(x, y) of index range [start, start+per_domain) in each domain (name or Domain)."""
     return [DomainShapes(n, per_domain, size, start=start, seed=seed).tensors() for n in names]
+
+
+def episode_domains(source: list[str], cfg: MabnConfig, data_seed: int = 0,
+                    start: int = EPISODE_START) -> list[tuple[Tensor, Tensor]]:
+    """Meta-training domains: `cfg.meta_domains` random source-range domains (drawn with
+    `cfg.seed`), from an index range disjoint from joint training; the fixed source
+    domains when `cfg.meta_domains` is 0."""
+    if cfg.meta_domains == 0:
+        return source_data(source, cfg.train_per_domain, cfg.img_size, data_seed)
+    rng = np.random.default_rng([cfg.seed, 7])
+    doms = [random_source_domain(source[i % len(source)], rng) for i in range(cfg.meta_domains)]
+    return source_data(doms, cfg.meta_domain_images, cfg.img_size, data_seed, start=start)
 
 
 def train_mabn(cfg: MabnConfig, source: list[str], data_seed: int = 0,
@@ -149,5 +163,5 @@ def train_mabn(cfg: MabnConfig, source: list[str], data_seed: int = 0,
     joint_train(model, torch.cat([d[0] for d in domains]), torch.cat([d[1] for d in domains]), cfg, log)
     joint = copy.deepcopy(model).eval()
     if cfg.episodes > 0:
-        meta_train(model, domains, cfg, log)
+        meta_train(model, episode_domains(source, cfg, data_seed), cfg, log)
     return joint, model.eval()

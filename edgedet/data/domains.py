@@ -68,6 +68,30 @@ SOURCE_DOMAINS = tuple(n for n, d in DOMAINS.items() if d.source)
 TARGET_DOMAINS = tuple(n for n, d in DOMAINS.items() if not d.source)
 
 
+# Parameter ranges of the source shifts: from no shift up to the source domain's strength.
+# Held-out target domains lie outside them (or use another pattern: checker, cool cast).
+SOURCE_RANGES: dict[str, list[tuple[float, float]]] = {
+    "colour": [(0.75, 1.25)] * 3 + [(-0.05, 0.05)] * 3,
+    "blur": [(0.3, 0.8)],
+    "noise": [(0.02, 0.07)],
+    "texture": [(0.04, 0.12), (4.0, 6.0), (0.0, 0.0)],
+    "contrast": [(0.6, 1.0), (-0.1, 0.1)],
+    "jpeg": [(35, 90)],
+}
+
+
+def random_source_domain(base: str, rng: np.random.Generator) -> Domain:
+    """A new domain within the source ranges: a source domain plus one random mild shift
+    (what meta-training episodes adapt to; never a target-domain setting)."""
+    kind = SHIFT_KINDS[int(rng.integers(len(SHIFT_KINDS)))]
+    params = tuple(float(rng.uniform(lo, hi)) if hi > lo else float(lo) for lo, hi in SOURCE_RANGES[kind])
+    if kind == "jpeg":
+        params = (float(round(params[0])),)
+    shift = Shift(kind, params)
+    name = f"{base}+{kind}(" + ",".join(f"{p:.3g}" for p in params) + ")"
+    return Domain(name, domain(base).shifts + (shift,), True)
+
+
 def domain(name: str) -> Domain:
     """The named domain; an unknown name is one clear error listing the choices."""
     if name not in DOMAINS:
@@ -129,10 +153,10 @@ class DomainShapes(Dataset):
     """Samples `start .. start+length-1` of the synthetic set in one domain, as normalised
     CHW tensors (the `SyntheticShapes` normalisation); generated once and kept as uint8."""
 
-    def __init__(self, domain_name: str, length: int, size: int, start: int = 0, seed: int = 0):
+    def __init__(self, domain_name: str | Domain, length: int, size: int, start: int = 0, seed: int = 0):
         if length <= 0 or size <= 0 or start < 0:
             raise EdgedetError("domain set length and size must be positive and start non-negative")
-        self.domain = domain(domain_name)
+        self.domain = domain_name if isinstance(domain_name, Domain) else domain(domain_name)
         self.length, self.size, self.start, self.seed = length, size, start, seed
         self.classes = list(CLASSES)
         imgs, labels = [], []
