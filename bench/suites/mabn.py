@@ -32,12 +32,14 @@ def nets(out: Path) -> list[tuple[str, str]]:
     return [("resnet-bn", "BN"), (f"quadranet-arch:{arch_path}", "LN")]
 
 
-def recipe(model: str, seed: int, quick: bool):
+def recipe(model: str, seed: int, quick: bool, aux: str, inner_lr: float):
+    """The training recipe of one (net, seed); --quick trains on fewer images, shorter."""
     from edgedet.adapt.config import MabnConfig
 
-    cfg = MabnConfig(model=model, seed=seed)
+    cfg = MabnConfig(model=model, seed=seed, aux=aux, inner_lr=inner_lr, train_per_domain=400, epochs=6,
+                     episodes=300)
     if quick:
-        cfg = replace(cfg, train_per_domain=300, epochs=6, episodes=60)
+        cfg = replace(cfg, train_per_domain=300, epochs=5, episodes=150, meta_domains=14)
     return cfg
 
 
@@ -110,7 +112,8 @@ def print_table(table: list[dict]) -> None:
     Console().print(t)
 
 
-def run(seeds: list[int], quick: bool, out: Path, threads: int, log=print) -> dict:
+def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_lr: float,
+        log=print) -> dict:
     import torch
 
     from edgedet.adapt.checkpoint import save_mabn
@@ -124,7 +127,7 @@ def run(seeds: list[int], quick: bool, out: Path, threads: int, log=print) -> di
     rows = []
     for model, norm in nets(out):
         for seed in seeds:
-            cfg = recipe(model, seed, quick)
+            cfg = recipe(model, seed, quick, aux, inner_lr)
             log(f"[{time.perf_counter() - t0:.0f} s] {norm} net {model}, seed {seed}: training")
             joint, meta = train_mabn(cfg, list(SOURCE_DOMAINS), log=log)
             if seed == seeds[0]:
@@ -134,6 +137,7 @@ def run(seeds: list[int], quick: bool, out: Path, threads: int, log=print) -> di
                 rows.append({"net": model, "norm": norm, "seed": seed, **r})
     table = aggregate(rows)
     return {"schema_version": SCHEMA_VERSION, "suite": "mabn", "quick": quick, "seeds": seeds,
+            "recipe": {"BN": recipe("resnet-bn", 0, quick, aux, inner_lr).to_dict()},
             "threads": threads, "source_domains": list(SOURCE_DOMAINS), "target_domains": list(TARGET_DOMAINS),
             "rows": table, "summary": summary(table), "per_target_rows": rows,
             "wall_time_s": time.perf_counter() - t0}
@@ -148,8 +152,11 @@ def register(reproduce: typer.Typer) -> None:
                                  help="Folder for the plot, and the seed-0 MABN checkpoints (for `edgedet adapt`)."),
         seeds: int = typer.Option(None, "--seeds", help="Number of seeds [5; 2 with --quick]."),
         threads: int = typer.Option(2, "--threads", help="torch intra-op threads."),
+        aux: str = typer.Option("rotation", "--aux", help="Auxiliary loss: rotation | byol."),
+        inner_lr: float = typer.Option(1.0, "--inner-lr", help="α of the inner (and test-time) step."),
     ) -> None:
         """Target-domain accuracy of source-only, BN-stats, TENT and MABN (12 and 32 images)."""
+        from edgedet.adapt.aux_heads import AUX_KINDS
         from edgedet.atomic import write_json_atomic
 
         n = seeds if seeds is not None else (2 if quick else 5)
@@ -158,7 +165,11 @@ def register(reproduce: typer.Typer) -> None:
         if out.exists() and not out.is_dir():
             raise EdgedetError(f"--out {out} exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
-        result = run(list(range(n)), quick, out, threads)
+        if aux not in AUX_KINDS:
+            raise EdgedetError(f"--aux must be one of {', '.join(AUX_KINDS)}, got {aux!r}")
+        if not inner_lr > 0:
+            raise EdgedetError(f"--inner-lr must be positive, got {inner_lr}")
+        result = run(list(range(n)), quick, out, threads, aux, inner_lr)
         print_table(result["rows"])
         s = result["summary"]
         print("summary (BN net, 32 images): " + ", ".join(f"{k} {v:.1f}%" for k, v in s.items()))

@@ -56,6 +56,21 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
             m.momentum = mom
 
 
+@contextlib.contextmanager
+def twice_differentiable(model: nn.Module) -> Iterator[None]:
+    """QuadraConv's memory-saving autograd Function has a once-differentiable backward; the
+    second-order meta-gradient needs its plain autograd path (same weights, same result)."""
+    mods = [m for m in model.modules() if isinstance(getattr(m, "memory_saving", None), bool)]
+    saved = [m.memory_saving for m in mods]
+    for m in mods:
+        m.memory_saving = False
+    try:
+        yield
+    finally:
+        for m, v in zip(mods, saved, strict=True):
+            m.memory_saving = v
+
+
 def joint_train(model: AuxNet, x: Tensor, y: Tensor, cfg: MabnConfig, log: Log = print) -> None:
     """Stage 1 on the mixed source images x (N,3,H,W), labels y (N,)."""
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -105,6 +120,14 @@ def meta_train(model: AuxNet, domains: list[tuple[Tensor, Tensor]], cfg: MabnCon
         for n, p in model.aux.named_parameters():
             outer.setdefault(f"aux.{n}", p.requires_grad_(True))
     opt = torch.optim.Adam(list(outer.values()), lr=cfg.outer_lr)
+    with twice_differentiable(model) if cfg.second_order else contextlib.nullcontext():
+        _episodes(model, domains, cfg, inner_names, outer, opt, log)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def _episodes(model: AuxNet, domains: list[tuple[Tensor, Tensor]], cfg: MabnConfig, inner_names: list[str],
+              outer: dict[str, Tensor], opt: torch.optim.Optimizer, log: Log) -> None:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     lo, hi = cfg.support
     k = max(1, cfg.episodes // 5)
@@ -133,8 +156,6 @@ def meta_train(model: AuxNet, domains: list[tuple[Tensor, Tensor]], cfg: MabnCon
             log(f"  meta episode {ep + 1}/{cfg.episodes}: query CE without/with the inner step "
                 f"{tot_before / k:.3f}/{tot_after / k:.3f}")
             tot_before = tot_after = 0.0
-    for p in model.parameters():
-        p.requires_grad_(True)
 
 
 def source_data(names: list, per_domain: int, size: int, seed: int,
