@@ -36,8 +36,8 @@ def recipe(model: str, seed: int, quick: bool, aux: str, inner_lr: float):
     """The training recipe of one (net, seed); --quick trains on fewer images, shorter."""
     from edgedet.adapt.config import MabnConfig
 
-    cfg = MabnConfig(model=model, seed=seed, aux=aux, inner_lr=inner_lr, train_per_domain=400, epochs=6,
-                     episodes=100)
+    cfg = MabnConfig(model=model, seed=seed, aux=aux, inner_lr=inner_lr, train_per_domain=300, epochs=6,
+                     episodes=80)
     if quick:
         cfg = replace(cfg, train_per_domain=250, epochs=4, episodes=50, meta_domains=14)
     return cfg
