@@ -76,12 +76,13 @@ def plot(table: list[dict], path: Path) -> None:
     norms = sorted({r["norm"] for r in table})
     fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4), squeeze=False)
     for ax, norm in zip(axes[0], norms, strict=True):
-        for method in ("source_only", "bn_stats", "tent", "mabn"):
+        for method, colour in zip(("source_only", "bn_stats", "tent", "mabn"), ("C0", "C1", "C2", "C3"),
+                                  strict=True):
             pts = sorted((r["images"], r["acc_mean"], r["acc_std"]) for r in table
                          if r["norm"] == norm and r["method"] == method)
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                            marker="o", capsize=3, label=method)
+                            marker="o", capsize=3, label=method, color=colour)
         net = next(r["net"] for r in table if r["norm"] == norm)
         ax.set(xlabel="unlabelled adaptation images", ylabel="target accuracy (%)",
                title=f"{norm} net ({net.split('/')[-1]})", xticks=SIZES)
