@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "edgedet.cli.eval_cmd",
     "edgedet.cli.detect_cmd",
     "edgedet.cli.convert_cmd",
+    "edgedet.cli.adapt_cmd",
 ]
 
 for _mod in COMMAND_MODULES:

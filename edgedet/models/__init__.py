@@ -6,7 +6,7 @@ from torch import nn
 
 from edgedet.arch import load_arch
 from edgedet.errors import EdgedetError
-from edgedet.models import baselines, quadranet
+from edgedet.models import baselines, quadranet, resnet_bn
 from edgedet.models.registry import create, names, register, register_family
 from edgedet.models.skeleton import Block, MacroNet
 
@@ -41,6 +41,12 @@ def _baseline_factory(kind: str):
 
 for _name, _kind in (("convnet", "conv"), ("skipnet", "skip"), ("swinnet", "swin"), ("hornet", "hor")):
     register(_name)(_baseline_factory(_kind))
+
+
+@register("resnet-bn")
+def _resnet_bn(num_classes: int = 1000, in_chans: int = 3, width: int = 16, blocks: int = 1) -> nn.Module:
+    """Small BatchNorm ResNet (stages 16-32-64, one basic block each): the BN net of `edgedet adapt`"""
+    return resnet_bn.ResNetBN(num_classes, in_chans, width, blocks)
 
 
 def _from_arch_file(path: str, num_classes: int | None = None, in_chans: int = 3,

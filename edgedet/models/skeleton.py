@@ -80,9 +80,12 @@ class MacroNet(nn.Module):
             feats.append(x)
         return feats
 
+    def embed(self, x: Tensor) -> Tensor:
+        """(N,3,H,W) → (N,C) pooled, normalised features: what the classifier head reads."""
+        return self.norm(self.forward_features(x)[-1].mean(dim=(2, 3)))
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.forward_features(x)[-1]
-        return self.head(self.norm(x.mean(dim=(2, 3))))
+        return self.head(self.embed(x))
 
 
 def _cumulative(stem_stride: int, strides: list[int]) -> list[int]:

@@ -1,0 +1,78 @@
+"""Test-time adaptation of a trained classifier to one target domain from a few unlabelled
+images (N,3,H,W); each returns a new model and leaves its input untouched.
+
+source-only: no change.  bn_stats: BatchNorm running statistics re-estimated on the images.
+tent: bn_stats, then norm affine γ, β minimise the mean prediction entropy (Adam).
+mabn: norm affine γ, β (source statistics frozen) take `steps` plain SGD steps on the
+      auxiliary loss, exactly the inner step meta-training learned to make; aux head dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from edgedet.adapt.aux_heads import AuxNet
+from edgedet.adapt.norm_affine import freeze_for_adaptation
+
+
+@torch.no_grad()
+def bn_stats(net: nn.Module, images: Tensor) -> nn.Module:
+    """Copy of `net` whose BatchNorm statistics are those of `images` (no-op without BN)."""
+    net = copy.deepcopy(net)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bns:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches seen
+        net.train()
+        net(images)
+        for m in bns:
+            m.momentum = 0.1
+    return net.eval()
+
+
+def tent(net: nn.Module, images: Tensor, steps: int, lr: float = 1e-3) -> nn.Module:
+    """bn_stats, then `steps` Adam steps of entropy minimisation on the norm affine params."""
+    net = bn_stats(net, images)
+    freeze_for_adaptation(net)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        p = net(images).softmax(1)
+        loss = -(p * p.clamp_min(1e-12).log()).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return _plain(net)
+
+
+def mabn(model: AuxNet, images: Tensor, steps: int, lr: float, seed: int = 0) -> nn.Module:
+    """The classifier after `steps` SGD steps (rate `lr`) of the auxiliary loss on the norm
+    affine params, source statistics frozen; the auxiliary head is dropped."""
+    model = copy.deepcopy(model)
+    freeze_for_adaptation(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        loss = model(images, model.aux.views(images, gen))
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(lr * g)
+    return _plain(model.net)
+
+
+def _plain(net: nn.Module) -> nn.Module:
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: Tensor, y: Tensor, batch: int = 500) -> float:
+    """Top-1 accuracy in percent."""
+    net.eval()
+    correct = sum(int((net(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    return 100.0 * correct / len(x)
