@@ -82,3 +82,22 @@ def test_cli_dynamic_graph_needs_input_size(tmp_path, capsys):
     assert "--input-size" in capsys.readouterr().err
     assert main(["predict", "--onnx", str(path), "--device", "cortex-a76", "--input-size", "256"]) == 0
     assert "256×256" in capsys.readouterr().out
+
+
+def test_asymmetric_kernels_take_no_square_variant():
+    """A 1×7 / 7×1 / 3×1 conv is priced by the generic conv entry, not a k×k variant."""
+    from edgedet.nas.latency.cost import variant_key
+    from edgedet.nas.latency.kernel import Kernel
+    from edgedet.nas.latency.measure import class_key
+
+    classes = {"conv": {}, "conv:k3s1": {}, "conv:k3": {}, "conv:k1": {}}
+
+    def conv(kh, kw, sh=1, sw=1):
+        return Kernel("conv", "c", ["c"], [(1, 8, 16, 16)], [(1, 8, 16, 16)], 1.0, 1.0, 1.0,
+                      kernel_size=(kh, kw), stride=(sh, sw))
+
+    assert variant_key(conv(3, 3), classes) == "conv:k3s1"
+    assert variant_key(conv(3, 1), classes) == "conv"
+    assert variant_key(conv(1, 7), classes) == "conv"
+    assert variant_key(conv(3, 3, 1, 2), classes) == "conv"
+    assert class_key(conv(1, 1)) == "conv:k1" and class_key(conv(1, 7)) == "conv"

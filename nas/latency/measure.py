@@ -65,9 +65,11 @@ class Sample:
 
 
 def class_key(k: Kernel) -> str:
-    """The predictor entry a kernel uses: conv variants by kernel size / stride, else the class."""
-    if k.op == "conv" and k.kernel_size and k.groups == 1:
-        kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
+    """The predictor entry a kernel uses: conv variants by kernel size / stride (square
+    kernels, equal strides only: a 1×7 is not a 1×1), else the class."""
+    ks, st = tuple(k.kernel_size or ()), tuple(k.stride or (1,))
+    if k.op == "conv" and ks and k.groups == 1 and len(set(ks)) == 1 and len(set(st)) == 1:
+        kh, sh = ks[0], st[0]
         if kh == 1:
             return "conv:k1"
         if kh == 3:
