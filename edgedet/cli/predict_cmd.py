@@ -80,8 +80,9 @@ def print_prediction(pred, what: str, top: int) -> None:
 
     p = pred.profile
     cal = p.get("calibration", {})
+    basis = cal.get("error_basis", "held-out")
     err = (
-        f"held-out MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
+        f"{basis} MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
         if "mape" in cal
         else "error unknown"
     )

@@ -63,6 +63,11 @@ def profile_summary(p: Profile) -> dict:
             "mape": p.calibration["mape"],
             "within10": p.calibration["within10"],
             "method": p.calibration["method"],
+            **{
+                k: p.calibration[k]
+                for k in ("error_basis", "lofo_mape", "loo_mape", "mean_signed_error")
+                if k in p.calibration
+            },
         },
     }
 
