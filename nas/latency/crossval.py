@@ -112,11 +112,11 @@ def choose(
     choices: Sequence[FitChoice] = CHOICES,
 ) -> FitChoice:
     """A choice validated on `rows` alone (leave-one-family-out when they hold ≥ 3 families,
-    else leave-one-row-out) by the one-standard-error rule: the first (most regularised) of
+    else 4-fold over the rows, interleaved) by the one-standard-error rule: the first (most regularised) of
     `choices` whose held-out MAPE is within one standard error of the best one's. A weakly
     regularised fit that wins the inner split by a hair extrapolates worst to a family it
     has never seen."""
-    inner = groups if len({groups[i] for i in rows}) >= 3 else [str(i) for i in range(len(y))]
+    inner = groups if len({groups[i] for i in rows}) >= 3 else [f"row-fold-{i % 4}" for i in range(len(y))]
     per_fold = []
     for c in choices:
         rel = np.abs(cv_predictions(rows, inner, y, fit_predict, c) - y[rows]) / y[rows]
