@@ -87,3 +87,14 @@ def test_reproduce_predictor_part_a_lists_family_out_error(tmp_path):
     assert main(["reproduce", "predictor", "--loo-only", "--json", str(out)]) == 0
     rows = {r["profile"]: r for r in json.loads(out.read_text())["loo"]}
     assert rows["cortex-a76"]["lofo_mape"] is not None and rows["cortex-a76"]["families"] >= 5
+
+
+@pytest.mark.slow
+def test_calibration_regenerates_the_shipped_family_out_figure():
+    """The shipped cortex-a76 figures are what `calibrate` computes (minutes: nested fits)."""
+    from edgedet.nas.latency.calibrate import calibrate
+
+    doc = calibrate("cortex-a76")
+    shipped = load_profile("cortex-a76").calibration
+    assert doc["calibration"]["lofo_mape"] == pytest.approx(shipped["lofo_mape"], abs=0.005)
+    assert doc["calibration"]["loo_mape"] == pytest.approx(shipped["loo_mape"], abs=0.005)
