@@ -78,8 +78,9 @@ def test_in_context_calibration_fits_scales_on_real_networks():
     from edgedet.nas.latency import predict_onnx
     from edgedet.nas.latency.context import calibration_networks
 
+    # in-process timing keeps this test short (fresh-process timing: tests/test_latency_fresh.py)
     doc = build_measured_profile("onnxruntime", 1, budget_s=40.0, quick=True, profile_id="t", progress=False,
-                                 per_kind=2, context_share=0.5, context_networks=8)
+                                 per_kind=2, context_share=0.5, context_networks=8, context_fresh=False)
     prof = from_document(doc)
     pred = prof.predictor
     assert "reorder" in pred["classes"]  # lone convs are wrapped in NCHWc reorders by ONNX Runtime

@@ -293,9 +293,11 @@ def build_measured_profile(
     kinds: list[str] | None = None,
     context_share: float = 0.25,
     context_networks: int = 60,
+    context_fresh: bool = True,
 ) -> dict:
     """Time kernels, then whole calibration networks (`context_share` of the budget; 0 skips
-    them), for about `budget_s` seconds, and return a measured profile document."""
+    them; each in a fresh process unless `context_fresh` is False), for about `budget_s`
+    seconds, and return a measured profile document."""
     runner = Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
@@ -362,7 +364,8 @@ def build_measured_profile(
     if context_share > 0:
         from edgedet.nas.latency.context import calibrate_in_context
 
-        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks)
+        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks,
+                                   fresh=context_fresh)
     return doc
 
 
