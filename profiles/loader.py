@@ -50,11 +50,16 @@ class Profile:
 
     def describe(self) -> str:
         """One line: which profile, what kind, and its own error."""
+        return f"{self.kind} profile '{self.id}' ({self.runtime_name}; {self.error_summary()})"
+
+    def error_summary(self) -> str:
+        """Its held-out error: leave-one-family-out MAPE first where it has one, LOO beside."""
         c = self.calibration
-        return (
-            f"{self.kind} profile '{self.id}' ({self.runtime_name}; held-out MAPE "
-            f"{100 * c['mape']:.1f}%, {100 * c['within10']:.0f}% within ±10%)"
-        )
+        basis = c.get("error_basis", "held-out")
+        s = f"{basis} MAPE {100 * c['mape']:.1f}%, {100 * c['within10']:.0f}% within ±10%"
+        if basis == "leave-one-family-out" and c.get("loo_mape") is not None:
+            s += f"; leave-one-out {100 * c['loo_mape']:.1f}%"
+        return s
 
 
 def from_document(doc: dict, src: str = "<memory>") -> Profile:

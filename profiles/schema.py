@@ -8,7 +8,13 @@ from typing import Any
 
 from edgedet.errors import EdgedetError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 1: measured profiles written before leave-one-family-out error (still readable);
+# 2: predicted profiles state `calibration.error_basis`, `lofo_mape` (null when the data is
+#    one family) and `loo_mape`; roofline classes may carry `spill_scale` (with
+#    `hardware.onchip_bytes`).
+READABLE_VERSIONS = (1, 2)
+ERROR_BASES = ("leave-one-family-out", "leave-one-out", "cross-validated")
 KINDS = ("predicted", "measured")
 PREDICTOR_TYPES = ("roofline", "linear")
 LINEAR_FEATURES = (
@@ -57,8 +63,8 @@ def validate(doc: Any, src: str) -> dict:
     if not isinstance(doc, dict):
         raise EdgedetError(f"invalid device profile {src}: top level must be a JSON object")
     ver = _get(doc, "schema_version", int, src, "")
-    if ver != SCHEMA_VERSION:
-        raise _bad(src, "schema_version", f"must be {SCHEMA_VERSION}, got {ver}")
+    if ver not in READABLE_VERSIONS:
+        raise _bad(src, "schema_version", f"must be one of {READABLE_VERSIONS}, got {ver}")
     pid = _get(doc, "id", str, src, "")
     if not pid:
         raise _bad(src, "id", "must not be empty")
@@ -77,6 +83,8 @@ def validate(doc: Any, src: str) -> dict:
         for k in ("peak_gflops", "bandwidth_gbs"):
             if _nonneg(hw, k, src, "hardware") <= 0:
                 raise _bad(src, f"hardware.{k}", "must be > 0")
+        if "onchip_bytes" in hw:
+            _nonneg(hw, "onchip_bytes", src, "hardware")
         srcs = _get(hw, "sources", list, src, "hardware")
         if not srcs or not all(isinstance(s, str) and s for s in srcs):
             raise _bad(src, "hardware.sources", "must be a non-empty list of strings")
@@ -101,6 +109,8 @@ def validate(doc: Any, src: str) -> dict:
         if ptype == "roofline":
             for k in ("overhead_us", "compute_scale", "memory_scale"):
                 _nonneg(spec, k, src, where)
+            if "spill_scale" in spec:
+                _nonneg(spec, "spill_scale", src, where)
         else:
             key = "log_coef" if "log_coef" in spec else "coef"
             coef = _get(spec, key, dict, src, where)
@@ -131,4 +141,13 @@ def validate(doc: Any, src: str) -> dict:
         if v < 0:
             raise _bad(src, f"calibration.{k}", "must be ≥ 0")
     _get(cal, "method", str, src, "calibration")
+    if ver >= 2 and kind == "predicted":
+        basis = _get(cal, "error_basis", str, src, "calibration")
+        if basis not in ERROR_BASES:
+            raise _bad(src, "calibration.error_basis", f"must be one of {ERROR_BASES}, got {basis!r}")
+        _nonneg(cal, "loo_mape", src, "calibration")
+        if "lofo_mape" not in cal:
+            raise _bad(src, "calibration.lofo_mape", "is missing (null when the data is one family)")
+        if cal["lofo_mape"] is not None:
+            _nonneg(cal, "lofo_mape", src, "calibration")
     return doc

@@ -1,16 +1,20 @@
 """`edgedet reproduce predictor`: how good are the latency predictors?
 
-(a) leave-one-out error of every shipped predicted profile on its calibration data;
+(a) leave-one-family-out and leave-one-out error of every shipped predicted profile on its
+    calibration data;
 (b) on this machine: a measured profile's prediction vs ONNX Runtime's measured latency
-    (same threads) on the reference CNNs (random weights filled in), every QuadraNet
-    variant at 224×224, and random architectures of the search space. Table, JSON and a
-    predicted-vs-measured scatter plot (PNG).
+    (same threads, each model timed in a fresh process) on the reference CNNs (random
+    weights filled in), every QuadraNet variant at 224×224, and random architectures of the
+    search space, with MAPE, share within ±10% and mean signed error. Table, JSON and a
+    predicted-vs-measured scatter plot (PNG);
+(c) few-shot adaptation: cortex-a76 adapted to this machine from 5 / 10 / 20 measured
+    networks, scored on the same models against the unadapted and the full measured profile.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import typer
@@ -31,6 +35,7 @@ class ModelRow:
     runs: int
     error: float  # (predicted − measured) / measured
     error_median: float
+    others_ms: dict[str, float] = field(default_factory=dict)  # the adaptation experiment's predictions
 
 
 def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
@@ -83,8 +88,12 @@ def loo_table() -> list[dict]:
                 "profile": pid,
                 "runtime": p.runtime_name,
                 "n": c.get("n"),
-                "loo_mape": c["mape"],
-                "loo_within10": c["within10"],
+                "families": len(c.get("families", [])) or None,
+                "lofo_mape": c.get("lofo_mape"),
+                "lofo_within10": c.get("lofo_within10"),
+                "lofo_mean_signed_error": c.get("lofo_mean_signed_error"),
+                "loo_mape": c.get("loo_mape", c["mape"]),
+                "loo_within10": c.get("loo_within10", c["within10"]),
                 "fit_mape": c.get("fit_mape"),
             }
         )
@@ -124,6 +133,26 @@ def scatter_png(rows: list[ModelRow], path: Path, title: str) -> None:
     tmp.replace(path)
 
 
+def adaptation_table(con, rows: list[ModelRow], others: dict, full_id: str, result: dict) -> None:
+    """(c): every adapted profile scored on the evaluation models beside the full measured one."""
+    from rich.table import Table
+
+    from edgedet.bench.suites.predictor_adapt import score
+
+    measured = [r.measured_ms for r in rows]
+    scores = {label: score([r.others_ms[label] for r in rows], measured) for label in others}
+    scores[f"full measured profile '{full_id}'"] = score([r.predicted_ms for r in rows], measured)
+    t = Table(title=f"(c) few-shot adaptation of cortex-a76 to this machine, scored on the {len(rows)} "
+              "evaluation models (none measured for the adaptation)")
+    for c in ("profile", "within ±10%", "MAPE", "mean signed", "Spearman"):
+        t.add_column(c)
+    for label, sc in scores.items():
+        t.add_row(label, f"{100 * sc['within10']:.0f}%", f"{100 * sc['mape']:.1f}%",
+                  f"{100 * sc['mean_signed_error']:+.1f}%", f"{sc['spearman']:.3f}")
+    con.print(t)
+    result.setdefault("adaptation", {})["scores"] = scores
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predictor")
     def predictor(
@@ -137,6 +166,13 @@ def register(app: typer.Typer) -> None:
         png: Path = typer.Option(Path("predictor_scatter.png"), "--png", help="Scatter plot path."),
         skip_measured: bool = typer.Option(False, "--loo-only", help="Only part (a)."),
         include: str = typer.Option("all", "--include", help="all | cnn | quadranet | arch"),
+        adapt_measure: str = typer.Option(
+            "5,10,20", "--adapt-measure",
+            help="(c) adaptation experiment: adapt cortex-a76 to this machine from these numbers of measured "
+            "networks ('' skips it)."),
+        in_process: bool = typer.Option(
+            False, "--in-process",
+            help="Time the evaluated models in this process (default: each in a fresh process, as bench does)."),
         profile_budget: float = typer.Option(
             480.0, "--profile-budget-s", min=60.0,
             help="Without --profile: seconds for the measured profile built first (≤ 300: quick mode)."),
@@ -148,19 +184,30 @@ def register(app: typer.Typer) -> None:
 
         from edgedet.arch import write_json_atomic
         from edgedet.nas.latency import load_profile, predict_onnx
+        from edgedet.nas.latency.fresh import time_fresh
         from edgedet.nas.latency.timing import Runner, machine_info
 
         torch.set_num_threads(threads)
         con = Console()
         loo = loo_table()
-        t = Table(title="(a) predicted profiles: leave-one-out error on their calibration data")
-        for c in ("profile", "runtime", "n", "LOO MAPE", "LOO within ±10%", "fit MAPE"):
+        t = Table(title="(a) predicted profiles: leave-one-family-out and leave-one-out error on their "
+                  "calibration data (fit choices nested inside each split)")
+        for c in ("profile", "runtime", "n", "families", "LOFO MAPE", "LOFO ±10%", "LOFO signed",
+                  "LOO MAPE", "LOO ±10%", "fit MAPE"):
             t.add_column(c)
+
+        def pct(v, digits=1, sign=""):
+            return "n/a (one family)" if v is None else f"{100 * v:{sign}.{digits}f}%"
+
         for r in loo:
             t.add_row(
                 r["profile"],
                 r["runtime"],
                 str(r["n"]),
+                str(r["families"] or "?"),
+                pct(r["lofo_mape"]),
+                pct(r["lofo_within10"], 0),
+                pct(r["lofo_mean_signed_error"], 1, "+"),
                 f"{100 * r['loo_mape']:.1f}%",
                 f"{100 * r['loo_within10']:.0f}%",
                 f"{100 * (r['fit_mape'] or 0):.1f}%",
@@ -192,13 +239,24 @@ def register(app: typer.Typer) -> None:
                 )
             runner = Runner("onnxruntime", threads)
             basis = "cpu-time" if threads == 1 else "wall-p20"
+            ns = sorted({int(x) for x in adapt_measure.split(",") if x.strip()})
+            others: dict = {}
+            if ns:
+                from edgedet.bench.suites.predictor_adapt import adapted_profiles
+
+                con.print(f"(c) adapting cortex-a76 to this machine from {', '.join(map(str, ns))} measured networks…")
+                others, adapt_meta = adapted_profiles(threads, ns)
+                result["adaptation"] = {"setup": adapt_meta}
             rows: list[ModelRow] = []
             info = machine_info()
             t0 = time.perf_counter()
             for name, group, make in benchmark_models(archs, seed, include):
                 mb = make()
                 pred = predict_onnx(mb, prof)
-                tm = runner.time(mb, min_s=1.0, min_runs=7, max_runs=100)
+                if in_process:
+                    tm = runner.time(mb, min_s=1.0, min_runs=7, max_runs=100)
+                else:
+                    tm = time_fresh(mb, "onnxruntime", threads, min_s=1.0, min_runs=7, max_runs=100)
                 err = (pred.latency_ms - tm.best_ms) / tm.best_ms
                 rows.append(
                     ModelRow(
@@ -210,6 +268,7 @@ def register(app: typer.Typer) -> None:
                         tm.runs,
                         err,
                         (pred.latency_ms - tm.median_ms) / tm.median_ms,
+                        {label: predict_onnx(mb, op).latency_ms for label, op in others.items()},
                     )
                 )
                 con.print(
@@ -220,6 +279,7 @@ def register(app: typer.Typer) -> None:
             w10 = sum(abs(r.error) <= 0.10 for r in rows) / max(1, len(rows))
             w10_med = sum(abs(r.error_median) <= 0.10 for r in rows) / max(1, len(rows))
             mape = sum(abs(r.error) for r in rows) / max(1, len(rows))
+            bias = sum(r.error for r in rows) / max(1, len(rows))
             tt = Table(
                 title=f"(b) this machine: predicted (measured profile '{prof.id}') vs measured "
                 f"(ONNX Runtime {runner.version}, {threads} thread(s), batch 1)"
@@ -245,7 +305,8 @@ def register(app: typer.Typer) -> None:
             con.print(tt)
             con.print(
                 f"{len(rows)} models: {100 * w10:.0f}% within ±10% of the measured {basis} "
-                f"({100 * w10_med:.0f}% of the wall-clock median), MAPE {100 * mape:.1f}% "
+                f"({100 * w10_med:.0f}% of the wall-clock median), MAPE {100 * mape:.1f}%, "
+                f"mean signed error {100 * bias:+.1f}% "
                 f"(CPU {info['cpu']}, load average {info.get('load_average_1m', float('nan')):.1f}; "
                 "on a shared CPU the wall median includes other processes' time slices) "
                 f"[{time.perf_counter() - t0:.0f}s]"
@@ -267,7 +328,10 @@ def register(app: typer.Typer) -> None:
                     "within10": w10,
                     "within10_vs_median": w10_med,
                     "mape": mape,
+                    "mean_signed_error": bias,
                 }
             )
+            if others and rows:
+                adaptation_table(con, rows, others, prof.id, result)
         if json_out is not None:
             write_json_atomic(json_out, result)

@@ -34,11 +34,14 @@ def run_prediction(
     onnx: Path | None,
     arch: Path | None,
     device: str,
-    input_size: int,
-    batch: int,
+    input_size: int | None,
+    batch: int | None,
     allow_unknown: bool,
 ):
-    """Resolve the model source and predict it; returns (Prediction, description)."""
+    """Resolve the model source and predict it; returns (Prediction, description).
+
+    `input_size` None: an ONNX file's own static H×W (required when it is dynamic), 224 for
+    registered models and arch files. `batch` None: the file's batch, else 1."""
     from edgedet.nas.latency import predict_module, predict_onnx
     from edgedet.nas.latency.nnmeter import is_nnmeter, predict_nnmeter
 
@@ -46,7 +49,8 @@ def run_prediction(
     if len(given) != 1:
         raise EdgedetError("give exactly one of MODEL, --onnx PATH or --arch arch.json")
     if is_nnmeter(device):
-        return predict_nnmeter(device, model=model, onnx=onnx, arch=arch, input_size=input_size), device
+        size = input_size or 224
+        return predict_nnmeter(device, model=model, onnx=onnx, arch=arch, input_size=size), device
     from edgedet.profiles import load_profile
 
     prof = load_profile(device)
@@ -71,7 +75,8 @@ def run_prediction(
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     m = fast_create(name)
-    return predict_module(m, (batch, 3, input_size, input_size), prof, allow_unknown), name
+    size = input_size or 224
+    return predict_module(m, (batch or 1, 3, size, size), prof, allow_unknown), name
 
 
 def print_prediction(pred, what: str, top: int) -> None:
@@ -80,8 +85,9 @@ def print_prediction(pred, what: str, top: int) -> None:
 
     p = pred.profile
     cal = p.get("calibration", {})
+    basis = cal.get("error_basis", "held-out")
     err = (
-        f"held-out MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
+        f"{basis} MAPE {100 * cal['mape']:.1f}%, {100 * cal['within10']:.0f}% within ±10%"
         if "mape" in cal
         else "error unknown"
     )
@@ -129,8 +135,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(
             ..., "--device", help="Profile id, path to a profile JSON, or nn-meter:<name>."
         ),
-        input_size: int = typer.Option(224, "--input-size", min=16, help="Square input size."),
-        batch: int = typer.Option(1, "--batch", min=1),
+        input_size: int = typer.Option(
+            None,
+            "--input-size",
+            min=16,
+            help="Square input size. --onnx: a static H×W in the file is used and a different "
+            "--input-size is refused; a dynamic graph needs it. Models/--arch: default 224.",
+        ),
+        batch: int = typer.Option(None, "--batch", min=1, help="Batch (default: the ONNX file's, else 1)."),
         json_out: Path = typer.Option(None, "--json", help="Write the prediction as JSON here."),
         allow_unknown: bool = typer.Option(
             False, "--allow-unknown", help="Price ops the profile has no model for at 0 ms (warns)."
@@ -149,10 +161,13 @@ def register(app: typer.Typer) -> None:
                 fg="red",
                 err=True,
             )
-        print_prediction(pred, f"{what} (batch {batch}, {input_size}×{input_size})", top)
+        shp = pred.input_shape or (batch or 1, 3, input_size or 224, input_size or 224)
+        hw = "×".join(map(str, shp[2:])) or "?"
+        print_prediction(pred, f"{what} (batch {shp[0]}, {hw})", top)
         if json_out is not None:
             from edgedet.arch import write_json_atomic
 
             doc = pred.to_json()
-            doc.update({"model": what, "batch": batch, "input_size": input_size})
+            square = len(shp) == 4 and shp[2] == shp[3]
+            doc.update({"model": what, "batch": shp[0], "input_size": shp[2] if square else list(shp[2:])})
             write_json_atomic(json_out, doc)

@@ -13,7 +13,13 @@ from edgedet.errors import EdgedetError
 def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile(
-        runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime | openvino"),
+        runtime: str = typer.Option(
+            "onnxruntime", "--runtime", help="onnxruntime | openvino | tvm (tvm: with --adapt)."
+        ),
+        target: str = typer.Option("host", "--target", help="--runtime tvm: compile target (host | cortex-a76)."),
+        rpc: str = typer.Option(
+            None, "--rpc", help="--runtime tvm: HOST:PORT of a TVM RPC server (HOST:PORT/KEY: a tracker)."
+        ),
         threads: int = typer.Option(1, "--threads", min=1),
         time_budget_s: float = typer.Option(
             None,
@@ -30,8 +36,16 @@ def register(app: typer.Typer) -> None:
             None, "--calibrate", help="Instead: refit the predicted profile DEVICE on the reference data."
         ),
         seed: int = typer.Option(0, "--seed"),
+        adapt: str = typer.Option(
+            None,
+            "--adapt",
+            help="Instead: adapt the predicted profile BASE (id or path) to --runtime on this machine from "
+            "--measure whole networks (few-shot).",
+        ),
+        measure: int = typer.Option(10, "--measure", min=3, help="With --adapt: networks to measure."),
     ) -> None:
-        """Measure kernels on this machine and fit a profile (or --calibrate a predicted one)."""
+        """Measure kernels on this machine and fit a profile (or --calibrate a predicted one, or
+        --adapt one to this machine from a few whole-network measurements)."""
         from edgedet.arch import write_json_atomic
 
         if calibrate is not None:
@@ -42,15 +56,47 @@ def register(app: typer.Typer) -> None:
             dest = out or PROFILE_DIR / f"{calibrate}.json"
             write_json_atomic(dest, doc)
             c = doc["calibration"]
+            lofo = "n/a (one family)" if c["lofo_mape"] is None else f"{100 * c['lofo_mape']:.1f}%"
             typer.echo(
-                f"{calibrate}: leave-one-out MAPE {100 * c['mape']:.1f}%, "
-                f"{100 * c['within10']:.0f}% within ±10% (n={c['n']}) → {dest}"
+                f"{calibrate}: leave-one-family-out MAPE {lofo}, leave-one-out MAPE {100 * c['loo_mape']:.1f}%, "
+                f"{100 * c['within10']:.0f}% within ±10% ({c['error_basis']}, n={c['n']}) → {dest}"
             )
             return
-        if runtime not in ("onnxruntime", "openvino"):
-            raise EdgedetError(f"--runtime must be onnxruntime or openvino, got {runtime!r}")
+        if runtime not in ("onnxruntime", "openvino", "tvm"):
+            raise EdgedetError(f"--runtime must be onnxruntime, openvino or tvm, got {runtime!r}")
+        if rpc is not None and runtime != "tvm":
+            raise EdgedetError("--rpc needs --runtime tvm")
+        if runtime == "tvm" and adapt is None:
+            raise EdgedetError(
+                "a kernel-by-kernel TVM profile is not implemented yet; adapt a profile over TVM instead: "
+                "--adapt BASE --runtime tvm [--target cortex-a76 --rpc HOST:PORT[/KEY]]"
+            )
         if out is None:
             raise EdgedetError("--out PATH is required (e.g. --out profiles/my-host.json)")
+        if adapt is not None:
+            from edgedet.nas.latency.adapt import adapt_profile
+            from edgedet.profiles import load_profile
+
+            base = load_profile(adapt)
+            timer = runtime_doc = None
+            if runtime == "tvm":
+                import tvm
+
+                from edgedet.bench.board_timer import rpc_device, tvm_timer
+
+                timer = tvm_timer(target, rpc, threads)
+                runtime_doc = {"name": "tvm", "version": tvm.__version__, "target": target,
+                               "device": rpc_device(rpc), "threads": threads,
+                               "timing": "time_evaluator on the device, fresh child process per network"}
+            doc = adapt_profile(base, runtime, threads, measure, profile_id, timer=timer, runtime_doc=runtime_doc)
+            write_json_atomic(out, doc)
+            c = doc["calibration"]
+            typer.echo(
+                f"adapted profile '{doc['id']}' (from '{doc['adapted_from']['id']}', {measure} networks measured "
+                f"with {runtime}, {threads} thread(s)): leave-one-out MAPE {100 * c['mape']:.1f}%, "
+                f"{100 * c['within10']:.0f}% within ±10%, mean signed {100 * c['mean_signed_error']:+.1f}% → {out}"
+            )
+            return
         from edgedet.nas.latency.measure import build_measured_profile
 
         budget = time_budget_s or (240.0 if quick else 1800.0)

@@ -146,13 +146,12 @@ def _predict_step(ctx: QuickstartContext) -> list[str]:
 
     net = models.create(ctx.results["model"]).eval()
     lines = [f"Predicted latency of that network at {DEPLOY_SIZE}×{DEPLOY_SIZE}, batch 1 (no device here; "
-             "predicted by shipped profiles, with their leave-one-out calibration error):"]
+             "predicted by shipped profiles, with their held-out calibration error):"]
     for pid in QUICK_PROFILES:
         prof = load_profile(pid)
         pred = predict_module(net, (1, 3, DEPLOY_SIZE, DEPLOY_SIZE), prof)
-        err = prof.calibration or {}
-        mape = err.get("mape")
-        err_txt = f"LOO MAPE {100 * mape:.1f}%" if isinstance(mape, (int, float)) else "calibration error unknown"
+        mape = (prof.calibration or {}).get("mape")
+        err_txt = prof.error_summary() if isinstance(mape, (int, float)) else "calibration error unknown"
         lines.append(f"  {pid:12s} {pred.latency_ms:9.3f} ms predicted ({prof.runtime.get('name', '?')}; {err_txt})")
     return lines
 

@@ -2,7 +2,8 @@
 
 roofline (predicted profiles):
     t = overhead_us + (C^p + M^p)^(1/p),  C = compute_scale · FLOPs / peak,
-                                           M = memory_scale · bytes / bandwidth
+                                           M = (memory_scale · bytes + spill_scale · spill) / bandwidth
+    (spill: activation bytes of a tensor beyond the device's on-chip memory, `onchip_bytes`)
     (compute_scale, memory_scale = 1 / efficiency of the op class, fitted on whole models)
 linear (measured profiles):
     t = s · max(min_us, Σ_f coef_f · feature_f) + o     fitted on single-kernel timings
@@ -41,10 +42,23 @@ def features(k: Kernel) -> dict[str, float]:
     }
 
 
+def spill_bytes(k: Kernel, onchip: float, elem_bytes: float) -> float:
+    """Bytes of a kernel's activation tensors (fp elements, input + output) beyond the
+    device's on-chip memory: what must stream from DRAM even in a fused schedule."""
+    if onchip <= 0:
+        return 0.0
+    tensors = [*k.input_shapes[:1], *k.output_shapes]
+    return float(sum(max(0.0, math.prod(t) * elem_bytes - onchip) for t in tensors))
+
+
 def variant_key(k: Kernel, classes: dict) -> str:
-    """Most specific predictor entry present: conv:k3s1 / conv:k3 / conv (kernel size, stride)."""
-    if k.op == "conv" and k.kernel_size and k.groups == 1:
-        kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
+    """Most specific predictor entry present: conv:k3s1 / conv:k3 / conv (kernel size, stride).
+    Only square kernels with equal strides take a size variant: a 1×7 or 7×1 conv is not a
+    7×7 (nor a 3×1 a Winograd 3×3) and is priced by the generic `conv` entry."""
+    ks, st = tuple(k.kernel_size or ()), tuple(k.stride or (1,))
+    square = len(set(ks)) == 1 and len(set(st)) == 1
+    if k.op == "conv" and ks and k.groups == 1 and square:
+        kh, sh = ks[0], st[0]
         for key in (f"conv:k{kh}s{sh}", f"conv:k{kh}"):
             if key in classes:
                 return key
@@ -71,7 +85,9 @@ def kernel_us(k: Kernel, profile: Profile) -> float | None:
             / (hw["peak_gflops"] * 1e3)
             * (1.0 + spec.get("parallel_half", 0.0) / out)
         )
-        m = spec["memory_scale"] * (k.bytes_read + k.bytes_written) / (hw["bandwidth_gbs"] * 1e3)
+        moved = k.bytes_read + k.bytes_written
+        spill = spill_bytes(k, float(hw.get("onchip_bytes", 0.0)), profile.element_bytes)
+        m = (spec["memory_scale"] * moved + spec.get("spill_scale", 0.0) * spill) / (hw["bandwidth_gbs"] * 1e3)
         hi, lo = max(c, m), min(c, m)
         return spec["overhead_us"] + (hi * (1.0 + (lo / hi) ** p) ** (1.0 / p) if hi > 0 else 0.0)
     scale = float(pred.get("context_scale", {}).get(variant_key(k, pred["classes"]), 1.0))

@@ -102,10 +102,12 @@ DEVICES: dict[str, DeviceSpec] = {
             "name": "Intel Movidius Myriad X VPU (Neural Compute Stick 2)",
             "peak_gflops": 1000.0,
             "bandwidth_gbs": 12.8,
+            "onchip_bytes": 2.5 * 2**20,
             "precision": "fp16",
             "sources": [
                 "Intel Movidius Myriad X product brief: Neural Compute Engine, 'over 1 TOPS' of DNN "
-                "compute, 16 SHAVE cores",
+                "compute, 16 SHAVE cores, 2.5 MB of on-chip (CMX) memory: activations larger than "
+                "it stream from DRAM (the `spill` term)",
                 "In-package 4 Gbit LPDDR4; 12.8 GB/s assumes a 32-bit LPDDR4-3200 interface "
                 "(Intel publishes no figure: an assumption, absorbed by the fitted memory scale)",
             ],

@@ -98,6 +98,42 @@ def _dims(vi) -> tuple[int, ...] | None:
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}
 
 
+def data_input_dims(model) -> tuple[str, list[int | None]]:
+    """Name and dims of the first data input (not an initializer); a dimension that is
+    symbolic or absent is None. `[]` when the input has no shape at all."""
+    init = {i.name for i in model.graph.initializer}
+    first = next((i for i in model.graph.input if i.name not in init), None)
+    if first is None:
+        raise EdgedetError("ONNX model has no data input")
+    t = first.type.tensor_type
+    if not t.HasField("shape"):
+        return first.name, []
+    return first.name, [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+
+
+def resolve_input_size(model, input_size: int | None) -> int | None:
+    """The spatial size to price an image model at: a static H×W in the file is used as is
+    (a conflicting `input_size` is an error naming both); a dynamic one needs `input_size`.
+    Returns the size to impose with `set_batch` (None: keep the file's)."""
+    name, dims = data_input_dims(model)
+    spatial = dims[2:] if len(dims) == 4 else []
+    if spatial and all(d is not None for d in spatial):
+        if input_size is not None and any(d != input_size for d in spatial):
+            raise EdgedetError(
+                f"--input-size {input_size} conflicts with the static input shape of {name!r} in the "
+                f"ONNX file ({'x'.join(map(str, dims))}, i.e. {spatial[0]}x{spatial[1]}); drop "
+                "--input-size or re-export the model with a dynamic (or that) input size"
+            )
+        return None
+    if len(dims) == 4 and input_size is None:
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise EdgedetError(
+            f"input {name!r} has a dynamic spatial shape ({shown}); give --input-size "
+            "(input_size=) to say what size to price"
+        )
+    return input_size
+
+
 def set_batch(model, batch: int, input_size: int | None = None):
     """Copy of `model` whose first input has batch `batch` (and spatial size `input_size`),
     intermediate shapes dropped so inference recomputes them."""

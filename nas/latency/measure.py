@@ -65,9 +65,11 @@ class Sample:
 
 
 def class_key(k: Kernel) -> str:
-    """The predictor entry a kernel uses: conv variants by kernel size / stride, else the class."""
-    if k.op == "conv" and k.kernel_size and k.groups == 1:
-        kh, sh = k.kernel_size[0], (k.stride or (1,))[0]
+    """The predictor entry a kernel uses: conv variants by kernel size / stride (square
+    kernels, equal strides only: a 1×7 is not a 1×1), else the class."""
+    ks, st = tuple(k.kernel_size or ()), tuple(k.stride or (1,))
+    if k.op == "conv" and ks and k.groups == 1 and len(set(ks)) == 1 and len(set(st)) == 1:
+        kh, sh = ks[0], st[0]
         if kh == 1:
             return "conv:k1"
         if kh == 3:
@@ -291,9 +293,11 @@ def build_measured_profile(
     kinds: list[str] | None = None,
     context_share: float = 0.25,
     context_networks: int = 60,
+    context_fresh: bool = True,
 ) -> dict:
     """Time kernels, then whole calibration networks (`context_share` of the budget; 0 skips
-    them), for about `budget_s` seconds, and return a measured profile document."""
+    them; each in a fresh process unless `context_fresh` is False), for about `budget_s`
+    seconds, and return a measured profile document."""
     runner = Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
@@ -360,7 +364,8 @@ def build_measured_profile(
     if context_share > 0:
         from edgedet.nas.latency.context import calibrate_in_context
 
-        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks)
+        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks,
+                                   fresh=context_fresh)
     return doc
 
 

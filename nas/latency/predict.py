@@ -11,7 +11,7 @@ from typing import Any
 from edgedet.errors import EdgedetError
 from edgedet.nas.latency.cost import fixed_us, kernel_us
 from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph, load_model, set_batch
+from edgedet.nas.latency.graph import build_graph, data_input_dims, load_model, resolve_input_size, set_batch
 from edgedet.nas.latency.kernel import Kernel
 from edgedet.nas.latency.layout import REORDER_CLASS, onnxruntime_reorders
 from edgedet.profiles import Profile, load_profile
@@ -30,6 +30,7 @@ class Prediction:
     fixed_ms: float = 0.0
     unknown_ops: list[str] = field(default_factory=list)
     profile: dict = field(default_factory=dict)
+    input_shape: tuple[int, ...] = ()  # the data input's shape as priced (batch first)
 
     @property
     def kernel_ms(self) -> float:
@@ -42,6 +43,7 @@ class Prediction:
             "predicted": True,
             "latency_ms": self.latency_ms,
             "fixed_ms": self.fixed_ms,
+            "input_shape": list(self.input_shape),
             "profile": self.profile,
             "unknown_ops": self.unknown_ops,
             "kernels": [k.to_json() for k in order],
@@ -61,17 +63,34 @@ def profile_summary(p: Profile) -> dict:
             "mape": p.calibration["mape"],
             "within10": p.calibration["within10"],
             "method": p.calibration["method"],
+            **{
+                k: p.calibration[k]
+                for k in ("error_basis", "lofo_mape", "loo_mape", "mean_signed_error")
+                if k in p.calibration
+            },
         },
     }
+
+
+def priced_model(model_or_path: Any, batch: int | None = None, input_size: int | None = None):
+    """The ModelProto at the shape it is priced at. A static H×W in the file is used as is
+    (a different `input_size` is an error); a dynamic one takes `input_size`. `batch`
+    re-batches (None: the file's batch, else 1)."""
+    model = load_model(model_or_path)
+    size = resolve_input_size(model, input_size)
+    dims = data_input_dims(model)[1]
+    file_batch = dims[0] if dims else None
+    if size is not None or (batch is not None and batch != file_batch) or (dims and file_batch is None):
+        model = set_batch(model, batch or file_batch or 1, size)
+    return model
 
 
 def kernels_of(
     model_or_path: Any, profile: Profile, batch: int | None = None, input_size: int | None = None
 ) -> tuple[list[Kernel], list[str]]:
-    """Fused kernels of an ONNX model under a profile's fusion rules (+ unknown op types)."""
-    model = load_model(model_or_path)
-    if batch is not None or input_size is not None:
-        model = set_batch(model, batch or 1, input_size)
+    """Fused kernels of an ONNX model under a profile's fusion rules (+ unknown op types),
+    at the shape `priced_model` resolves."""
+    model = priced_model(model_or_path, batch, input_size)
     g = build_graph(model)
     kernels, unknown = fuse(g, FusionRules.from_json(profile.fusion), profile.element_bytes)
     if REORDER_CLASS in profile.predictor.get("classes", {}) and profile.runtime_name == "onnxruntime":
@@ -112,10 +131,14 @@ def predict_onnx(
     batch: int | None = None,
     input_size: int | None = None,
 ) -> Prediction:
-    """Predict an ONNX model (path, bytes or ModelProto; weights may be absent)."""
+    """Predict an ONNX model (path, bytes or ModelProto; weights may be absent) at the
+    file's static input size, or at `input_size` when the file's H×W is dynamic."""
     p = _as_profile(profile)
-    kernels, unknown = kernels_of(model_or_path, p, batch, input_size)
-    return price(kernels, p, allow_unknown, unknown)
+    model = priced_model(model_or_path, batch, input_size)
+    kernels, unknown = kernels_of(model, p)
+    pred = price(kernels, p, allow_unknown, unknown)
+    pred.input_shape = tuple(d or 0 for d in data_input_dims(model)[1])
+    return pred
 
 
 def export_onnx_bytes(module, input_shape: tuple[int, ...]) -> bytes:
@@ -177,5 +200,7 @@ def predict_module(
                 log.info("recording on %s failed (%s)", device, e)
                 continue
             kernels, unknown = fuse(g, FusionRules.from_json(p.fusion), p.element_bytes)
-            return price(kernels, p, allow_unknown, unknown)
+            pred = price(kernels, p, allow_unknown, unknown)
+            pred.input_shape = shape
+            return pred
     return predict_onnx(export_onnx_bytes(module, shape), p, allow_unknown)
