@@ -44,25 +44,29 @@ static inline v8 load8(const float* p, int64_t sw) {
     return v;
 }
 
-// V vectors of 8 outputs of one row; accumulators stay in registers over all k*k taps.
-template <int V, int64_t SW>
+// R output rows x V vectors of 8 outputs; the 3*R*V accumulators stay in registers over all
+// k*k taps, and each tap's three weights are broadcast once for the R rows.
+template <int V, int R, int64_t SW>
 static inline void tile(const float* buf, int64_t wp, int64_t r0, const Geometry& g, const float* wa,
                         const float* wb, const float* wc, float* acc_a, float* acc_b, float* acc_c) {
-    v8 a[V], b[V], l[V];
-    for (int v = 0; v < V; ++v)
-        a[v] = b[v] = l[v] = v8{};
+    v8 a[R][V], b[R][V], l[R][V];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v)
+            a[r][v] = b[r][v] = l[r][v] = v8{};
     const int64_t sw = SW > 0 ? SW : g.sw;
+    const int64_t rstep = g.sh * wp;
     for (int64_t i = 0; i < g.kh; ++i) {
         const float* row = buf + (r0 + i * g.dh) * wp;
         for (int64_t j = 0; j < g.kw; ++j) {
             const float va = wa[i * g.kw + j], vb = wb[i * g.kw + j], vc = wc[i * g.kw + j];
             const float* p = row + j * g.dw;
-            for (int v = 0; v < V; ++v) {
-                const v8 x = load8<SW>(p + 8 * v * sw, sw);
-                a[v] += va * x;
-                b[v] += vb * x;
-                l[v] += vc * x;
-            }
+            for (int r = 0; r < R; ++r)
+                for (int v = 0; v < V; ++v) {
+                    const v8 x = load8<SW>(p + r * rstep + 8 * v * sw, sw);
+                    a[r][v] += va * x;
+                    b[r][v] += vb * x;
+                    l[r][v] += vc * x;
+                }
         }
     }
     std::memcpy(acc_a, a, sizeof a);
@@ -90,20 +94,33 @@ static void plane_rows(const float* x, const float* wa, const float* wb, const f
         if (len > 0)
             std::memcpy(&buf[r * wp + col0], x + ih * g.w + src0, static_cast<size_t>(len) * sizeof(float));
     }
-    float a[kTile], b[kTile], l[kTile];
-    for (int64_t orow = r_begin; orow < r_end; ++orow) {
+    // Wide rows: tiles of 16 outputs, one row at a time; narrow rows (<= 8 outputs, the late
+    // stages): one vector per row, three rows at a time so each weight broadcast serves three.
+    constexpr int kRows = 3;
+    float a[kRows * kTile], b[kRows * kTile], l[kRows * kTile];
+    for (int64_t orow = r_begin; orow < r_end;) {
         const int64_t r0 = (orow - r_begin) * g.sh;
+        int64_t nrows = 1;
         for (int64_t t0 = 0; t0 < g.ow; t0 += kTile) {
             const int64_t n = std::min<int64_t>(kTile, g.ow - t0);
             const float* base = buf.data() + t0 * g.sw;
-            if (n <= kTile / 2)
-                tile<1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-            else
-                tile<2, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-            float* out = y + orow * g.ow + t0;
-            for (int64_t t = 0; t < n; ++t)
-                out[t] = a[t] * b[t] + l[t] + bias;
+            int64_t stride = kTile;  // floats between rows in a, b, l
+            if (g.ow <= kTile / 2 && r_end - orow >= kRows) {
+                tile<1, kRows, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
+                nrows = kRows;
+                stride = kTile / 2;
+            } else if (n <= kTile / 2) {
+                tile<1, 1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
+            } else {
+                tile<2, 1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
+            }
+            for (int64_t r = 0; r < nrows; ++r) {
+                float* out = y + (orow + r) * g.ow + t0;
+                for (int64_t t = 0; t < n; ++t)
+                    out[t] = a[r * stride + t] * b[r * stride + t] + l[r * stride + t] + bias;
+            }
         }
+        orow += nrows;
     }
 }
 

@@ -19,6 +19,7 @@ SUITE_MODULES = [
     "edgedet.bench.suites.asag_nms_tuning",
     "edgedet.bench.suites.export_matrix",
     "edgedet.bench.suites.nas",
+    "edgedet.bench.suites.kernels",
 ]
 
 
