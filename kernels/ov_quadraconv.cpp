@@ -94,8 +94,9 @@ static void plane_rows(const float* x, const float* wa, const float* wb, const f
         if (len > 0)
             std::memcpy(&buf[r * wp + col0], x + ih * g.w + src0, static_cast<size_t>(len) * sizeof(float));
     }
-    // Wide rows: tiles of 16 outputs, one row at a time; narrow rows (<= 8 outputs, the late
-    // stages): one vector per row, three rows at a time so each weight broadcast serves three.
+    // Rows wider than 8: tiles of 16 (or a last tile of 8) outputs on two rows at a time; narrow
+    // rows (<= 8 outputs, the late stages): one vector per row, three rows at a time. Each
+    // weight broadcast serves two or three rows; a last odd row runs alone.
     constexpr int kRows = 3;
     float a[kRows * kTile], b[kRows * kTile], l[kRows * kTile];
     for (int64_t orow = r_begin; orow < r_end;) {
@@ -108,6 +109,13 @@ static void plane_rows(const float* x, const float* wa, const float* wb, const f
             if (g.ow <= kTile / 2 && r_end - orow >= kRows) {
                 tile<1, kRows, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
                 nrows = kRows;
+                stride = kTile / 2;
+            } else if (r_end - orow >= 2 && n > kTile / 2) {
+                tile<2, 2, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
+                nrows = 2;
+            } else if (r_end - orow >= 2 && g.ow > kTile / 2) {
+                tile<1, 2, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
+                nrows = 2;
                 stride = kTile / 2;
             } else if (n <= kTile / 2) {
                 tile<1, 1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
