@@ -115,3 +115,21 @@ def test_missing_compiler_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(EdgedetError, match=r"needs cmake and c\+\+ on PATH.*--decompose"):
         openvino_extension.build()
     assert not list((tmp_path / "cache").glob("*/*.so"))
+
+
+def test_reproduce_kernels_json(library, tmp_path):
+    from edgedet.cli.main import main
+
+    out = tmp_path / "k.json"
+    assert main(["reproduce", "kernels", "--input-size", "32", "--no-model", "--rounds", "1", "--inner", "1",
+                 "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rows = doc["quadconv"]
+    assert [r["shape"] for r in rows] == [[1, 64, 8, 8], [1, 128, 4, 4], [1, 256, 2, 2], [1, 512, 1, 1]]
+    for r in rows:
+        assert set(r["latency_ms"]) == {"fused", "decomposed", "grouped"} and r["kernel"] == 7
+        assert max(r["max_abs_err"].values()) <= 1e-5 * max(1.0, r["max_abs_ref"])
+        assert r["bytes"]["fused"] < r["bytes"]["grouped"] < r["bytes"]["decomposed"]
+        assert r["speedup"] == pytest.approx(r["latency_ms"][r["best_decomposed"]] / r["latency_ms"]["fused"])
+    s = doc["summary"]
+    assert s["quadconv_k7_geomean_speedup"] > 0 and s["model_speedup"] is None

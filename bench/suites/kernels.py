@@ -199,11 +199,39 @@ def measure_model(model: str, input_size: int, threads: int, rounds: int, inner:
             xml = Path(tmp) / f"{name}.xml"
             ovx.save_ir(ovx.convert(ex.serialize(), fused=fused), xml, "fp32")
             compiled[name] = ovx.compile_ir(xml, "fp32", threads)
-    feeds = {form.input_names[0]: x}
-    errs = {n: float(np.abs(ovx.run_compiled(m, feeds)[0] - ref).max()) for n, m in compiled.items()}
-    ms = interleaved({n: _bind(m, feeds) for n, m in compiled.items()}, rounds, inner)
+        feeds = {form.input_names[0]: x}
+        errs = {n: float(np.abs(ovx.run_compiled(m, feeds)[0] - ref).max()) for n, m in compiled.items()}
+        ms = interleaved({n: _bind(m, feeds) for n, m in compiled.items()}, rounds, inner)
+        profile = {n: node_type_ms(Path(tmp) / f"{n}.xml", feeds, threads) for n in compiled}
+    quad = {"fused": profile["fused"].get("Reference", 0.0), "decomposed": profile["decomposed"].get(
+        "GroupConvolution", 0.0)}
+    share = quad["decomposed"] / sum(profile["decomposed"].values())
     return {"runtime": "openvino", "model": model, "input_size": input_size, "batch": 1, "threads": threads,
-            "latency_ms": ms, "max_abs_err": errs, "ratio": ms["decomposed"] / ms["fused"]}
+            "latency_ms": ms, "max_abs_err": errs, "ratio": ms["decomposed"] / ms["fused"],
+            "profile_ms": profile, "quadconv_ms": quad, "quadconv_share_decomposed": share,
+            "amdahl_bound": 1.0 / (1.0 - share * (1.0 - quad["fused"] / quad["decomposed"]))
+            if quad["decomposed"] else None}
+
+
+def node_type_ms(xml: Path, feeds: dict, threads: int, runs: int = 3) -> dict[str, float]:
+    """CPU-plugin time per executed node type (PERF_COUNT), median over `runs` inferences. The
+    fused op runs as a `Reference` node; the decomposed QuadraConv as `GroupConvolution`s with
+    the Multiply/Adds fused into them."""
+    from edgedet.kernels import openvino_extension
+
+    core = openvino_extension.core_for(xml)
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True})
+    req = compiled.create_infer_request()
+    req.infer(feeds)
+    per_run = []
+    for _ in range(runs):
+        req.infer(feeds)
+        agg: dict[str, float] = {}
+        for p in req.profiling_info:
+            agg[p.node_type] = agg.get(p.node_type, 0.0) + p.real_time.total_seconds() * 1e3
+        per_run.append(agg)
+    return {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
 
 
 def geomean(values: list[float]) -> float | None:
@@ -283,5 +311,11 @@ def _print(con, doc: dict) -> None:
         con.print(f"{m['model']} at {m['input_size']}: fused {m['latency_ms']['fused']:.2f} ms, decomposed "
                   f"{m['latency_ms']['decomposed']:.2f} ms → {m['ratio']:.2f}× (max abs err fused "
                   f"{m['max_abs_err']['fused']:.1e}, decomposed {m['max_abs_err']['decomposed']:.1e})")
+        q = m["quadconv_ms"]
+        con.print(f"  per-node profile: QuadraConv {q['fused']:.1f} ms fused vs {q['decomposed']:.1f} ms "
+                  f"GroupConvolution, {100 * m['quadconv_share_decomposed']:.0f}% of the decomposed model; "
+                  f"Amdahl bound on the model ratio {m['amdahl_bound']:.2f}×; largest: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(m["profile_ms"]["decomposed"].items(),
+                                                            key=lambda kv: -kv[1])[:3]))
     con.print(f"load average before {doc['load_average']['before'][0]:.2f}, "
               f"after {doc['load_average']['after'][0]:.2f} (2 cores shared)")
