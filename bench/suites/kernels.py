@@ -314,7 +314,7 @@ def _print(con, doc: dict) -> None:
         q = m["quadconv_ms"]
         con.print(f"  per-node profile: QuadraConv {q['fused']:.1f} ms fused vs {q['decomposed']:.1f} ms "
                   f"GroupConvolution, {100 * m['quadconv_share_decomposed']:.0f}% of the decomposed model; "
-                  f"Amdahl bound on the model ratio {m['amdahl_bound']:.2f}×; largest: "
+                  f"model ratio if only those nodes changed {m['amdahl_bound']:.2f}×; largest: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in sorted(m["profile_ms"]["decomposed"].items(),
                                                             key=lambda kv: -kv[1])[:3]))
     con.print(f"load average before {doc['load_average']['before'][0]:.2f}, "
