@@ -179,6 +179,8 @@ public:
         if (xs.rank().is_static() && ws.rank().is_static()) {
             NODE_VALIDATION_CHECK(this, xs.rank().get_length() == 4 && ws.rank().get_length() == 4,
                                   "QuadraConv expects x (N,C,H,W) and weights (C,1,kh,kw)");
+            NODE_VALIDATION_CHECK(this, !xs[1].is_static() || m_group == 0 || m_group == xs[1].get_length(),
+                                  "QuadraConv is depthwise: group must equal the channel count");
             out[0] = xs[0];
             out[1] = xs[1];
             for (int d = 0; d < 2; ++d) {
