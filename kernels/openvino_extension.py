@@ -49,6 +49,11 @@ class ExtensionBuild:
                 "sources_sha256": self.sources_sha256}
 
 
+def isa_flags(isa: str) -> list[str]:
+    """Compiler flags for edgedet's ISA level (empty: the compiler's default)."""
+    return list(_ISA_FLAGS.get(isa, []))
+
+
 def source_dir() -> Path:
     return Path(__file__).resolve().parent
 
