@@ -121,8 +121,8 @@ def test_reproduce_kernels_json(library, tmp_path):
     from edgedet.cli.main import main
 
     out = tmp_path / "k.json"
-    assert main(["reproduce", "kernels", "--input-size", "32", "--no-model", "--rounds", "1", "--inner", "1",
-                 "--json", str(out)]) == 0
+    args = ["--input-size", "32", "--no-model", "--no-train", "--rounds", "1", "--inner", "1", "--json", str(out)]
+    assert main(["reproduce", "kernels", *args]) == 0
     doc = json.loads(out.read_text())
     rows = doc["quadconv"]
     assert [r["shape"] for r in rows] == [[1, 64, 8, 8], [1, 128, 4, 4], [1, 256, 2, 2], [1, 512, 1, 1]]
@@ -132,4 +132,4 @@ def test_reproduce_kernels_json(library, tmp_path):
         assert r["bytes"]["fused"] < r["bytes"]["grouped"] < r["bytes"]["decomposed"]
         assert r["speedup"] == pytest.approx(r["latency_ms"][r["best_decomposed"]] / r["latency_ms"]["fused"])
     s = doc["summary"]
-    assert s["quadconv_k7_geomean_speedup"] > 0 and s["model_speedup"] is None
+    assert s["quadconv_k7_geomean_speedup"] > 0 and s["model_speedup"] is None and s["torch_train_speedup"] is None

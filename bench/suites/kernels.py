@@ -1,5 +1,7 @@
 """`edgedet reproduce kernels`: edgedet's fused quadratic conv against the decomposed forms.
 
+(Last part: PyTorch training steps of QuadraNet25-xxs with edgedet's CPU op vs without.)
+
 In OpenVINO (CPU plugin, fp32), for QuadraNet25-t's layer shapes at 224 (k=7 unless
 `--kernels` says otherwise) and for the whole QuadraNet25-t:
   fused       edgedet's extension op `edgedet.QuadraConv` (one pass, three accumulators);
@@ -234,6 +236,56 @@ def node_type_ms(xml: Path, feeds: dict, threads: int, runs: int = 3) -> dict[st
     return {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
 
 
+def measure_torch_train(model: str, input_size: int, batch: int, threads: int, rounds: int,
+                        steps: int = 3) -> dict:
+    """PyTorch training steps (forward, backward, SGD) with edgedet's CPU op vs the reference
+    grouped-conv Function: the first `steps` losses of each (same seed, same data) and the
+    step time, interleaved rounds, medians."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgedet.kernels import torch_extension
+    from edgedet.models import create
+
+    torch.set_num_threads(threads)
+    op = torch_extension.load()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, input_size, input_size, generator=gen)
+    labels = torch.randint(0, 10, (batch,), generator=gen)
+
+    def use(on: bool) -> None:  # the op is picked per call in quadratic_conv2d
+        torch_extension._MODULE, torch_extension._CHECKED = (op if on else None), True
+
+    def step(m, opt) -> float:
+        opt.zero_grad()
+        loss = F.cross_entropy(m(x), labels)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    runs, losses = {}, {}
+    try:
+        for name in ("fused", "reference"):
+            use(name == "fused")
+            torch.manual_seed(0)
+            m = create(model, num_classes=10)
+            opt = torch.optim.SGD(m.parameters(), lr=0.05)
+            losses[name] = [step(m, opt) for _ in range(steps)]
+            runs[name] = (m, opt)
+        times: dict[str, list[float]] = {n: [] for n in runs}
+        for _ in range(rounds):
+            for name, (m, opt) in runs.items():
+                use(name == "fused")
+                t0 = time.perf_counter()
+                step(m, opt)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        use(True)
+    ms = {n: statistics.median(v) for n, v in times.items()}
+    return {"runtime": "torch", "model": model, "input_size": input_size, "batch": batch, "threads": threads,
+            "step_ms": ms, "losses": losses, "ratio": ms["reference"] / ms["fused"]}
+
+
 def geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
@@ -247,6 +299,8 @@ def register(app: typer.Typer) -> None:
         inner: int = typer.Option(20, "--inner", help="Inferences per variant per round."),
         kernel_sizes: str = typer.Option("7", "--kernels", help="Comma-separated k of the layers, e.g. 3,5,7."),
         model: bool = typer.Option(True, "--model/--no-model", help="Also time the whole QuadraNet25-t."),
+        train: bool = typer.Option(True, "--train/--no-train",
+                                   help="Also time PyTorch training steps of QuadraNet25-xxs with/without the CPU op."),
         input_size: int = typer.Option(224, "--input-size"),
     ) -> None:
         """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model."""
@@ -269,6 +323,7 @@ def register(app: typer.Typer) -> None:
         shapes = [(c, h, k, s) for c, h, _, s in layer_shapes(MODEL, input_size) for k in ks]
         rows = measure_layers(shapes, threads, rounds, inner)
         whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
+        training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
         load_after = os.getloadavg()
         k7 = [r["speedup"] for r in rows if r["kernel"] == 7]
         doc = {
@@ -283,8 +338,10 @@ def register(app: typer.Typer) -> None:
                 "quadconv_k7_geomean_speedup": geomean(k7),
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
                 "boxrpb_memory_growth": None,
+                "torch_train_speedup": training["ratio"] if training else None,
             },
             "model": whole,
+            "torch_train": training,
         }
         _print(Console(), doc)
         if json_out is not None:
@@ -317,5 +374,10 @@ def _print(con, doc: dict) -> None:
                   f"model ratio if only those nodes changed {m['amdahl_bound']:.2f}×; largest: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in sorted(m["profile_ms"]["decomposed"].items(),
                                                             key=lambda kv: -kv[1])[:3]))
+    if doc.get("torch_train"):
+        tr = doc["torch_train"]
+        con.print(f"PyTorch training step {tr['model']} (batch {tr['batch']}, {tr['input_size']}²): CPU op "
+                  f"{tr['step_ms']['fused']:.0f} ms vs reference {tr['step_ms']['reference']:.0f} ms → "
+                  f"{tr['ratio']:.2f}×; losses {tr['losses']['fused']} vs {tr['losses']['reference']}")
     con.print(f"load average before {doc['load_average']['before'][0]:.2f}, "
               f"after {doc['load_average']['after'][0]:.2f} (2 cores shared)")
