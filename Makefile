@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-slow quickstart lint clean sysdeps
+.PHONY: venv test test-slow quickstart lint clean sysdeps kernels
 
 venv: $(STAMP)
 
@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[tvm,triton,coco,test]'
+	$(MAKE) kernels
 	touch $(STAMP)
+
+# edgedet's C++ kernels (OpenVINO extension, PyTorch CPU op), built into ~/.cache/edgedet
+# (≈ 1 min once); without a compiler edgedet falls back to the reference ops and says so.
+kernels:
+	-$(BIN)/python -c "from edgedet.kernels import openvino_extension as o, torch_extension as t; \
+	  print('built', o.build().library, t.load().__file__)"
 
 # System packages: Debian's aarch64 cross compiler (TVM Cortex-A76 libraries), installed
 # only when missing (needs root or sudo; apt-get only).

@@ -97,8 +97,11 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
     import numpy as np
     import openvino as ov
 
+    from edgedet.kernels import openvino_extension
+
+    core = openvino_extension.core_for(path)  # must outlive the model when it holds extension ops
     try:
-        model = ov.Core().read_model(path)
+        model = core.read_model(path)
         model.reshape(
             {
                 p.get_any_name(): ov.PartialShape(input_shapes[p.get_any_name()])
@@ -118,7 +121,7 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
         if kind == "Constant":
             weight_bytes += nbytes(op.output(0))
             continue
-        if kind not in ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"):
+        if kind not in ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul", "QuadraConv"):
             continue
         if not all(op.input(i).get_partial_shape().is_static for i in range(2)):
             uncounted.append(f"{kind}:{op.get_friendly_name()}")
@@ -129,6 +132,8 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
             flops += 2 * math.prod(y) * math.prod(w[1:])
         elif kind == "GroupConvolution":  # weights [G, O/G, I/G, k...]
             flops += 2 * math.prod(y) * math.prod(w[2:])
+        elif kind == "QuadraConv":  # edgedet's fused op: three depthwise convs, weights [C, 1, k, k]
+            flops += 3 * 2 * math.prod(y) * math.prod(w[2:])
         elif kind == "ConvolutionBackpropData":
             flops += 2 * math.prod(x) * math.prod(w[1:])
         else:

@@ -1,8 +1,10 @@
 """ONNX → OpenVINO IR (model.xml + model.bin) with explicit inference precision.
 
-`edgedet.QuadraConv` converts through a ConversionExtension of the ONNX frontend (three
-OpenVINO GroupConvolutions, a Multiply and two Adds); any other edgedet function (BoxRPB
-attention) is inlined into standard ops first. The precision is never left to the plugin's
+`edgedet.QuadraConv` becomes either edgedet's fused CPU op (`fused=True`: the extension
+library of `edgedet.kernels.openvino_extension` maps the ONNX node to one `QuadraConv` layer)
+or, through a Python ConversionExtension of the ONNX frontend, three OpenVINO
+GroupConvolutions, a Multiply and two Adds; any other edgedet function (BoxRPB attention) is
+inlined into standard ops first. The precision is never left to the plugin's
 default (the CPU plugin picks bf16 where the CPU has it, and a quadratic conv then drifts
 by ~0.1): it is stored in the IR's `runtime_options` and passed to `compile_model`.
 """
@@ -17,6 +19,7 @@ from edgedet import cpu
 from edgedet import precision as precision_names
 from edgedet.exporters.quadraconv_onnx import DOMAIN
 from edgedet.exporters.quadraconv_onnx import OP_TYPE as QUADRACONV
+from edgedet.kernels import openvino_extension
 
 # edgedet precision name → OpenVINO INFERENCE_PRECISION_HINT value
 PRECISION_HINTS = precision_names.OPENVINO_HINT
@@ -77,8 +80,9 @@ def slices_before_gather_elements_as_gather(model) -> int:
     return count
 
 
-def convert(onnx_bytes: bytes, use_extensions: bool = True):
-    """ONNX (with or without edgedet local functions) → `openvino.Model`."""
+def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False):
+    """ONNX (with or without edgedet local functions) → `openvino.Model`; `fused` maps
+    QuadraConv nodes to the extension's fused op instead of three GroupConvolutions."""
     import onnx
     import onnx.inliner
     import openvino as ov
@@ -97,7 +101,10 @@ def convert(onnx_bytes: bytes, use_extensions: bool = True):
         del model.functions[:]
     slices_before_gather_elements_as_gather(model)
     fe = FrontEndManager().load_by_framework("onnx")
-    fe.add_extension(ConversionExtension(QUADRACONV, DOMAIN, _quadraconv_converter))
+    if fused and use_extensions:
+        fe.add_extension(openvino_extension.pin(openvino_extension.build().library))
+    else:
+        fe.add_extension(ConversionExtension(QUADRACONV, DOMAIN, _quadraconv_converter))
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:  # the ONNX frontend reads files
@@ -119,10 +126,9 @@ def save_ir(ov_model, xml_path: Path, precision: str) -> None:
 
 
 def compile_ir(xml_path: Path, precision: str, threads: int = 1):
-    """compile_model on CPU with the precision set explicitly."""
-    import openvino as ov
-
-    core = ov.Core()
+    """compile_model on CPU with the precision set explicitly (edgedet's extension added
+    when the IR holds its ops)."""
+    core = openvino_extension.core_for(xml_path)
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     hint = precision_names.check_openvino_cpu(precision, caps, cpu.vector_isa())
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}

@@ -238,7 +238,8 @@ def runtime_tensors(
     if runtime == "openvino":
         from edgedet.exporters import openvino as ovx
 
-        ov_model = ovx.convert(marked.SerializeToString(), use_extensions=True)
+        # the export's own lowering: edgedet's fused op for every QuadraConv node kept
+        ov_model = ovx.convert(marked.SerializeToString(), use_extensions=True, fused=True)
         with tempfile.TemporaryDirectory() as tmp:
             xml = Path(tmp) / "trace.xml"
             ovx.save_ir(ov_model, xml, precision)

@@ -301,7 +301,7 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
     for op in ops:
         if how is None:
             out[op] = (
-                "OpenVINO ONNX-frontend ConversionExtension"
+                "OpenVINO CPU extension (fused edgedet.QuadraConv op, libedgedet_ov_ext.so)"
                 if op.endswith("QuadraConv")
                 else "inlined to standard ONNX ops"
             )
@@ -379,13 +379,23 @@ def _onnx_files(req, ex, form, stage: Path, log: Log):
 
 
 def _openvino_files(req, ex, form, stage: Path, log: Log):
+    import shutil
+
     import openvino as ov
 
     from edgedet.exporters import openvino as ovx
+    from edgedet.kernels import openvino_extension
 
     log(f"converting to OpenVINO IR (precision {req.precision}, explicit INFERENCE_PRECISION_HINT)")
-    ov_model = ovx.convert(ex.serialize(), use_extensions=True)
+    ov_model = ovx.convert(ex.serialize(), use_extensions=True, fused=not ex.decomposed)
     ovx.save_ir(ov_model, stage / "model.xml", req.precision)
+    files = ["model.xml", "model.bin"]
+    extensions = []
+    if openvino_extension.ir_needs_extension(stage / "model.xml"):
+        built = openvino_extension.build()
+        shutil.copy2(built.library, stage / built.library.name)  # the artifact carries its extension
+        files.append(built.library.name)
+        extensions.append(built.to_json())
     compiled = ovx.compile_ir(stage / "model.xml", req.precision, req.threads)
     names = form.input_names
 
@@ -397,8 +407,9 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
         "version": ov.__version__,
         "device": "CPU",
         "config": {"INFERENCE_PRECISION_HINT": ovx.PRECISION_HINTS[req.precision]},
+        "extensions": extensions,  # libraries core.add_extension must load before read_model
     }
-    return ["model.xml", "model.bin"], "model.xml", info, run
+    return files, "model.xml", info, run
 
 
 def _tvm_files(req, ex, form, stage: Path, log: Log):

@@ -1,10 +1,12 @@
 """Quadratic depthwise convolution: y = (Wa⊛x) ⊙ (Wb⊛x) + Wc⊛x + b.
 
-Two implementations with identical values and gradients:
+Implementations with identical values and gradients:
 - plain autograd (keeps x, Wa⊛x and Wb⊛x alive for backward);
 - memory-saving: a `torch.autograd.Function` that saves only x and the weights and
-  recomputes Wa⊛x, Wb⊛x in backward (the QuadraNet paper's trick).
-The three depthwise convolutions run as one grouped convolution with 3C outputs.
+  recomputes Wa⊛x, Wb⊛x in backward (the QuadraNet paper's trick), the three depthwise
+  convolutions run as one grouped convolution with 3C outputs;
+- on CPU, when edgedet's C++ op is built (`edgedet.kernels.torch_extension`), the same
+  memory-saving Function with a fused forward and backward (one pass over each window).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from edgedet.kernels import torch_extension
 
 
 def same_padding(kernel_size: int, dilation: int = 1) -> int:
@@ -86,6 +91,41 @@ class _QuadraticConvSaving(torch.autograd.Function):
         return gx, gwa, gwb, gwc, gbias, None, None, None
 
 
+class _QuadraticConvFused(torch.autograd.Function):
+    """The memory-saving Function on edgedet's C++ CPU op (saves x and the weights only)."""
+
+    @staticmethod
+    def forward(ctx, x, wa, wb, wc, bias, stride, padding, dilation):  # noqa: D401
+        op = torch_extension.load()
+        b = bias if bias is not None else x.new_zeros(x.shape[1])
+        ctx.save_for_backward(x, wa, wb, wc)
+        ctx.has_bias = bias is not None
+        ctx.conf = (stride, padding, dilation)
+        return op.forward(x, wa, wb, wc, b, stride, padding, dilation)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, wa, wb, wc = ctx.saved_tensors
+        gx, gwa, gwb, gwc = torch_extension.load().backward(g, x, wa, wb, wc, *ctx.conf)
+        gbias = g.sum(dim=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        return gx, gwa, gwb, gwc, gbias, None, None, None
+
+
+def _fused_ok(x: Tensor, *ts: Tensor | None) -> bool:
+    """edgedet's CPU op applies: CPU float/double tensors of one dtype, eager (no tracing,
+    export or dispatch mode), op built."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if any(t is not None and (t.device.type != "cpu" or t.dtype != x.dtype) for t in ts):
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or _exporting():
+        return False
+    if _get_current_dispatch_mode() is not None:  # FlopCounterMode & co. cannot see inside the C++ op
+        return False
+    return torch_extension.available() is not None
+
+
 def quadratic_conv2d(
     x: Tensor,
     wa: Tensor,
@@ -104,6 +144,8 @@ def quadratic_conv2d(
     """
     _check(x, wa, wb, wc, bias)
     pad = same_padding(wa.shape[-1], dilation) if padding == "same" else int(padding)
+    if memory_saving and _fused_ok(x, wa, wb, wc, bias):
+        return _QuadraticConvFused.apply(x, wa, wb, wc, bias, stride, pad, dilation)
     if memory_saving and torch.is_grad_enabled() and not torch.jit.is_tracing() and not _exporting():
         return _QuadraticConvSaving.apply(x, wa, wb, wc, bias, stride, pad, dilation)
     a, b, c = _grouped(x, stack_weights(wa, wb, wc), stride, pad, dilation)

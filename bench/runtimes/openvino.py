@@ -10,6 +10,7 @@ from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
 from edgedet.bench.runtimes import Session, SessionSpec, first_line
 from edgedet.cpu import vector_isa
 from edgedet.errors import EdgedetError
+from edgedet.kernels import openvino_extension
 from edgedet.precision import OPENVINO_HINT, check_openvino_cpu
 
 FORMATS = (".xml", ".onnx")
@@ -68,7 +69,8 @@ def _dims(pshape) -> tuple:
 def open(spec: SessionSpec) -> Session:
     import openvino as ov
 
-    core = ov.Core()
+    extension = openvino_extension.library_for_ir(spec.model) if spec.model.endswith(".xml") else None
+    core = openvino_extension.core_for(library=extension)
     try:
         model = core.read_model(spec.model)
     except Exception as e:
@@ -106,7 +108,7 @@ def open(spec: SessionSpec) -> Session:
     request = compiled.create_infer_request()
     for i, (name, shape) in enumerate(shapes.items()):
         request.set_tensor(name, ov.Tensor(make_input(shape, dtypes[name], spec.seed + i)))
-    info = {"device": dev, "requested": config}
+    info = {"device": dev, "requested": config, "extension": str(extension) if extension else None}
     for key in REPORTED:
         try:
             value = compiled.get_property(key)

@@ -31,7 +31,10 @@ def register(app: typer.Typer) -> None:
             "fp32", "--precision", help="fp32|f32, fp16|f16 or bf16 (the last two: openvino, tensorrt)."
         ),
         decompose: bool = typer.Option(
-            False, "--decompose", help="Standard ONNX ops only (inline edgedet ops)."
+            False,
+            "--decompose",
+            help="Standard ONNX ops only (inline edgedet ops); for OpenVINO: three GroupConvolutions "
+            "instead of edgedet's fused QuadraConv extension op.",
         ),
         dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Batch dimension left dynamic."),
         input_size: int = typer.Option(

@@ -20,6 +20,7 @@ SUITE_MODULES = [
     "edgedet.bench.suites.export_matrix",
     "edgedet.bench.suites.nas",
     "edgedet.bench.suites.mabn",
+    "edgedet.bench.suites.kernels",
 ]
 
 
