@@ -2,11 +2,15 @@
 steps and two-path α steps on separate splits of the training data, checkpointed each
 epoch; then argmax derivation fitted to the budget.
 
-Losses of the α step (ProxylessNAS), with E = E[lat] from the LUT and T the budget:
-    mul: a · CE · (log E / log T)^β        (a = 0.2, β = 0.3)
-    add: CE + λ · (E − T) / T
-Both keep E in the autograd graph, so α gets the latency gradient directly and the CE
-gradient through the binary gates.
+Losses of the α step, with E = E[lat] from the LUT and T the budget:
+    abs: CE + λ · |E / T* − 1|,  T* = target·T   (TuNAS; default, target 0.925 = the
+         middle of the [0.85, 1.0]·T band the derived net must land in)
+    mul: a · CE · (log E / log T)^β        (ProxylessNAS; a = 0.2, β = 0.3)
+    add: CE + λ · (E − T) / T              (ProxylessNAS)
+`mul` and `add` reward every millisecond saved, so on a short proxy (noisy CE gradient)
+they drive α towards the cheapest ops; `abs` pulls E[lat] onto the target from both
+sides. All keep E in the autograd graph, so α gets the latency gradient directly and the
+CE gradient through the binary gates.
 
 Multi-process (torchrun): weights are trained with DistributedDataParallel, each rank on
 its shard of every batch; α gradients are all-reduced; every rank draws the same paths
@@ -43,7 +47,7 @@ from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
 
-LOSSES = ("mul", "add")
+LOSSES = ("abs", "mul", "add")
 
 
 @dataclass
@@ -62,7 +66,10 @@ class SearchConfig:
     arch_betas: tuple[float, float] = (0.0, 0.999)
     arch_every: int = 2  # one α step every this many weight steps
     arch_split: float = 0.2  # share of the training set held out for α steps
-    loss: str = "mul"
+    loss: str = "abs"
+    abs_lambda: float = 1.0
+    abs_target: float = 0.925  # E[lat] is pulled onto this share of the budget
+    abs_straight_through: bool = True  # the abs term's value is the argmax net's latency
     mul_a: float = 0.2
     mul_beta: float = 0.3
     add_lambda: float = 1.0
@@ -83,9 +90,13 @@ class SearchConfig:
             raise EdgedetError(f"arch_split must be in (0, 1), got {self.arch_split}")
 
 
-def latency_loss(ce: Tensor, expected_ms: Tensor, cfg: SearchConfig) -> Tensor:
-    """The α-step objective; E[lat] stays in the graph."""
+def latency_loss(ce: Tensor, expected_ms: Tensor, cfg: SearchConfig, argmax_ms: float | None = None) -> Tensor:
+    """The α-step objective; E[lat] stays in the graph. With `argmax_ms` the abs term is
+    straight-through: its value is the argmax net's latency, its gradient that of E[lat]."""
     t = cfg.budget_ms
+    if cfg.loss == "abs":
+        lat = expected_ms if argmax_ms is None else expected_ms + (argmax_ms - expected_ms.detach())
+        return ce + cfg.abs_lambda * torch.abs(lat / (cfg.abs_target * t) - 1.0)
     if cfg.loss == "mul":
         return cfg.mul_a * ce * (torch.log(expected_ms) / math.log(t)) ** cfg.mul_beta
     return ce + cfg.add_lambda * (expected_ms - t) / t
@@ -268,7 +279,8 @@ def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer,
     supernet.train()
     ce = F.cross_entropy(supernet(x), y)
     alpha_list = list(alphas)
-    loss = latency_loss(ce, lut.expected(alpha_list), cfg)
+    st = lut.latency(alphas.argmax()) if cfg.abs_straight_through else None
+    loss = latency_loss(ce, lut.expected(alpha_list), cfg, st)
     grads = torch.autograd.grad(loss, gates + alpha_list, allow_unused=True)
     gate_grads, direct = grads[:len(gates)], grads[len(gates):]
     a_opt.zero_grad(set_to_none=True)
