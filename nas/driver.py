@@ -4,6 +4,7 @@ the budget), search on the proxy data, and write arch.json, search.json and the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ class SearchJob:
     budget_ms: float
     out_dir: str
     data: str = "synthetic"
-    train_size: int = 64  # proxy image size
+    train_size: int = 32  # proxy image size
     input_size: int = 224  # deployment image size (the LUT's)
     skeleton: str = "auto"
     block: str = "quadra"
@@ -78,6 +79,7 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     from edgedet.data import make_classification_data
     from edgedet.nas.outputs import write_outputs
 
+    started = time.perf_counter()  # the time box covers the LUT and the data too
     rank, world = dist_setup()
     cfg = job.config
     cfg.budget_ms = job.budget_ms
@@ -112,12 +114,15 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
         images = job.synthetic_images or proxy_images(space)
         data = make_classification_data("synthetic", job.train_size, seed=cfg.seed, train_size=images,
                                         val_size=max(200, images // 5))
+        for ds in (data.train, data.val):  # render (and cache) now, so the time plan sees epochs as they run
+            for i in range(len(ds)):
+                ds[i]
     if on_plan is not None and rank == 0:
         on_plan(space, lut)
     result = run_search(space, lut, data.train, data.val, data.num_classes, cfg, job.out_dir,
                         resume=job.resume, reporter=reporter if rank == 0 else None,
                         fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size,
-                                     "images": len(data.train)})
+                                     "images": len(data.train)}, started=started)
     if rank != 0:  # only rank 0 prices the whole network and writes
         from edgedet.nas.outputs import result_arch
 

@@ -16,12 +16,17 @@ def register(app: typer.Typer) -> None:
         budget_ms: float = typer.Option(..., "--budget-ms",
                                         help="Latency budget in ms at --input-size, batch 1."),
         data: str = typer.Option("synthetic", "--data", help="'synthetic' or a folder of class sub-folders."),
-        train_size: int = typer.Option(64, "--train-size", min=32, help="Proxy training image size."),
+        train_size: int = typer.Option(32, "--train-size", min=32, help="Proxy training image size."),
         input_size: int = typer.Option(224, "--input-size", min=32,
                                         help="Deployment image size (prices the LUT)."),
-        epochs: int = typer.Option(12, "--epochs", min=2, help="Total epochs, warm-up included."),
+        epochs: int = typer.Option(0, "--epochs", min=0, help="Total epochs, warm-up included (0: as many "
+                                   "as --time-box-min holds, from step times measured at the start)."),
         warmup_epochs: int = typer.Option(-1, "--warmup-epochs", help="Weight-only epochs on random paths "
-                                          "(default: a third of --epochs)."),
+                                          "(default: half of the epochs)."),
+        time_box: float = typer.Option(15.0, "--time-box-min", min=0.5, help="Wall-clock minutes for the "
+                                       "whole search, LUT included, when --epochs is 0."),
+        proxy_width: int = typer.Option(16, "--proxy-width", min=0, help="Base width of the supernet trained "
+                                        "on the proxy (0: the skeleton's own); the LUT prices real widths."),
         out: str = typer.Option("search-out", "--out", help="Output folder."),
         seed: int = typer.Option(0, "--seed"),
         resume: bool = typer.Option(False, "--resume", help="Continue from --out/search.ckpt."),
@@ -32,7 +37,7 @@ def register(app: typer.Typer) -> None:
                                      "c<C>-d<16|25|36|48>, e.g. c32-d16."),
         images: int = typer.Option(0, "--synthetic-images", min=0, help="Synthetic training images (0: 2000 "
                                    "on light skeletons, proportionally fewer on heavy ones, ≥ 512)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=2, help="Per-process batch size."),
+        batch_size: int = typer.Option(32, "--batch-size", min=2, help="Per-process batch size."),
         arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
                                       "reference 1e-3 "
                                       "is for ~10⁵ α steps; scaled up for a proxy search)."),
@@ -49,9 +54,10 @@ def register(app: typer.Typer) -> None:
         if threads > 0:
             torch.set_num_threads(threads)
         rank, world = dist_setup()
-        warm = epochs // 3 if warmup_epochs < 0 else warmup_epochs
+        warm = epochs // 2 if warmup_epochs < 0 else warmup_epochs
         cfg = SearchConfig(budget_ms=budget_ms, epochs=epochs, warmup_epochs=warm, batch_size=batch_size,
-                           loss=loss, seed=seed, arch_lr=arch_lr)
+                           loss=loss, seed=seed, arch_lr=arch_lr, time_box_s=60.0 * time_box,
+                           proxy_width=proxy_width)
         job = SearchJob(device=device, budget_ms=budget_ms, out_dir=out, data=data, train_size=train_size,
                         input_size=input_size, skeleton=skeleton, synthetic_images=images, resume=resume,
                         plots=plots, config=cfg)
@@ -85,6 +91,11 @@ class RichReporter:
             f"predicted {lut.min_ms:.3g}–{lut.max_ms:.3g} ms at {space.input_size}px by profile "
             f"{src.get('id')} ({src.get('kind')}, {err})", markup=False, highlight=False)
 
+    def estimate(self, plan: dict[str, Any]) -> None:
+        from edgedet.nas.timebox import TimePlan, format_estimate
+
+        self.console.print(format_estimate(TimePlan(**plan)), markup=False, highlight=False)
+
     def start(self, total: int, done: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -100,9 +111,11 @@ class RichReporter:
         self.progress.update(self.task, advance=1, status=status)
 
     def epoch(self, r: dict[str, Any]) -> None:
+        val = (f"val acc (argmax) {r['val_acc_argmax']:.3f}" if r.get("val_acc_argmax") is not None
+               else f"val acc (random paths) {r['val_acc_sampled']:.3f}")
         self.progress.console.print(
             f"epoch {r['epoch']} [{r['phase']}] loss {r['train_loss']:.3f} train acc {r['train_acc']:.3f} "
-            f"val acc (argmax) {r['val_acc_argmax']:.3f} E[lat] {r['expected_latency_ms']:.3g} ms "
+            f"{val} E[lat] {r['expected_latency_ms']:.3g} ms "
             f"argmax {r['argmax_latency_ms']:.3g} ms H(α) {r['alpha_entropy']:.3f} "
             f"({r['wall_s']:.0f} s, {r['cpu_s']:.0f} CPU-s)",
             markup=False, highlight=False)
