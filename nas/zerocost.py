@@ -52,7 +52,8 @@ def synflow(net: nn.Module, x: Tensor) -> float:
             p.abs_()
     m.zero_grad(set_to_none=True)
     m(torch.ones(1, *x.shape[1:], dtype=torch.float64)).sum().backward()
-    return float(sum((p * p.grad).abs().sum() for p in m.parameters() if p.grad is not None))
+    with torch.no_grad():
+        return float(sum((p * p.grad).abs().sum() for p in m.parameters() if p.grad is not None))
 
 
 def zico(net: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> float:

@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
                                       "is for ~10⁵ α steps; scaled up for a proxy search)."),
         threads: int = typer.Option(0, "--threads", help="torch threads per process (0: leave as is)."),
         plots: bool = typer.Option(True, "--plots/--no-plots"),
+        strategy: str = typer.Option("supernet", "--strategy", help="supernet (ProxylessNAS-style, trained "
+                                     "in the time box) or zero-cost (regularised evolution in the latency "
+                                     "band scored by --zero-cost-proxy, ≤ 3 min, no training)."),
+        zc_proxy: str = typer.Option("naswot", "--zero-cost-proxy", help="naswot, synflow or zico."),
     ) -> None:
         """Search the QuadraNet space for the most accurate network within --budget-ms on --device."""
         import torch
@@ -60,7 +64,11 @@ def register(app: typer.Typer) -> None:
                            proxy_width=proxy_width)
         job = SearchJob(device=device, budget_ms=budget_ms, out_dir=out, data=data, train_size=train_size,
                         input_size=input_size, skeleton=skeleton, synthetic_images=images, resume=resume,
-                        plots=plots, config=cfg)
+                        plots=plots, config=cfg, strategy=strategy, zero_cost_proxy=zc_proxy)
+        if strategy not in ("supernet", "zero-cost"):
+            from edgedet.errors import EdgedetError
+
+            raise EdgedetError(f"unknown strategy {strategy!r}; choose supernet or zero-cost")
         reporter = RichReporter() if rank == 0 else None
         try:
             res = run_job(job, reporter, on_plan=reporter.plan if reporter else None)
