@@ -244,10 +244,11 @@ def pareto_plot(res: dict[str, Any], path: Path) -> Path:
             pts = [(r["predicted_latency_ms"], r["accuracy"]["mean"]) for r in res["rows"]
                    if r["device"] == dev and r["method"] == method]
             if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=m, color=c, s=90 if m == "*" else 30, label=method)
+                ax.scatter(*zip(*pts, strict=True), marker=m, color=c, s=90 if m == "*" else 30, label=method,
+                           zorder=3)
         b = next(r["budget_ms"] for r in res["rows"] if r["device"] == dev)
         ax.axvline(b, ls="--", color="k", lw=0.8)
-        ax.axvspan(0.85 * b, b, color="0.9")
+        ax.axvspan(0.85 * b, b, color="0.9", zorder=0)
         ax.set_title(f"{dev} @ {b:g} ms")
         ax.set_xlabel("predicted latency (ms)")
         ax.set_ylabel("proxy accuracy")
