@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
                 dist.destroy_process_group()
         if rank == 0:
-            _summary(res, out, world)
+            _summary(res, out, world, plots)
 
 
 class RichReporter:
@@ -133,7 +133,7 @@ class RichReporter:
             self.progress.stop()
 
 
-def _summary(res, out: str, world: int) -> None:
+def _summary(res, out: str, world: int, plots_on: bool = True) -> None:
     from rich.console import Console
 
     a = res.arch
@@ -148,5 +148,6 @@ def _summary(res, out: str, world: int) -> None:
             f"({a.predicted_latency_ms / a.budget_ms:.0%}) on {a.device} at {a.input_size}px, batch 1 "
             f"(predicted by profile {prof.get('id')}, {prof.get('kind')}{err}); argmax before fitting "
             f"{res.result.argmax_latency_ms:.4g} ms, {len(res.result.repair)} fitting move(s)")
-    c.print(f"wrote {out}/arch.json, search.json, latency.png, accuracy.png, alpha_heatmap.png, "
-            "architecture.png")
+    plots = res.result.config.get("strategy") != "zero-cost" and plots_on
+    c.print(f"wrote {out}/arch.json, search.json" + (", latency.png, accuracy.png, alpha_heatmap.png, "
+                                                     "architecture.png" if plots else ""))
