@@ -46,7 +46,7 @@ from edgedet.nas.checkpoint import (
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
-from edgedet.nas.timebox import measure_steps, plan_epochs
+from edgedet.nas.timebox import measure_steps, plan_epochs, replan
 
 LOSSES = ("abs", "mul", "add")
 SAMPLED_EVAL_PATHS = 3  # random sub-networks scored at the end of the warm-up
@@ -230,7 +230,9 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         start_epoch = st["epoch"]
 
     rep.start(epochs * steps, start_epoch * steps)
-    for epoch in range(start_epoch, epochs):
+    epoch = start_epoch - 1
+    while epoch + 1 < epochs:  # the time box may shorten `epochs` as it goes
+        epoch += 1
         warm = epoch < warmup_epochs
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         torch.manual_seed(cfg.seed * 7919 + epoch)
@@ -283,6 +285,13 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         }
         history.append(record)
         rep.epoch(record)
+        if plan is not None and started is not None and not resuming:  # keep to the box
+            plan = replan(plan, time.perf_counter() - started, epoch + 1, record["wall_s"], warm)
+            if world > 1:
+                box = [plan]
+                dist.broadcast_object_list(box, src=0)
+                plan = box[0]
+            epochs, warmup_epochs = plan["epochs"], plan["warmup_epochs"]
         if rank == 0:
             save_checkpoint(ckpt_path, {
                 "fingerprint": fp, "epoch": epoch + 1, "warmup_done": epoch + 1 >= warmup_epochs,

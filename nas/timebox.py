@@ -68,6 +68,31 @@ def plan_epochs(box_s: float, spent_s: float, step_s: float, arch_step_s: float,
     return TimePlan(box_s, spent_s, step_s, arch_step_s, eval_s, steps_per_epoch, arch_every, total, w, est)
 
 
+def replan(plan: dict, elapsed_s: float, done: int, last_wall_s: float, last_warm: bool) -> dict:
+    """The plan after `done` epochs, shrunk (never grown) so the rest fits the box at the
+    pace of the last epoch: a loaded machine ends the warm-up or the search early, keeping
+    at least one search epoch. Pure; returns a new plan dict."""
+    p = dict(plan)
+    ratio = max(last_wall_s, 1e-9) / max(epoch_seconds(plan, last_warm), 1e-9)
+    warm_s, search_s = epoch_seconds(plan, True) * ratio, epoch_seconds(plan, False) * ratio
+    left = p["box_s"] * (1 - RESERVE) - elapsed_s
+    w, e = p["warmup_epochs"], p["epochs"]
+
+    def rest(w: int, e: int) -> float:
+        return max(0, w - done) * warm_s + (e - max(w, done)) * search_s
+
+    while rest(w, e) > left:
+        if w > done and w - done >= e - w:
+            w, e = w - 1, e - 1  # cut a warm-up epoch
+        elif e > max(w, done) + 1:
+            e -= 1  # cut a search epoch
+        else:
+            break
+    p["warmup_epochs"], p["epochs"] = w, e
+    p["estimate_s"] = elapsed_s + rest(w, e)
+    return p
+
+
 def warmup_split(epochs: int, share: float) -> int:
     """Warm-up epochs of a plan of `epochs`: share of them, at least one, leaving one."""
     return max(1, min(epochs - 1, round(share * epochs)))

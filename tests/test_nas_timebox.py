@@ -27,3 +27,17 @@ def test_plan_fits_the_box_and_scales_with_it():
 def test_plan_keeps_two_epochs_when_nothing_fits():
     p = _plan(20.0, spent=30.0)
     assert (p.epochs, p.warmup_epochs) == (2, 1) and p.estimate_s > p.box_s
+
+
+def test_replan_shrinks_on_a_slower_machine_and_keeps_a_search_epoch():
+    from edgedet.nas.timebox import replan
+
+    p = _plan(900.0).to_json()
+    warm_s = epoch_seconds(p, True)
+    same = replan(p, 10.0 + warm_s, 1, warm_s, True)  # on schedule: unchanged
+    assert (same["epochs"], same["warmup_epochs"]) == (p["epochs"], p["warmup_epochs"])
+    slow = replan(p, 10.0 + 3 * warm_s, 1, 3 * warm_s, True)  # 3× slower than measured
+    assert slow["epochs"] < p["epochs"] and 1 <= slow["warmup_epochs"] < slow["epochs"]
+    assert slow["estimate_s"] <= p["box_s"] * (1 - RESERVE)
+    late = replan(p, 2000.0, p["warmup_epochs"], warm_s, True)  # box already spent after the warm-up
+    assert late["epochs"] == p["warmup_epochs"] + 1
