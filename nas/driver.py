@@ -4,8 +4,9 @@ the budget), search on the proxy data, and write arch.json, search.json and the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgedet.arch import Arch
@@ -16,6 +17,8 @@ from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut,
 from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
 from edgedet.nas.space import SearchSpace, skeleton
 
+ZERO_COST_LIMIT_S = 170.0  # the zero-cost strategy finishes in ≤ 3 minutes, LUT included
+
 
 @dataclass
 class SearchJob:
@@ -23,7 +26,7 @@ class SearchJob:
     budget_ms: float
     out_dir: str
     data: str = "synthetic"
-    train_size: int = 64  # proxy image size
+    train_size: int = 32  # proxy image size
     input_size: int = 224  # deployment image size (the LUT's)
     skeleton: str = "auto"
     block: str = "quadra"
@@ -31,6 +34,8 @@ class SearchJob:
     resume: bool = False
     plots: bool = True
     nonbinding_ok: bool = False  # accept a budget above the skeleton's largest arch (comparisons only)
+    strategy: str = "supernet"  # or "zero-cost" (nas.evolution)
+    zero_cost_proxy: str = "naswot"
     config: SearchConfig = field(default_factory=lambda: SearchConfig(budget_ms=1.0))
 
 
@@ -78,6 +83,7 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     from edgedet.data import make_classification_data
     from edgedet.nas.outputs import write_outputs
 
+    started = time.perf_counter()  # the time box covers the LUT and the data too
     rank, world = dist_setup()
     cfg = job.config
     cfg.budget_ms = job.budget_ms
@@ -112,12 +118,24 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
         images = job.synthetic_images or proxy_images(space)
         data = make_classification_data("synthetic", job.train_size, seed=cfg.seed, train_size=images,
                                         val_size=max(200, images // 5))
+        for ds in (data.train, data.val):  # render (and cache) now, so the time plan sees epochs as they run
+            for i in range(len(ds)):
+                ds[i]
     if on_plan is not None and rank == 0:
         on_plan(space, lut)
+    if job.strategy == "zero-cost":
+        if world > 1:
+            raise EdgedetError("--strategy zero-cost runs in one process; launch it without torchrun")
+        result = run_zero_cost(space, lut, data, cfg, job, started)
+        arch = fit_whole_network(space, result, lut, cost, dev_name, job, source)
+        write_outputs(job.out_dir, space, result, lut, arch,
+                      extra={"skeleton_ranges_ms": ranges, "data": data.source, "world_size": 1,
+                             "proxy_images": len(data.train), "strategy": "zero-cost"}, plots=False)
+        return JobResult(arch, result, space, lut, ranges)
     result = run_search(space, lut, data.train, data.val, data.num_classes, cfg, job.out_dir,
                         resume=job.resume, reporter=reporter if rank == 0 else None,
                         fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size,
-                                     "images": len(data.train)})
+                                     "images": len(data.train)}, started=started)
     if rank != 0:  # only rank 0 prices the whole network and writes
         from edgedet.nas.outputs import result_arch
 
@@ -133,6 +151,42 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     if world > 1:
         dist.barrier()
     return JobResult(arch, result, space, lut, ranges)
+
+
+def run_zero_cost(space: SearchSpace, lut: LatencyTable, data, cfg: SearchConfig, job: SearchJob,
+                  started: float) -> SearchResult:
+    """Regularised evolution in the latency band, scored by a zero-cost proxy on two fixed
+    batches of proxy images; the net is built at the proxy width, like the supernet."""
+    import torch
+
+    from edgedet.nas.evolution import EvolutionConfig, regularized_evolution
+    from edgedet.nas.search import _batch, _jsonable, proxy_space
+    from edgedet.nas.zerocost import PROXIES, score
+
+    if job.zero_cost_proxy not in PROXIES:
+        raise EdgedetError(f"unknown zero-cost proxy {job.zero_cost_proxy!r}; choose from {', '.join(PROXIES)}")
+    train_space = proxy_space(space, cfg.proxy_width)
+    n = min(len(data.train), 2 * cfg.batch_size)
+    idx = torch.arange(n)
+    batches = [_batch(data.train, idx[i::2], torch.device("cpu")) for i in range(2)]
+
+    def score_arch(indices: list[int]) -> float:
+        torch.manual_seed(cfg.seed)
+        net = build_space_net(train_space, train_space.arch_from_indices(indices), data.num_classes)
+        return score(job.zero_cost_proxy, net, batches)
+
+    ecfg = EvolutionConfig(budget_ms=job.budget_ms, proxy=job.zero_cost_proxy, seed=cfg.seed,
+                           low=cfg.fit_low, time_limit_s=max(5.0, min(ZERO_COST_LIMIT_S, 0.92 * cfg.time_box_s)
+                                                        - (time.perf_counter() - started)))
+    ev = regularized_evolution(lut, score_arch, ecfg)
+    one_hot = [[1.0 if c == i else 0.0 for c in range(len(row))] for row, i in zip(lut.table, ev.indices,
+                                                                                    strict=True)]
+    config = _jsonable(asdict(cfg)) | {"strategy": "zero-cost", "evolution": asdict(ecfg),
+                                       "evaluated": ev.evaluated, "evolution_wall_s": ev.wall_s,
+                                       "best_score": ev.score}
+    return SearchResult(indices=list(ev.indices), argmax_indices=list(ev.indices),
+                        latency_ms=lut.latency(ev.indices), argmax_latency_ms=lut.latency(ev.indices),
+                        repair=[], history=ev.history, probs=one_hot, config=config)
 
 
 def fit_whole_network(space: SearchSpace, result: SearchResult, lut: LatencyTable, cost: ModuleCost,

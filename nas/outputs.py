@@ -24,6 +24,7 @@ def result_arch(space: SearchSpace, result: SearchResult, lut: LatencyTable, dev
         "epochs": result.config.get("epochs"),
         "argmax_latency_ms": result.argmax_latency_ms,
         "repair_moves": len(result.repair),
+        "argmax_in_band": argmax_in_band(result, budget_ms),
         "lut_fixed_ms": lut.fixed_ms,
     }
     if whole_net_ms is not None:
@@ -45,6 +46,8 @@ def search_json(space: SearchSpace, result: SearchResult, lut: LatencyTable, arc
         "argmax_indices": result.argmax_indices,
         "indices": result.indices,
         "repair": result.repair,
+        "fit_moves": len(result.repair),
+        "argmax_in_band": argmax_in_band(result, arch.budget_ms),
         "skeleton": space.describe(),
         "choices": [[_label(c) for c in row] for row in space.all_choices()],
         "lut": lut.to_json(),
@@ -53,6 +56,12 @@ def search_json(space: SearchSpace, result: SearchResult, lut: LatencyTable, arc
         "history": result.history,
         **(extra or {}),
     }
+
+
+def argmax_in_band(result: SearchResult, budget_ms: float) -> bool:
+    """Whether the search itself (argmax, before any fitting) landed in [fit_low·B, B]."""
+    low = result.config.get("fit_low", 0.85)
+    return bool(low * budget_ms <= result.argmax_latency_ms <= budget_ms)
 
 
 def _label(c) -> str:

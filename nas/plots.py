@@ -45,7 +45,11 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(ep, [r["train_acc"] for r in h], "o-", label="train (sampled paths)")
-    ax.plot(ep, [r["val_acc_argmax"] for r in h], "s-", label="val (argmax sub-network)")
+    for key, mark, label in (("val_acc_sampled", "^-", "val (random sub-networks, warm-up)"),
+                             ("val_acc_argmax", "s-", "val (argmax sub-network)")):
+        pts = [(e, r.get(key)) for e, r in zip(ep, h, strict=True) if r.get(key) is not None]
+        if pts:
+            ax.plot([e for e, _ in pts], [v for _, v in pts], mark, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("proxy top-1 accuracy")
     ax.legend(fontsize=8)

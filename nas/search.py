@@ -2,11 +2,15 @@
 steps and two-path α steps on separate splits of the training data, checkpointed each
 epoch; then argmax derivation fitted to the budget.
 
-Losses of the α step (ProxylessNAS), with E = E[lat] from the LUT and T the budget:
-    mul: a · CE · (log E / log T)^β        (a = 0.2, β = 0.3)
-    add: CE + λ · (E − T) / T
-Both keep E in the autograd graph, so α gets the latency gradient directly and the CE
-gradient through the binary gates.
+Losses of the α step, with E = E[lat] from the LUT and T the budget:
+    abs: CE + λ · |E / T* − 1|,  T* = target·T   (TuNAS; default, target 0.925 = the
+         middle of the [0.85, 1.0]·T band the derived net must land in)
+    mul: a · CE · (log E / log T)^β        (ProxylessNAS; a = 0.2, β = 0.3)
+    add: CE + λ · (E − T) / T              (ProxylessNAS)
+`mul` and `add` reward every millisecond saved, so on a short proxy (noisy CE gradient)
+they drive α towards the cheapest ops; `abs` pulls E[lat] onto the target from both
+sides. All keep E in the autograd graph, so α gets the latency gradient directly and the
+CE gradient through the binary gates.
 
 Multi-process (torchrun): weights are trained with DistributedDataParallel, each rank on
 its shard of every batch; α gradients are all-reduced; every rank draws the same paths
@@ -20,7 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +46,25 @@ from edgedet.nas.checkpoint import (
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
+from edgedet.nas.timebox import measure_steps, plan_epochs, replan
 
-LOSSES = ("mul", "add")
+LOSSES = ("abs", "mul", "add")
+SAMPLED_EVAL_PATHS = 3  # random sub-networks scored at the end of the warm-up
 
 
 @dataclass
 class SearchConfig:
     budget_ms: float
-    epochs: int = 12
-    warmup_epochs: int = 4
-    batch_size: int = 64
-    lr: float = 0.025
+    epochs: int = 0  # 0: as many as the time box holds (nas.timebox), warm-up warmup_share of them
+    warmup_epochs: int = 4  # used when epochs > 0
+    time_box_s: float = 900.0  # the whole job's wall-clock box when epochs = 0
+    warmup_share: float = 0.5
+    # proxy training runs the skeleton's depths at base width proxy_width (0: the skeleton's
+    # own); the LUT still prices the real widths at the deployment size
+    proxy_width: int = 16
+    layer_scale: float = 0.1  # initial block layer scale of the supernet (0: the blocks' 1e-6)
+    batch_size: int = 32
+    lr: float = 0.1  # measured on the 32 px proxy: learns faster than DESIGN's 0.025 (docs/nas.md)
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
@@ -62,7 +74,10 @@ class SearchConfig:
     arch_betas: tuple[float, float] = (0.0, 0.999)
     arch_every: int = 2  # one α step every this many weight steps
     arch_split: float = 0.2  # share of the training set held out for α steps
-    loss: str = "mul"
+    loss: str = "abs"
+    abs_lambda: float = 1.0
+    abs_target: float = 0.925  # E[lat] is pulled onto this share of the budget
+    abs_straight_through: bool = True  # the abs term's value is the argmax net's latency
     mul_a: float = 0.2
     mul_beta: float = 0.3
     add_lambda: float = 1.0
@@ -72,9 +87,13 @@ class SearchConfig:
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise EdgedetError(f"unknown loss form {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
+        if self.epochs < 0 or (self.epochs > 0 and not 0 <= self.warmup_epochs < self.epochs):
             raise EdgedetError(f"need epochs ≥ 1 and 0 ≤ warm-up epochs < epochs, got {self.epochs}, "
-                               f"{self.warmup_epochs}")
+                               f"{self.warmup_epochs} (epochs 0: chosen by the time box)")
+        if self.epochs == 0 and self.time_box_s <= 0:
+            raise EdgedetError(f"time box must be positive, got {self.time_box_s} s")
+        if self.proxy_width < 0 or self.proxy_width % 8:
+            raise EdgedetError(f"proxy width must be a multiple of 8 (0: the skeleton's), got {self.proxy_width}")
         if self.budget_ms <= 0:
             raise EdgedetError(f"budget must be positive, got {self.budget_ms} ms")
         if self.loss == "mul" and self.budget_ms <= 1.0:
@@ -83,9 +102,13 @@ class SearchConfig:
             raise EdgedetError(f"arch_split must be in (0, 1), got {self.arch_split}")
 
 
-def latency_loss(ce: Tensor, expected_ms: Tensor, cfg: SearchConfig) -> Tensor:
-    """The α-step objective; E[lat] stays in the graph."""
+def latency_loss(ce: Tensor, expected_ms: Tensor, cfg: SearchConfig, argmax_ms: float | None = None) -> Tensor:
+    """The α-step objective; E[lat] stays in the graph. With `argmax_ms` the abs term is
+    straight-through: its value is the argmax net's latency, its gradient that of E[lat]."""
     t = cfg.budget_ms
+    if cfg.loss == "abs":
+        lat = expected_ms if argmax_ms is None else expected_ms + (argmax_ms - expected_ms.detach())
+        return ce + cfg.abs_lambda * torch.abs(lat / (cfg.abs_target * t) - 1.0)
     if cfg.loss == "mul":
         return cfg.mul_a * ce * (torch.log(expected_ms) / math.log(t)) ** cfg.mul_beta
     return ce + cfg.add_lambda * (expected_ms - t) / t
@@ -106,6 +129,7 @@ class SearchResult:
 class Reporter:
     """Progress hooks; the CLI's rich bars implement them (the default prints nothing)."""
 
+    def estimate(self, plan: dict[str, Any]) -> None: ...
     def start(self, total_steps: int, done_steps: int) -> None: ...
     def step(self, info: dict[str, float]) -> None: ...
     def epoch(self, record: dict[str, Any]) -> None: ...
@@ -133,8 +157,10 @@ def _batch(ds, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
 def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_classes: int,
                cfg: SearchConfig, out_dir: str | Path, resume: bool = False,
                reporter: Reporter | None = None, fingerprint: dict | None = None,
-               on_checkpoint: Callable[[int], None] | None = None) -> SearchResult:
-    """Search `space` on the proxy data; checkpoint to out_dir/search.ckpt each epoch."""
+               on_checkpoint: Callable[[int], None] | None = None,
+               started: float | None = None) -> SearchResult:
+    """Search `space` on the proxy data; checkpoint to out_dir/search.ckpt each epoch.
+    `started` (time.perf_counter() at the job's start) charges the LUT and data to the box."""
     cfg.validate()
     rep = reporter or Reporter()
     rank, world = _dist()
@@ -157,25 +183,42 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
                            f"{per_step}; use more data or a smaller batch")
 
     torch.manual_seed(cfg.seed)
-    supernet = Supernet(space, num_classes).to(device)
+    supernet = Supernet(proxy_space(space, cfg.proxy_width), num_classes, cfg.layer_scale).to(device)
     alphas = Alphas(supernet.num_choices, torch.Generator().manual_seed(cfg.seed + 1)).to(device)
+    st = None
+    if ckpt_path.is_file() and (resume or rank == 0):
+        st = load_checkpoint(ckpt_path)
+        if resume and st["fingerprint"] != fp:
+            diff = sorted(k for k in fp if fp.get(k) != st["fingerprint"].get(k))
+            raise EdgedetError(f"{ckpt_path} belongs to a different search (differs in: {', '.join(diff)}); "
+                               f"rerun without --resume or use another --out")
+        if not resume and st["epoch"] < st.get("epochs_total", st["fingerprint"]["config"]["epochs"]):
+            raise EdgedetError(f"{ckpt_path} holds an unfinished search; pass --resume to continue it, "
+                               f"or use another --out")
+    resuming = resume and st is not None
+    plan: dict | None = None
+    epochs, warmup_epochs = cfg.epochs, cfg.warmup_epochs
+    if cfg.epochs == 0:  # the time box sets the epochs; a resumed search keeps its plan
+        if resuming:
+            plan = st["time_plan"]
+        else:
+            x0, y0 = _batch(train_set, weight_idx[:cfg.batch_size], device)
+            plan = _time_plan(supernet, alphas, x0, y0, cfg, steps, len(val_set) / max(world, 1), started, world)
+        epochs, warmup_epochs = plan["epochs"], plan["warmup_epochs"]
+        rep.estimate(plan)
+
     model = supernet
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
     w_opt = torch.optim.SGD(supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                             weight_decay=cfg.weight_decay)
-    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=cfg.epochs * steps)
+    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs * steps)
     a_opt = torch.optim.Adam(alphas.parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=0.0)
     path_gen = torch.Generator().manual_seed(cfg.seed + 2)
     history: list[dict] = []
     start_epoch = 0
 
-    if resume and ckpt_path.is_file():
-        st = load_checkpoint(ckpt_path)
-        if st["fingerprint"] != fp:
-            diff = sorted(k for k in fp if fp.get(k) != st["fingerprint"].get(k))
-            raise EdgedetError(f"{ckpt_path} belongs to a different search (differs in: {', '.join(diff)}); "
-                               f"rerun without --resume or use another --out")
+    if resuming:
         supernet.load_state_dict(st["supernet"])
         alphas.load_state_dict(st["alphas"])
         w_opt.load_state_dict(st["w_opt"])
@@ -185,15 +228,12 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         restore_rng_states(st["rng"])
         history = st["history"]
         start_epoch = st["epoch"]
-    elif not resume and ckpt_path.is_file() and rank == 0:
-        st = load_checkpoint(ckpt_path)
-        if st["epoch"] < st["fingerprint"]["config"]["epochs"]:
-            raise EdgedetError(f"{ckpt_path} holds an unfinished search; pass --resume to continue it, "
-                               f"or use another --out")
 
-    rep.start(cfg.epochs * steps, start_epoch * steps)
-    for epoch in range(start_epoch, cfg.epochs):
-        warm = epoch < cfg.warmup_epochs
+    rep.start(epochs * steps, start_epoch * steps)
+    epoch = start_epoch - 1
+    while epoch + 1 < epochs:  # the time box may shorten `epochs` as it goes
+        epoch += 1
+        warm = epoch < warmup_epochs
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         torch.manual_seed(cfg.seed * 7919 + epoch)
         perm_w = weight_idx[_epoch_perm(len(weight_idx), cfg.seed, epoch, 0)]
@@ -225,13 +265,19 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
             info["entropy"] = alphas.entropy()
             rep.step(info)
 
-        val_acc = evaluate(supernet, alphas.argmax(), val_set, cfg.batch_size, device, rank, world)
+        if warm:  # α has not moved: the argmax is arbitrary, so score random paths instead
+            n_paths = SAMPLED_EVAL_PATHS if epoch + 1 == warmup_epochs else 1
+            val_sampled = sampled_accuracy(supernet, alphas, val_set, cfg, device, rank, world, n_paths)
+            val_acc = None
+        else:
+            val_sampled = None
+            val_acc = evaluate(supernet, alphas.argmax(), val_set, cfg.batch_size, device, rank, world)
         with torch.no_grad():
             expected = float(lut.expected(list(alphas)))
         record = {
             "epoch": epoch + 1, "phase": "warmup" if warm else "search",
             "train_loss": _mean(loss_sum, seen, world), "train_acc": _mean(float(correct), seen, world),
-            "val_acc_argmax": val_acc, "expected_latency_ms": expected,
+            "val_acc_argmax": val_acc, "val_acc_sampled": val_sampled, "expected_latency_ms": expected,
             "argmax_latency_ms": lut.latency(alphas.argmax()), "alpha_entropy": alphas.entropy(),
             "lr": w_sched.get_last_lr()[0],
             "probs": [[round(float(v), 6) for v in p] for p in alphas.probs()],
@@ -239,9 +285,17 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         }
         history.append(record)
         rep.epoch(record)
+        if plan is not None and started is not None and not resuming:  # keep to the box
+            plan = replan(plan, time.perf_counter() - started, epoch + 1, record["wall_s"], warm)
+            if world > 1:
+                box = [plan]
+                dist.broadcast_object_list(box, src=0)
+                plan = box[0]
+            epochs, warmup_epochs = plan["epochs"], plan["warmup_epochs"]
         if rank == 0:
             save_checkpoint(ckpt_path, {
-                "fingerprint": fp, "epoch": epoch + 1, "warmup_done": epoch + 1 >= cfg.warmup_epochs,
+                "fingerprint": fp, "epoch": epoch + 1, "warmup_done": epoch + 1 >= warmup_epochs,
+                "epochs_total": epochs, "time_plan": plan,
                 "supernet": supernet.state_dict(), "alphas": alphas.state_dict(),
                 "w_opt": w_opt.state_dict(), "w_sched": w_sched.state_dict(), "a_opt": a_opt.state_dict(),
                 "path_gen": path_gen.get_state(), "rng": rng_states(), "history": history,
@@ -255,9 +309,43 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
     argmax = alphas.argmax()
     logp = [torch.log_softmax(a.detach().cpu(), 0).tolist() for a in alphas]
     fit = fit_to_budget(argmax, logp, lut, cfg.budget_ms, cfg.fit_low)
+    config = _jsonable(asdict(cfg)) | {"epochs": epochs, "warmup_epochs": warmup_epochs, "time_plan": plan}
     return SearchResult(indices=fit.indices, argmax_indices=argmax, latency_ms=fit.latency_ms,
                         argmax_latency_ms=lut.latency(argmax), repair=fit.moves, history=history,
-                        probs=[p.cpu().tolist() for p in alphas.probs()], config=_jsonable(asdict(cfg)))
+                        probs=[p.cpu().tolist() for p in alphas.probs()], config=config)
+
+
+def proxy_space(space: SearchSpace, base_width: int) -> SearchSpace:
+    """The skeleton trained on the proxy: same depths and choices at base width base_width
+    (0: unchanged). Widths only scale the supernet's cost; α and the LUT are per layer."""
+    if base_width <= 0 or base_width == space.widths[0]:
+        return space
+    return replace(space, widths=tuple(base_width * w // space.widths[0] for w in space.widths))
+
+
+def _time_plan(supernet: Supernet, alphas: Alphas, x: Tensor, y: Tensor, cfg: SearchConfig, steps: int,
+               val_per_rank: float, started: float | None, world: int) -> dict:
+    """Measure the step costs here and plan the epochs (rank 0's plan for every rank)."""
+    step_s, arch_s = measure_steps(supernet, alphas, x, y)
+    eval_s = 0.35 * step_s * val_per_rank / cfg.batch_size  # forward only, no backward
+    spent = time.perf_counter() - started if started is not None else 0.0
+    plan = plan_epochs(cfg.time_box_s, spent, step_s, arch_s, eval_s, steps, cfg.arch_every,
+                       cfg.warmup_share).to_json()
+    if world > 1:
+        box = [plan]
+        dist.broadcast_object_list(box, src=0)
+        plan = box[0]
+    return plan
+
+
+def sampled_accuracy(net: Supernet, alphas: Alphas, val_set, cfg: SearchConfig, device: torch.device,
+                     rank: int, world: int, n_paths: int) -> float:
+    """Mean top-1 of n_paths uniform random sub-networks (a fixed draw per seed): how much
+    the shared weights learned before α starts ranking ops."""
+    gen = torch.Generator().manual_seed(cfg.seed + 4242)
+    accs = [evaluate(net, sample_paths(alphas, gen, uniform=True), val_set, cfg.batch_size, device, rank, world)
+            for _ in range(n_paths)]
+    return sum(accs) / len(accs)
 
 
 def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -268,7 +356,8 @@ def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer,
     supernet.train()
     ce = F.cross_entropy(supernet(x), y)
     alpha_list = list(alphas)
-    loss = latency_loss(ce, lut.expected(alpha_list), cfg)
+    st = lut.latency(alphas.argmax()) if cfg.abs_straight_through else None
+    loss = latency_loss(ce, lut.expected(alpha_list), cfg, st)
     grads = torch.autograd.grad(loss, gates + alpha_list, allow_unused=True)
     gate_grads, direct = grads[:len(gates)], grads[len(gates):]
     a_opt.zero_grad(set_to_none=True)

@@ -49,7 +49,7 @@ class MixedLayer(nn.Module):
 class Supernet(nn.Module):
     """The skeleton of `space` with a MixedLayer at each searchable layer."""
 
-    def __init__(self, space: SearchSpace, num_classes: int):
+    def __init__(self, space: SearchSpace, num_classes: int, layer_scale: float = 0.0):
         super().__init__()
         stages = [
             # plain autograd for the quadratic conv: a proxy search is bound by time, not memory
@@ -60,6 +60,11 @@ class Supernet(nn.Module):
         ]
         self.net = MacroNet(list(space.widths), stages, num_classes=num_classes)
         self.num_choices = [len(space.layer_choices(s, i)) for s, i in space.layers()]
+        if layer_scale > 0:  # blocks start as near-identities at 1e-6, which a short proxy cannot undo
+            with torch.no_grad():
+                for name, p in self.net.stages.named_parameters():
+                    if name.endswith(("gamma1", "gamma2")):
+                        p.fill_(layer_scale)
 
     def mixed_layers(self) -> list[MixedLayer]:
         return [m for m in self.net.modules() if isinstance(m, MixedLayer)]

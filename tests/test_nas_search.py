@@ -85,6 +85,9 @@ def test_search_outputs_and_resume_equality(setup, tmp_path):
     assert a.extra["skeleton"]["name"] == sp.name
     hist = json.loads((tmp_path / "b" / "search.json").read_text())
     assert hist["schema_version"] == 1 and len(hist["history"]) == 3
+    assert hist["fit_moves"] == len(res.repair) == a.extra["search"]["repair_moves"]
+    in_band = 0.85 * budget <= res.argmax_latency_ms <= budget
+    assert hist["argmax_in_band"] is in_band and a.extra["search"]["argmax_in_band"] is in_band
 
 
 def test_other_seed_other_search(setup, tmp_path):
