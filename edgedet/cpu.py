@@ -14,6 +14,8 @@ import os
 import platform
 from dataclasses import dataclass
 
+from edgedet.errors import EdgedetError
+
 # x86 levels, lowest first; a cap keeps the features at or below its level.
 X86_LEVELS = ("sse41", "avx", "avx2", "avx512f", "avx512_bf16", "amx")
 _X86_FLAGS = {  # /proc/cpuinfo flag → level it unlocks
@@ -101,8 +103,6 @@ class VectorIsa:
 
 def isa_cap() -> tuple[str, str] | None:
     """(level, 'VAR=value') of the active cap, or None; an unknown value is an error."""
-    from edgedet.errors import EdgedetError
-
     forced = os.environ.get("EDGEDET_FORCE_ISA", "").strip().lower()
     if forced:
         if forced not in X86_LEVELS:
