@@ -92,7 +92,7 @@ class BlockCostCache:
     def save(self) -> None:
         if self.store is None:
             return
-        from edgedet.arch import write_json_atomic
+        from edgedet.io.atomic import write_json_atomic
 
         try:
             items = sorted(self.memo.items(), key=str)

@@ -35,20 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edgedet.errors import EdgedetError
+from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.nas.budget import fit_to_budget
-from edgedet.nas.checkpoint import (
-    CHECKPOINT_NAME,
-    load_checkpoint,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
-)
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
 from edgedet.nas.timebox import measure_steps, plan_epochs, replan
 
 LOSSES = ("abs", "mul", "add")
+CHECKPOINT_NAME = "search.ckpt"  # OUT/search.ckpt, rewritten atomically each epoch
 SAMPLED_EVAL_PATHS = 3  # random sub-networks scored at the end of the warm-up
 
 
@@ -225,7 +220,7 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         w_sched.load_state_dict(st["w_sched"])
         a_opt.load_state_dict(st["a_opt"])
         path_gen.set_state(st["path_gen"])
-        restore_rng_states(st["rng"])
+        set_rng_state(st["rng"])
         history = st["history"]
         start_epoch = st["epoch"]
 
@@ -298,7 +293,7 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
                 "epochs_total": epochs, "time_plan": plan,
                 "supernet": supernet.state_dict(), "alphas": alphas.state_dict(),
                 "w_opt": w_opt.state_dict(), "w_sched": w_sched.state_dict(), "a_opt": a_opt.state_dict(),
-                "path_gen": path_gen.get_state(), "rng": rng_states(), "history": history,
+                "path_gen": path_gen.get_state(), "rng": rng_state(), "history": history,
             })
         if world > 1:
             dist.barrier()

@@ -7,8 +7,8 @@ import sys
 
 import torch
 
+from edgedet.io.checkpoint import save_checkpoint
 from edgedet.models import create
-from edgedet.training.checkpoint import save_checkpoint
 
 OPTIONS = {"preset": "cpu", "dim": 32, "ffn_dim": 64, "patch": 5, "anchor_nms_iou": 0.5,
            "anchor_nms_at_inference": False, "nms_iou": 0.5}

@@ -266,7 +266,7 @@ def test_cli_train_eval_detect(tmp_path, monkeypatch, capsys):
 def test_cli_convert_checkpoint(tmp_path):
     import argparse
 
-    from edgedet.training.checkpoint import load_checkpoint
+    from edgedet.io.checkpoint import load_checkpoint
 
     opts = dict(SMALL, enc_layers=0, proposal_strides=(8, 16, 32, 64))
     src = build_plain_detr("quadranet25-xxs", **opts)

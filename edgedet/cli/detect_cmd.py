@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         import torch
         from PIL import Image
 
-        from edgedet.arch import write_json_atomic
         from edgedet.data.coco import MEAN, STD, collate
+        from edgedet.io.atomic import write_json_atomic
         from edgedet.training.coco_eval import default_postprocess
         from edgedet.training.detection import build_detector, default_model_options, load_trained
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from edgedet.models.asag_anchor import PATCH, AnchorConfig, AnchorGenerator
+from edgedet.models.asag_criterion import ASAGCriterion
 from edgedet.models.asag_query import QueryInit
 from edgedet.models.dynamic_head import DynamicDecoderLayer
 from edgedet.models.fpn import FPN
@@ -177,8 +178,6 @@ class ASAG(nn.Module):
 
     def loss(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         if self._criterion is None:
-            from edgedet.training.asag_loss import ASAGCriterion
-
             self._criterion = ASAGCriterion(self.num_classes)
         return self._criterion(outputs, targets)
 

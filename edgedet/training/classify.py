@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import (
+from edgedet.io.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
     rng_state,

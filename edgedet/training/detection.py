@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgedet.arch import write_json_atomic
 from edgedet.data.coco import Augment, CocoDetection, collate, parse_data_spec
 from edgedet.distributed import dist_setup
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from edgedet.io.atomic import write_json_atomic
+from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.training.config import TrainConfig
 from edgedet.training.schedule import warmup_cosine
 

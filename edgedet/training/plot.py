@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedet.atomic import atomic_output
+from edgedet.io.atomic import atomic_output
 from edgedet.training.metrics import EpochRecord
 
 CURVE_NAME = "training_curve.png"
