@@ -21,11 +21,11 @@ def _quadranet_factory(depth: int, size: str):
         return quadranet.build_from_arch(arch, in_chans=in_chans, memory_saving=memory_saving)
 
     build.__doc__ = f"QuadraNet{depth}-{size}: widths {[quadranet.SIZES[size] * 2**i for i in range(4)]}, " \
-                    f"depths {quadranet.DEPTHS[depth]}"
+                    f"depths {list(quadranet.DEPTHS[depth])}"
     return build
 
 
-for _depth in quadranet.DEPTHS:
+for _depth in quadranet.FAMILY_DEPTHS:
     for _size in quadranet.SIZES:
         register(f"quadranet{_depth}-{_size}")(_quadranet_factory(_depth, _size))
 

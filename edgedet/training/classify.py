@@ -29,7 +29,8 @@ from edgedet.io.checkpoint import (
 )
 from edgedet.training.config import TrainConfig
 from edgedet.training.metrics import EpochRecord, RunMetrics, epochs_from_state, epochs_to_state
-from edgedet.training.plot import plot_training_curve
+from edgedet.training.optim import param_groups
+from edgedet.training.plot import Curve, Panel, Series, plot_training_curve
 from edgedet.training.schedule import WarmupCosine
 
 DATA_SEED = 0  # the synthetic set and the folder val split do not change with --seed
@@ -50,15 +51,6 @@ class EpochPermutation(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and kernels only (not on norms, biases, layer scales)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -171,9 +163,20 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "wall_time_s": metrics.wall_time_s,
             })
         metrics.save(out)
-        plot_training_curve(metrics.epochs, out, f"{cfg.model} on {cfg.data}", chance=1.0 / data.num_classes)
+        plot_training_curve(_curve(metrics.epochs, f"{cfg.model} on {cfg.data}", 1.0 / data.num_classes), out)
     metrics.model_state = model.state_dict()  # for callers (tests, quickstart); not written to JSON
     return metrics
+
+
+def _curve(epochs: list[EpochRecord], title: str, chance: float) -> Curve:
+    """Loss and top-1 accuracy per epoch, train and validation, with the chance line."""
+    xs = [e.epoch for e in epochs]
+    loss = Panel("loss", "cross-entropy loss", [Series("train", xs, [e.train_loss for e in epochs]),
+                                                Series("val", xs, [e.val_loss for e in epochs], "s-")])
+    acc = Panel("accuracy", "top-1 accuracy (%)", [Series("train", xs, [100 * e.train_acc for e in epochs]),
+                                                   Series("val", xs, [100 * e.val_acc for e in epochs], "s-")],
+                hline=(100 * chance, "chance"), ylim=(0, 100))
+    return Curve(title, [loss, acc])
 
 
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
