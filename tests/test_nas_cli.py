@@ -51,30 +51,25 @@ def _frozen_profile(tmp_path) -> list[str]:
     return ["--device", str(dst)]
 
 
-def _cli(args, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "edgedet", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
-
-
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_same_arch(tmp_path):
+def test_sigkill_then_resume_gives_the_same_arch(tmp_path, edgedet_process):
     dev = _frozen_profile(tmp_path)
     t0 = time.time()
-    ref = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref")])
+    ref = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref"), popen=True)
     out, _ = ref.communicate()
     assert ref.returncode == 0, out
     duration = time.time() - t0
 
     kill_at = random.Random().uniform(0.1, 0.8) * duration
-    run = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run")])
+    run = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), popen=True)
     try:
         run.wait(timeout=kill_at)
     except subprocess.TimeoutExpired:
         run.send_signal(signal.SIGKILL)
         run.wait()
     ckpt_existed = (tmp_path / "run" / "search.ckpt").exists()
-    res = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume"])
+    res = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume",
+                          popen=True)
     out, _ = res.communicate()
     assert res.returncode == 0, out
     a = (tmp_path / "ref" / "arch.json").read_text()
