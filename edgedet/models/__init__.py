@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from edgedet.arch import load_arch
 from edgedet.errors import EdgedetError
 from edgedet.models import baselines, quadranet, resnet_bn
+from edgedet.models.asag import build_asag
+from edgedet.models.plain_detr import build_plain_detr
 from edgedet.models.registry import create, names, register, register_family
 from edgedet.models.skeleton import Block, MacroNet
 
@@ -64,8 +68,6 @@ register_family("quadranet-arch:", _from_arch_file)
 
 
 def _plain_detr_factory(backbone: str, **overrides) -> nn.Module:
-    from edgedet.models.plain_detr import build_plain_detr
-
     return build_plain_detr(backbone, **overrides)
 
 
@@ -73,11 +75,6 @@ register_family("plain-detr-", _plain_detr_factory, examples=["plain-detr-quadra
 
 
 def _asag_factory(backbone: str, **overrides) -> nn.Module:
-    import inspect
-
-    from edgedet.errors import EdgedetError
-    from edgedet.models.asag import build_asag
-
     allowed = [p for p in inspect.signature(build_asag).parameters if p != "backbone_name"]
     bad = [k for k in overrides if k not in allowed]
     if bad:

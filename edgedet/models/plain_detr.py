@@ -34,6 +34,7 @@ from edgedet.errors import EdgedetError
 from edgedet.models.boxrpb import BoxRPBCrossAttention
 from edgedet.models.layers import MLP, LayerNorm2d, box_sine_embedding, sine_position_embedding
 from edgedet.models.matcher import HungarianMatcher
+from edgedet.models.registry import create
 from edgedet.models.set_criterion import SetCriterion
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
 from edgedet.ops.nms import fixed_size_nms
@@ -436,8 +437,6 @@ def build_plain_detr(backbone_name: str, preset: str = "paper", backbone_options
     (QuadraNet variants, quadranet-arch:PATH, baselines). `preset` "paper" (300 queries, 6
     layers, hidden 256) or "cpu" (CPU_PRESET); other keyword options override fields of
     PlainDETRConfig."""
-    from edgedet.models.registry import create
-
     if backbone_name.startswith(("plain-detr-", "asag-")):
         raise EdgedetError(f"'{backbone_name}' is a detector, not a backbone")
     if preset not in ("paper", "cpu"):

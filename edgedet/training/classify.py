@@ -16,9 +16,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from edgedet import models
+from edgedet.data import make_classification_data
 from edgedet.errors import EdgedetError
 from edgedet.io.checkpoint import (
     CHECKPOINT_NAME,
@@ -27,6 +31,7 @@ from edgedet.io.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from edgedet.models.complexity import FLOPS_NOTE, count_flops, count_params
 from edgedet.training.config import TrainConfig
 from edgedet.training.metrics import EpochRecord, RunMetrics, epochs_from_state, epochs_to_state
 from edgedet.training.optim import param_groups
@@ -55,8 +60,6 @@ class EpochPermutation(Sampler[int]):
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model of `cfg.model` with `num_classes` outputs, initialised from `cfg.seed`."""
-    from edgedet import models
-
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, num_classes=num_classes)
     stride = getattr(model, "feature_strides", [1])[-1]
@@ -86,11 +89,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
           console: Any = None) -> RunMetrics:
     """Train (or resume) a classifier into `cfg.out`; `stop_after` ends after that many
     epochs in total, as an interruption would (the checkpoint lets `resume` continue)."""
-    from rich.console import Console
-
-    from edgedet.data import make_classification_data
-    from edgedet.models.complexity import FLOPS_NOTE, count_flops, count_params
-
     cfg.validate()
     console = console or Console()
     if cfg.threads:
@@ -181,8 +179,6 @@ def _curve(epochs: list[EpochRecord], title: str, chance: float) -> Curve:
 
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  schedule: WarmupCosine, cfg: TrainConfig, epoch: int, console: Any) -> tuple[float, float]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     model.train()
     loss_sum, correct, n = 0.0, 0, 0
     columns = (TextColumn(f"epoch {epoch + 1}/{cfg.epochs}"), BarColumn(), MofNCompleteColumn(),
