@@ -28,6 +28,14 @@ class CliResult:
     def __iter__(self):  # code, out, err = cli(...)
         return iter((self.code, self.out, self.err))
 
+    def assert_one_line_error(self, *words: str) -> None:
+        """Bad input: exit code 2 and one stderr line `edgedet: error: …` holding `words`."""
+        lines = self.err.strip().splitlines()
+        assert self.code == 2, (self.code, self.out, self.err)
+        assert len(lines) == 1 and lines[0].startswith("edgedet: error:"), self.err
+        for w in words:
+            assert w in lines[0], lines[0]
+
 
 def edgedet_env(**extra: str) -> dict[str, str]:
     """The child's environment: one OpenMP thread, a 200-column console, plus `extra`."""

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import CliResult
 
 QUADRANETS = {f"quadranet{d}-{s}" for d in (25, 36) for s in ("xxs", "xs", "t", "s", "b")}
 BASELINES = {"convnet", "skipnet", "swinnet", "hornet"}
@@ -19,14 +20,6 @@ def test_models_json_lists_family_and_baselines(edgedet_process):
     params = [by_name[n]["params"] for n in ("quadranet25-xxs", "quadranet25-t", "quadranet36-b")]
     assert params == sorted(params) and len(set(params)) == 3
     assert by_name["quadranet25-xxs"]["gflops"] < by_name["quadranet25-t"]["gflops"]
-
-
-def _one_line_error(code, out, err, *words):
-    assert code == 2, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgedet: error:"), err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
@@ -48,15 +41,14 @@ def test_bad_input_is_one_line_exit_2(args, words, tmp_path, cli):
     """In-process through the real entry point (`main` is what the console script runs)."""
     if args[0] == "train":
         args = [*args, "--out", str(tmp_path / "o")]
-    r = cli(*args)
-    _one_line_error(r.code, r.out, r.err, *words)
+    cli(*args).assert_one_line_error(*words)
 
 
 @pytest.mark.parametrize("args,words", [(["train", "no-such-model", "--epochs", "1"], ["unknown model"]),
                                         (["train", "quadranet25-xxs", "--lr", "-1"], ["--lr"])])
 def test_bad_input_from_the_console_command(args, words, tmp_path, edgedet_process):
     p = edgedet_process(*args, "--out", str(tmp_path / "o"), timeout=300)
-    _one_line_error(p.returncode, p.stdout, p.stderr, *words)
+    CliResult(p.returncode, p.stdout, p.stderr).assert_one_line_error(*words)
 
 
 def test_train_tiny_run(tmp_path, edgedet_process):

@@ -12,33 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from edgedet.cli.main import main
-
 TINY = ["--skeleton", "c16-d16", "--epochs", "4", "--warmup-epochs", "1",
         "--synthetic-images", "256", "--batch-size", "16", "--train-size", "32", "--no-plots",
         "--threads", "1"]
 
 
-def test_unattainable_budget_names_smallest_latency(tmp_path, capsys):
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "3", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "unattainable" in err and "smallest architecture" in err and err.count("\n") == 1
+def test_unattainable_budget_names_smallest_latency(tmp_path, cli):
+    cli("search", "--device", "myriad-vpu", "--budget-ms", "3", "--out", tmp_path).assert_one_line_error(
+        "unattainable", "smallest architecture")
     assert not (tmp_path / "arch.json").exists()
 
 
-def test_budget_above_fixed_skeleton_says_so(tmp_path, capsys):
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "5000", "--skeleton", "c16-d16",
-                 "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "above the largest architecture of skeleton c16-d16" in err and "wider or deeper" in err
+def test_budget_above_fixed_skeleton_says_so(tmp_path, cli):
+    r = cli("search", "--device", "myriad-vpu", "--budget-ms", "5000", "--skeleton", "c16-d16", "--out", tmp_path)
+    r.assert_one_line_error("above the largest architecture of skeleton c16-d16", "wider or deeper")
 
 
-def test_unknown_device_and_loss(tmp_path, capsys):
-    assert main(["search", "--device", "no-such-device", "--budget-ms", "30", "--out", str(tmp_path)]) == 2
-    assert "unknown device profile" in capsys.readouterr().err
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "30", "--loss", "exp",
-                 "--out", str(tmp_path)]) == 2
-    assert "unknown loss form" in capsys.readouterr().err
+def test_unknown_device_and_loss(tmp_path, cli):
+    cli("search", "--device", "no-such-device", "--budget-ms", "30", "--out", tmp_path).assert_one_line_error(
+        "unknown device profile")
+    cli("search", "--device", "myriad-vpu", "--budget-ms", "30", "--loss", "exp",
+        "--out", tmp_path).assert_one_line_error("unknown loss form")
 
 
 def _frozen_profile(tmp_path) -> list[str]:
