@@ -49,20 +49,20 @@ def _frozen_profile(tmp_path) -> list[str]:
 def test_sigkill_then_resume_gives_the_same_arch(tmp_path, edgedet_process):
     dev = _frozen_profile(tmp_path)
     t0 = time.time()
-    ref = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref"), popen=True)
+    ref = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "ref"), popen=True)
     out, _ = ref.communicate()
     assert ref.returncode == 0, out
     duration = time.time() - t0
 
     kill_at = random.Random().uniform(0.1, 0.8) * duration
-    run = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), popen=True)
+    run = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "run"), popen=True)
     try:
         run.wait(timeout=kill_at)
     except subprocess.TimeoutExpired:
         run.send_signal(signal.SIGKILL)
         run.wait()
     ckpt_existed = (tmp_path / "run" / "search.ckpt").exists()
-    res = edgedet_process("search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume",
+    res = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "run"), "--resume",
                           popen=True)
     out, _ = res.communicate()
     assert res.returncode == 0, out
@@ -81,10 +81,10 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     dev = _frozen_profile(tmp_path)
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgedet", "search", *dev, *TINY,
-           "--budget-ms", "30", "--out", str(tmp_path / "out")]
+           "--budget-ms", "20", "--out", str(tmp_path / "out")]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     arch = json.loads((tmp_path / "out" / "arch.json").read_text())
     hist = json.loads((tmp_path / "out" / "search.json").read_text())
     assert hist["world_size"] == 2
-    assert 0.85 * 30 <= arch["predicted_latency_ms"] <= 30
+    assert 0.85 * 20 <= arch["predicted_latency_ms"] <= 20
