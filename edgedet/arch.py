@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 

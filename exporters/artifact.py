@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -67,7 +68,7 @@ def commit(staging: Path, out: Path, manifest: dict) -> None:
     or empty; anything else is refused so user files are never deleted.
     """
     out = Path(out)
-    _write_json(staging / MANIFEST, manifest)
+    write_json_atomic(staging / MANIFEST, manifest)
     staging.chmod(0o755)  # mkdtemp makes it private
     if out.exists():
         if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists()):
@@ -78,12 +79,6 @@ def commit(staging: Path, out: Path, manifest: dict) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -81,28 +81,9 @@ class BoxRPBExport(nn.Module):
         self.log8 = int(src.rpe_type == "abs_log8")
 
     def weights(self) -> list[Tensor]:
-        s = self.src
-        d = s.dim
-
-        def bias(lin: nn.Linear) -> Tensor:
-            return lin.bias if lin.bias is not None else torch.zeros(d, dtype=lin.weight.dtype)
-
-        return [
-            s.q.weight,
-            bias(s.q),
-            s.k.weight,
-            bias(s.k),
-            s.v.weight,
-            bias(s.v),
-            s.proj.weight,
-            bias(s.proj),
-            s.rpb_x[0].weight,
-            s.rpb_x[0].bias,
-            s.rpb_x[2].weight,
-            s.rpb_y[0].weight,
-            s.rpb_y[0].bias,
-            s.rpb_y[2].weight,
-        ]
+        """The module's weights as node inputs (a missing projection bias as zeros)."""
+        zeros = torch.zeros(self.src.dim, dtype=self.src.q.weight.dtype)
+        return [zeros if w is None else w for w in self.src.weights()]
 
     def forward(
         self,

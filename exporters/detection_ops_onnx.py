@@ -1,6 +1,7 @@
 """Export-time mapping of edgedet's detection ops to the ONNX operators made for them.
 
-Inside `patched()`:
+Inside `patched()` (through the one seam `edgedet.ops.export_forms`, so every caller of
+the ops is covered):
 * `edgedet.ops.nms.fixed_size_nms` (as used by ASAG's static anchor generator and its
   optional detection NMS, and Plain-DETR's optional distinct queries) becomes ONNX
   `NonMaxSuppression` (one class, `max_output_boxes_per_class = K`, IoU strictly above the
@@ -20,8 +21,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from edgedet.ops.nms import fixed_size_nms as _nms_eager
-from edgedet.ops.roi_align import roi_align_batched as _roi_align_eager
+from edgedet.ops.export_forms import export_forms
+from edgedet.ops.nms import fixed_size_nms_eager as _nms_eager
+from edgedet.ops.roi_align import roi_align_batched_eager as _roi_align_eager
 
 _SORT_REGISTERED = False
 
@@ -174,32 +176,15 @@ def patched(opset: int = 17, onnx_nms: bool = True):
     `onnx_nms=False` keeps edgedet's static NMS as traced standard ops (TopK and a fixed
     greedy recurrence; every shape static) for importers that cannot follow
     NonMaxSuppression's data-dependent output (TVM Relax)."""
-    import importlib
-
     _register_sort(opset)
-    swaps = [("edgedet.ops.roi_align", "roi_align_batched", roi_align_batched_onnx)]
+    forms = {"roi_align_batched": roi_align_batched_onnx}
     if onnx_nms:
-        swaps += [
-            ("edgedet.ops.nms", "fixed_size_nms", fixed_size_nms_onnx),
-            ("edgedet.models.asag_anchor", "fixed_size_nms", fixed_size_nms_onnx),
-            ("edgedet.models.asag", "fixed_size_nms", fixed_size_nms_onnx),
-            ("edgedet.models.plain_detr", "fixed_size_nms", fixed_size_nms_onnx),
-        ]
-    saved = []
-    for mod_name, attr, new in swaps:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        if hasattr(mod, attr):
-            saved.append((mod, attr, getattr(mod, attr)))
-            setattr(mod, attr, new)
+        forms["fixed_size_nms"] = fixed_size_nms_onnx
     # nn.MultiheadAttention's inference fast path is one fused aten op with no ONNX form
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        yield
+        with export_forms(**forms):
+            yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
-        for mod, attr, old in reversed(saved):
-            setattr(mod, attr, old)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from edgedet import precision as precision_names
-from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
 from edgedet.exporters import artifact, parity
 from edgedet.exporters.artifact import FORMATS
+from edgedet.io.atomic import write_json_atomic
+from edgedet.io.checkpoint import load_model_weights
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is not offered yet
 
@@ -113,7 +114,7 @@ def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
     overrides = dict(req.model_overrides)
     sd = None
     if req.checkpoint is not None:
-        sd, recorded = weights.read_checkpoint(req.checkpoint)
+        sd, recorded = load_model_weights(req.checkpoint)
         for k, v in recorded.items():  # what training built; explicit overrides win
             overrides.setdefault(k, v)
         n = weights.num_classes_of(sd)

@@ -1,9 +1,5 @@
-"""Where an exported model's weights come from: a checkpoint, or the seeded initialisation.
-
-A checkpoint is either an edgedet training checkpoint (a dict whose "model" entry is the
-state dict, `edgedet.training.checkpoint`) or a plain state dict saved with `torch.save`.
-It is read with `weights_only=True`; anything unreadable is one clear EdgedetError.
-"""
+"""Where an exported model's weights come from: a checkpoint (read by
+`edgedet.io.checkpoint.load_model_weights`), or the seeded initialisation."""
 
 from __future__ import annotations
 
@@ -14,47 +10,6 @@ from torch import nn
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters.artifact import sha256_file
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The model state dict inside a checkpoint file (DDP's "module." prefix removed) and the
-    constructor options the checkpoint records: a detection training checkpoint keeps its
-    model options (preset, decoder sizes, backbone options) and class count, without which
-    the model built for export would not fit its weights; {} for anything else."""
-    p = Path(path)
-    if not p.is_file():
-        raise EdgedetError(f"checkpoint {p} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated/corrupt file, or pickled objects weights_only refuses
-        raise EdgedetError(f"cannot read checkpoint {p}: {_load_failure(p, e)}") from None
-    sd = obj.get("model", obj) if isinstance(obj, dict) else None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise EdgedetError(
-            f"{p} holds neither a state dict nor a training checkpoint with a 'model' state dict"
-        )
-    options: dict = {}
-    if isinstance(obj, dict) and obj.get("task") == "detection":
-        options = dict(obj.get("model_options") or {})
-        if isinstance(obj.get("num_classes"), int):
-            options["num_classes"] = obj["num_classes"]
-    return {k.removeprefix("module."): v for k, v in sd.items()}, options
-
-
-def _load_failure(path: Path, err: Exception) -> str:
-    """Why torch.load(weights_only=True) failed, in words (torch's own text asks users to
-    re-run without weights_only, which is not the fix for a corrupt file)."""
-    import zipfile
-
-    text = str(err)
-    if "Unsupported global" in text:
-        name = text.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
-        return f"it holds pickled Python objects ({name[:80]}) that weights-only loading refuses; save tensors only"
-    if not zipfile.is_zipfile(path):
-        return "not a torch.save file (corrupt, truncated, or another format)"
-    return f"corrupt or truncated torch.save archive ({type(err).__name__})"
 
 
 def num_classes_of(sd: dict[str, torch.Tensor]) -> int | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgedet import cpu
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import atomic_output
 
 SOURCES = ("ov_quadraconv.cpp", "CMakeLists.txt")
 LIBRARY = "libedgedet_ov_ext.so"
@@ -114,8 +115,8 @@ def _cmake_build(ov_cmake: Path, flags: list[str], folder: Path, quiet: bool) ->
                 tail = (r.stderr or r.stdout or "").strip().splitlines()[-1:] if quiet else []
                 raise EdgedetError(f"building the OpenVINO extension failed ({cmd[1]}): {' '.join(tail)[:300]}")
         built = Path(tmp) / LIBRARY
-        shutil.copy2(built, folder / f".{LIBRARY}.tmp")
-        os.replace(folder / f".{LIBRARY}.tmp", folder / LIBRARY)
+        with atomic_output(folder / LIBRARY) as dst:
+            shutil.copy2(built, dst)
 
 
 def ir_needs_extension(xml_path: Path) -> bool:

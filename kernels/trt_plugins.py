@@ -11,6 +11,7 @@ TensorRT nor a GPU; `register()` needs both.
 from __future__ import annotations
 
 from edgedet.errors import EdgedetError
+from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES
 
 NAMESPACE = "edgedet"
 _registered = False
@@ -66,7 +67,7 @@ def _define_quadraconv(trtp) -> None:
     def quadraconv_impl(x, wa, wb, wc, bias, strides, pads, dilations, group, outputs, stream) -> None:
         import torch
 
-        from edgedet.kernels.triton_quadratic import quadconv_triton
+        from edgedet.kernels.triton_quadratic import quadconv_triton  # needs triton (a GPU stack)
 
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
             t = [torch.as_tensor(a, device="cuda") for a in (x, wa, wb, wc, bias)]
@@ -76,8 +77,6 @@ def _define_quadraconv(trtp) -> None:
 
 def _define_boxrpb(trtp) -> None:
     descs = ", ".join(f"{n}: trtp.TensorDesc" for n in ("query", "boxes", "memory_k", "memory_v", "mask"))
-    from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES
-
     weights = ", ".join(f"{n}: trtp.TensorDesc" for n in WEIGHT_NAMES)
     attrs = "num_heads: int, height: int, width: int, stride: float, scale: float, log8: int"
     # trtp.register reads the annotated signature, so the 19-input descriptor is spelled out.
@@ -101,7 +100,7 @@ def _define_boxrpb(trtp) -> None:
 def _run_boxrpb(tensors, num_heads, height, width, stride, log8, outputs, stream) -> None:
     import torch
 
-    from edgedet.kernels.triton_boxrpb import boxrpb_attention
+    from edgedet.kernels.triton_boxrpb import boxrpb_attention  # needs triton (a GPU stack)
 
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         t = [torch.as_tensor(a, device="cuda") for a in tensors]

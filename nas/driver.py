@@ -4,18 +4,30 @@ the budget), search on the proxy data, and write arch.json, search.json and the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from edgedet.arch import Arch
+from edgedet.data import make_classification_data
+from edgedet.data.synthetic import SyntheticSpec
 from edgedet.distributed import dist_setup
 from edgedet.errors import EdgedetError
-from edgedet.nas.budget import check_budget, choose_skeleton, proxy_images
+from edgedet.models.quadranet import build_from_arch
+from edgedet.models.skeleton import MacroNet
+from edgedet.nas.budget import check_budget, choose_skeleton, fit_to_budget, proxy_images
+from edgedet.nas.evolution import EvolutionConfig, regularized_evolution
 from edgedet.nas.lut import BlockCostCache, LatencyTable, ModuleCost, build_lut, profile_cost, profile_source
-from edgedet.nas.search import Reporter, SearchConfig, SearchResult, run_search
-from edgedet.nas.space import SearchSpace, skeleton
+from edgedet.nas.outputs import result_arch, write_outputs
+from edgedet.nas.search import Reporter, SearchConfig, SearchResult, _jsonable, proxy_space, run_search
+from edgedet.nas.space import SearchSpace, build_block, skeleton
+from edgedet.nas.supernet_eval import proxy_batch
+from edgedet.nas.zerocost import PROXIES, score
 
 ZERO_COST_LIMIT_S = 170.0  # the zero-cost strategy finishes in ≤ 3 minutes, LUT included
 
@@ -36,7 +48,15 @@ class SearchJob:
     nonbinding_ok: bool = False  # accept a budget above the skeleton's largest arch (comparisons only)
     strategy: str = "supernet"  # or "zero-cost" (nas.evolution)
     zero_cost_proxy: str = "naswot"
-    config: SearchConfig = field(default_factory=lambda: SearchConfig(budget_ms=1.0))
+    config: SearchConfig | None = None  # None: SearchConfig's defaults at budget_ms
+
+    def __post_init__(self) -> None:
+        """The search config is built once, here, and carries the job's budget."""
+        if self.config is None:
+            self.config = SearchConfig(budget_ms=self.budget_ms)
+        elif self.config.budget_ms != self.budget_ms:
+            raise EdgedetError(f"the job's budget {self.budget_ms:g} ms and its search config's "
+                               f"{self.config.budget_ms:g} ms differ")
 
 
 @dataclass
@@ -78,15 +98,9 @@ def plan(job: SearchJob, num_classes: int, cost: ModuleCost | BlockCostCache, de
 
 def run_job(job: SearchJob, reporter: Reporter | None = None,
             on_plan: Callable[[SearchSpace, LatencyTable], None] | None = None) -> JobResult:
-    import torch.distributed as dist
-
-    from edgedet.data import make_classification_data
-    from edgedet.nas.outputs import write_outputs
-
     started = time.perf_counter()  # the time box covers the LUT and the data too
     rank, world = dist_setup()
     cfg = job.config
-    cfg.budget_ms = job.budget_ms
     cfg.validate()
     profile, cost, source = load_device(job.device)
     dev_name = source.get("id") or str(job.device)
@@ -94,8 +108,6 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
         raise EdgedetError(f"synthetic image count must be ≥ 0 (0: automatic), got {job.synthetic_images}")
     data = None
     if job.data == "synthetic":  # drawn after the skeleton is known: its cost sets the image count
-        from edgedet.data.synthetic import SyntheticSpec
-
         num_classes = SyntheticSpec().num_classes
     else:
         data = make_classification_data(job.data, job.train_size, seed=cfg.seed)
@@ -137,8 +149,6 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
                         fingerprint={"device": dev_name, "data": data.source, "train_size": job.train_size,
                                      "images": len(data.train)}, started=started)
     if rank != 0:  # only rank 0 prices the whole network and writes
-        from edgedet.nas.outputs import result_arch
-
         dist.barrier()
         return JobResult(result_arch(space, result, lut, dev_name, job.budget_ms, source, job.train_size),
                          result, space, lut, ranges)
@@ -157,18 +167,12 @@ def run_zero_cost(space: SearchSpace, lut: LatencyTable, data, cfg: SearchConfig
                   started: float) -> SearchResult:
     """Regularised evolution in the latency band, scored by a zero-cost proxy on two fixed
     batches of proxy images; the net is built at the proxy width, like the supernet."""
-    import torch
-
-    from edgedet.nas.evolution import EvolutionConfig, regularized_evolution
-    from edgedet.nas.search import _batch, _jsonable, proxy_space
-    from edgedet.nas.zerocost import PROXIES, score
-
     if job.zero_cost_proxy not in PROXIES:
         raise EdgedetError(f"unknown zero-cost proxy {job.zero_cost_proxy!r}; choose from {', '.join(PROXIES)}")
     train_space = proxy_space(space, cfg.proxy_width)
     n = min(len(data.train), 2 * cfg.batch_size)
     idx = torch.arange(n)
-    batches = [_batch(data.train, idx[i::2], torch.device("cpu")) for i in range(2)]
+    batches = [proxy_batch(data.train, idx[i::2], torch.device("cpu")) for i in range(2)]
 
     def score_arch(indices: list[int]) -> float:
         torch.manual_seed(cfg.seed)
@@ -195,11 +199,6 @@ def fit_whole_network(space: SearchSpace, result: SearchResult, lut: LatencyTabl
     small cross-block terms of the predictor (e.g. fusion at block borders, ~0.1%), so when
     the whole network comes out over budget the fit is redone against a budget shrunk by
     the observed ratio. arch.json's predicted_latency_ms is the whole-network prediction."""
-    import math
-
-    from edgedet.nas.budget import fit_to_budget
-    from edgedet.nas.outputs import result_arch
-
     logp = [[math.log(max(p, 1e-30)) for p in row] for row in result.probs]
     target = job.budget_ms
     for _ in range(5):
@@ -220,23 +219,16 @@ def fit_whole_network(space: SearchSpace, result: SearchResult, lut: LatencyTabl
 def whole_network_ms(arch: Arch, cost: ModuleCost) -> float | None:
     """The derived network priced as one model (checks that the LUT is additive)."""
     if arch.extra.get("skeleton", {}).get("block", "quadra") != "quadra":
-        from edgedet.nas.space import skeleton as _sk
-
         sk = arch.extra["skeleton"]
-        sp = _sk(sk["name"], sk["block"], arch.input_size, arch.num_classes)
+        sp = skeleton(sk["name"], sk["block"], arch.input_size, arch.num_classes)
         net = build_space_net(sp, arch)
     else:
-        from edgedet.models.quadranet import build_from_arch
-
         net = build_from_arch(arch)
     return float(cost(net.eval(), (1, 3, arch.input_size, arch.input_size)))
 
 
 def build_space_net(space: SearchSpace, arch: Arch, num_classes: int | None = None):
     """The network of an arch in any block type of the search spaces."""
-    from edgedet.models.skeleton import MacroNet
-    from edgedet.nas.space import build_block
-
     stages = [[build_block(space.block, s.width, l) for l in s.layers] for s in arch.stages]
     return MacroNet([s.width for s in arch.stages], stages,
                     num_classes=num_classes if num_classes is not None else arch.num_classes)

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import write_json_atomic
+from edgedet.models.skeleton import MacroNet
 from edgedet.nas.space import SearchSpace, build_block
 
 LUT_VERSION = 1  # bump when block definitions change, to invalidate persisted block costs
@@ -92,8 +94,6 @@ class BlockCostCache:
     def save(self) -> None:
         if self.store is None:
             return
-        from edgedet.arch import write_json_atomic
-
         try:
             items = sorted(self.memo.items(), key=str)
             write_json_atomic(self.store, {json.dumps(list(k)): v for k, v in items})
@@ -127,8 +127,6 @@ def _store_path(key: str | None) -> Path | None:
 
 def skeleton_net(space: SearchSpace) -> nn.Module:
     """Stem, downsamples and head of the space with every searchable layer removed."""
-    from edgedet.models.skeleton import MacroNet
-
     return MacroNet(list(space.widths), [[] for _ in space.widths], num_classes=space.num_classes)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgedet.arch import SCHEMA_VERSION, Arch, write_json_atomic
+from edgedet.arch import SCHEMA_VERSION, Arch
+from edgedet.io.atomic import write_json_atomic
 from edgedet.nas.lut import LatencyTable
+from edgedet.nas.plots import plot_search  # matplotlib itself is imported only when plotting
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace
 
@@ -75,7 +77,5 @@ def write_outputs(out_dir: str | Path, space: SearchSpace, result: SearchResult,
     write_json_atomic(out / "search.json", search_json(space, result, lut, arch, extra))
     written = [out / "arch.json", out / "search.json"]
     if plots:
-        from edgedet.nas.plots import plot_search
-
         written += plot_search(out, space, result, lut, arch)
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedet.arch import Arch
-from edgedet.atomic import atomic_output
+from edgedet.io.atomic import atomic_output
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.search import SearchResult
 from edgedet.nas.space import SearchSpace

@@ -35,20 +35,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edgedet.errors import EdgedetError
+from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.nas.budget import fit_to_budget
-from edgedet.nas.checkpoint import (
-    CHECKPOINT_NAME,
-    load_checkpoint,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
-)
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
+from edgedet.nas.supernet_eval import evaluate, mean_over_ranks, proxy_batch, sampled_accuracy
 from edgedet.nas.timebox import measure_steps, plan_epochs, replan
 
 LOSSES = ("abs", "mul", "add")
+CHECKPOINT_NAME = "search.ckpt"  # OUT/search.ckpt, rewritten atomically each epoch
+_batch = proxy_batch  # the name bench/suites/nas.py imports (until it moves)
 SAMPLED_EVAL_PATHS = 3  # random sub-networks scored at the end of the warm-up
 
 
@@ -147,11 +144,29 @@ def _epoch_perm(n: int, seed: int, epoch: int, stream: int) -> Tensor:
     return torch.randperm(n, generator=g)
 
 
-def _batch(ds, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    items = [ds[int(i)] for i in idx]
-    x = torch.stack([a for a, _ in items]).to(device)
-    y = torch.as_tensor([b for _, b in items], dtype=torch.long, device=device)
-    return x, y
+@dataclass
+class _Splits:
+    """The training set split into α and weight parts (fixed by the seed), and steps per epoch."""
+
+    arch_idx: Tensor
+    weight_idx: Tensor
+    per_step: int  # images per step over all processes
+    steps: int  # weight steps per epoch
+    arch_steps: int  # distinct α batches per epoch
+
+
+@dataclass
+class _Trainee:
+    """Everything an epoch updates (and a checkpoint stores)."""
+
+    supernet: Supernet
+    alphas: Alphas
+    model: torch.nn.Module  # the supernet, or its DDP wrapper
+    w_opt: torch.optim.Optimizer
+    w_sched: Any
+    a_opt: torch.optim.Optimizer
+    path_gen: torch.Generator
+    history: list[dict] = field(default_factory=list)
 
 
 def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_classes: int,
@@ -169,32 +184,11 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
     ckpt_path = Path(out_dir) / CHECKPOINT_NAME
     fp = {"config": _jsonable(asdict(cfg)), "skeleton": space.describe(), "lut": lut.to_json(),
           "world_size": world, **(fingerprint or {})}
-
-    # split the training set into weight and α parts, fixed by the seed
-    n = len(train_set)
-    order = _epoch_perm(n, cfg.seed, -1, 7)
-    n_arch = max(1, int(round(n * cfg.arch_split)))
-    arch_idx, weight_idx = order[:n_arch], order[n_arch:]
-    per_step = cfg.batch_size * world
-    steps = len(weight_idx) // per_step
-    arch_steps = max(1, len(arch_idx) // per_step)
-    if steps < 1:
-        raise EdgedetError(f"training split of {len(weight_idx)} images is smaller than one batch of "
-                           f"{per_step}; use more data or a smaller batch")
-
+    sp = split_data(len(train_set), cfg, world)
     torch.manual_seed(cfg.seed)
     supernet = Supernet(proxy_space(space, cfg.proxy_width), num_classes, cfg.layer_scale).to(device)
     alphas = Alphas(supernet.num_choices, torch.Generator().manual_seed(cfg.seed + 1)).to(device)
-    st = None
-    if ckpt_path.is_file() and (resume or rank == 0):
-        st = load_checkpoint(ckpt_path)
-        if resume and st["fingerprint"] != fp:
-            diff = sorted(k for k in fp if fp.get(k) != st["fingerprint"].get(k))
-            raise EdgedetError(f"{ckpt_path} belongs to a different search (differs in: {', '.join(diff)}); "
-                               f"rerun without --resume or use another --out")
-        if not resume and st["epoch"] < st.get("epochs_total", st["fingerprint"]["config"]["epochs"]):
-            raise EdgedetError(f"{ckpt_path} holds an unfinished search; pass --resume to continue it, "
-                               f"or use another --out")
+    st = _existing_checkpoint(ckpt_path, fp, resume, rank)
     resuming = resume and st is not None
     plan: dict | None = None
     epochs, warmup_epochs = cfg.epochs, cfg.warmup_epochs
@@ -202,88 +196,26 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
         if resuming:
             plan = st["time_plan"]
         else:
-            x0, y0 = _batch(train_set, weight_idx[:cfg.batch_size], device)
-            plan = _time_plan(supernet, alphas, x0, y0, cfg, steps, len(val_set) / max(world, 1), started, world)
+            x0, y0 = proxy_batch(train_set, sp.weight_idx[:cfg.batch_size], device)
+            plan = _time_plan(supernet, alphas, x0, y0, cfg, sp.steps, len(val_set) / max(world, 1), started,
+                              world)
         epochs, warmup_epochs = plan["epochs"], plan["warmup_epochs"]
         rep.estimate(plan)
+    t = _trainee(supernet, alphas, cfg, epochs * sp.steps, world)
+    start_epoch = _restore(t, st) if resuming else 0
 
-    model = supernet
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
-    w_opt = torch.optim.SGD(supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                            weight_decay=cfg.weight_decay)
-    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs * steps)
-    a_opt = torch.optim.Adam(alphas.parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=0.0)
-    path_gen = torch.Generator().manual_seed(cfg.seed + 2)
-    history: list[dict] = []
-    start_epoch = 0
-
-    if resuming:
-        supernet.load_state_dict(st["supernet"])
-        alphas.load_state_dict(st["alphas"])
-        w_opt.load_state_dict(st["w_opt"])
-        w_sched.load_state_dict(st["w_sched"])
-        a_opt.load_state_dict(st["a_opt"])
-        path_gen.set_state(st["path_gen"])
-        restore_rng_states(st["rng"])
-        history = st["history"]
-        start_epoch = st["epoch"]
-
-    rep.start(epochs * steps, start_epoch * steps)
+    rep.start(epochs * sp.steps, start_epoch * sp.steps)
     epoch = start_epoch - 1
     while epoch + 1 < epochs:  # the time box may shorten `epochs` as it goes
         epoch += 1
         warm = epoch < warmup_epochs
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        torch.manual_seed(cfg.seed * 7919 + epoch)
-        perm_w = weight_idx[_epoch_perm(len(weight_idx), cfg.seed, epoch, 0)]
-        perm_a = arch_idx[_epoch_perm(len(arch_idx), cfg.seed, epoch, 1)]
-        model.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        for step in range(steps):
-            lo = step * per_step + rank * cfg.batch_size
-            x, y = _batch(train_set, perm_w[lo:lo + cfg.batch_size], device)
-            supernet.use_paths(sample_paths(alphas, path_gen, uniform=warm))
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
-            w_sched.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            info = {"epoch": epoch, "loss": loss_sum / seen, "acc": correct / seen}
-            if not warm and (step + 1) % cfg.arch_every == 0:
-                k = (step // cfg.arch_every) % arch_steps
-                lo = k * per_step + rank * cfg.batch_size
-                xa, ya = _batch(train_set, perm_a[lo:lo + cfg.batch_size], device)
-                info["arch_loss"] = _arch_step(supernet, alphas, a_opt, path_gen, lut, cfg, xa, ya, world)
-            with torch.no_grad():
-                info["expected_ms"] = float(lut.expected(list(alphas)))
-            info["entropy"] = alphas.entropy()
-            rep.step(info)
-
-        if warm:  # α has not moved: the argmax is arbitrary, so score random paths instead
-            n_paths = SAMPLED_EVAL_PATHS if epoch + 1 == warmup_epochs else 1
-            val_sampled = sampled_accuracy(supernet, alphas, val_set, cfg, device, rank, world, n_paths)
-            val_acc = None
-        else:
-            val_sampled = None
-            val_acc = evaluate(supernet, alphas.argmax(), val_set, cfg.batch_size, device, rank, world)
-        with torch.no_grad():
-            expected = float(lut.expected(list(alphas)))
-        record = {
-            "epoch": epoch + 1, "phase": "warmup" if warm else "search",
-            "train_loss": _mean(loss_sum, seen, world), "train_acc": _mean(float(correct), seen, world),
-            "val_acc_argmax": val_acc, "val_acc_sampled": val_sampled, "expected_latency_ms": expected,
-            "argmax_latency_ms": lut.latency(alphas.argmax()), "alpha_entropy": alphas.entropy(),
-            "lr": w_sched.get_last_lr()[0],
-            "probs": [[round(float(v), 6) for v in p] for p in alphas.probs()],
-            "wall_s": time.perf_counter() - t_wall, "cpu_s": time.process_time() - t_cpu,
-        }
-        history.append(record)
+        loss_sum, correct, seen = _train_epoch(t, sp, train_set, lut, cfg, epoch, warm, device, rank, world, rep)
+        record = _epoch_record(t, lut, val_set, cfg, epoch, warm, warmup_epochs, device, rank, world)
+        record.update(train_loss=mean_over_ranks(loss_sum, seen, world),
+                      train_acc=mean_over_ranks(float(correct), seen, world),
+                      wall_s=time.perf_counter() - t_wall, cpu_s=time.process_time() - t_cpu)
+        t.history.append(record)
         rep.epoch(record)
         if plan is not None and started is not None and not resuming:  # keep to the box
             plan = replan(plan, time.perf_counter() - started, epoch + 1, record["wall_s"], warm)
@@ -293,26 +225,149 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
                 plan = box[0]
             epochs, warmup_epochs = plan["epochs"], plan["warmup_epochs"]
         if rank == 0:
-            save_checkpoint(ckpt_path, {
-                "fingerprint": fp, "epoch": epoch + 1, "warmup_done": epoch + 1 >= warmup_epochs,
-                "epochs_total": epochs, "time_plan": plan,
-                "supernet": supernet.state_dict(), "alphas": alphas.state_dict(),
-                "w_opt": w_opt.state_dict(), "w_sched": w_sched.state_dict(), "a_opt": a_opt.state_dict(),
-                "path_gen": path_gen.get_state(), "rng": rng_states(), "history": history,
-            })
+            _save(ckpt_path, t, fp, epoch + 1, epoch + 1 >= warmup_epochs, epochs, plan)
         if world > 1:
             dist.barrier()
         if on_checkpoint is not None:
             on_checkpoint(epoch + 1)
     rep.close()
+    return _derive(t, lut, cfg, epochs, warmup_epochs, plan)
 
-    argmax = alphas.argmax()
-    logp = [torch.log_softmax(a.detach().cpu(), 0).tolist() for a in alphas]
+
+def split_data(n: int, cfg: SearchConfig, world: int) -> _Splits:
+    """Split n training images into α and weight parts, fixed by the seed."""
+    order = _epoch_perm(n, cfg.seed, -1, 7)
+    n_arch = max(1, int(round(n * cfg.arch_split)))
+    arch_idx, weight_idx = order[:n_arch], order[n_arch:]
+    per_step = cfg.batch_size * world
+    steps = len(weight_idx) // per_step
+    if steps < 1:
+        raise EdgedetError(f"training split of {len(weight_idx)} images is smaller than one batch of "
+                           f"{per_step}; use more data or a smaller batch")
+    return _Splits(arch_idx, weight_idx, per_step, steps, max(1, len(arch_idx) // per_step))
+
+
+def _existing_checkpoint(path: Path, fp: dict, resume: bool, rank: int) -> dict | None:
+    """The checkpoint in the output folder, if any; refused when it belongs to another search
+    (resuming) or is unfinished (not resuming)."""
+    if not (path.is_file() and (resume or rank == 0)):
+        return None
+    st = load_checkpoint(path)
+    if resume and st["fingerprint"] != fp:
+        diff = sorted(k for k in fp if fp.get(k) != st["fingerprint"].get(k))
+        raise EdgedetError(f"{path} belongs to a different search (differs in: {', '.join(diff)}); "
+                           f"rerun without --resume or use another --out")
+    if not resume and st["epoch"] < st.get("epochs_total", st["fingerprint"]["config"]["epochs"]):
+        raise EdgedetError(f"{path} holds an unfinished search; pass --resume to continue it, "
+                           f"or use another --out")
+    return st
+
+
+def _trainee(supernet: Supernet, alphas: Alphas, cfg: SearchConfig, total_steps: int, world: int) -> _Trainee:
+    """Optimisers (SGD + cosine for weights, Adam for α) and the path generator."""
+    model = supernet
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
+    w_opt = torch.optim.SGD(supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                            weight_decay=cfg.weight_decay)
+    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total_steps)
+    a_opt = torch.optim.Adam(alphas.parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas, weight_decay=0.0)
+    path_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    return _Trainee(supernet, alphas, model, w_opt, w_sched, a_opt, path_gen)
+
+
+def _restore(t: _Trainee, st: dict) -> int:
+    """Load a checkpoint's state into `t`; returns the epoch to continue from."""
+    t.supernet.load_state_dict(st["supernet"])
+    t.alphas.load_state_dict(st["alphas"])
+    t.w_opt.load_state_dict(st["w_opt"])
+    t.w_sched.load_state_dict(st["w_sched"])
+    t.a_opt.load_state_dict(st["a_opt"])
+    t.path_gen.set_state(st["path_gen"])
+    set_rng_state(st["rng"])
+    t.history = st["history"]
+    return st["epoch"]
+
+
+def _train_epoch(t: _Trainee, sp: _Splits, train_set, lut: LatencyTable, cfg: SearchConfig, epoch: int,
+                 warm: bool, device: torch.device, rank: int, world: int, rep: Reporter) -> tuple[float, int, int]:
+    """One epoch of weight steps on sampled paths (uniform in the warm-up), with an α step
+    every `arch_every` of them after it; returns (summed loss, correct, images seen)."""
+    torch.manual_seed(cfg.seed * 7919 + epoch)
+    perm_w = sp.weight_idx[_epoch_perm(len(sp.weight_idx), cfg.seed, epoch, 0)]
+    perm_a = sp.arch_idx[_epoch_perm(len(sp.arch_idx), cfg.seed, epoch, 1)]
+    t.model.train()
+    seen = correct = 0
+    loss_sum = 0.0
+    for step in range(sp.steps):
+        lo = step * sp.per_step + rank * cfg.batch_size
+        x, y = proxy_batch(train_set, perm_w[lo:lo + cfg.batch_size], device)
+        t.supernet.use_paths(sample_paths(t.alphas, t.path_gen, uniform=warm))
+        logits = t.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        t.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.w_opt.step()
+        t.w_sched.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        info = {"epoch": epoch, "loss": loss_sum / seen, "acc": correct / seen}
+        if not warm and (step + 1) % cfg.arch_every == 0:
+            k = (step // cfg.arch_every) % sp.arch_steps
+            lo = k * sp.per_step + rank * cfg.batch_size
+            xa, ya = proxy_batch(train_set, perm_a[lo:lo + cfg.batch_size], device)
+            info["arch_loss"] = _arch_step(t.supernet, t.alphas, t.a_opt, t.path_gen, lut, cfg, xa, ya, world)
+        with torch.no_grad():
+            info["expected_ms"] = float(lut.expected(list(t.alphas)))
+        info["entropy"] = t.alphas.entropy()
+        rep.step(info)
+    return loss_sum, correct, seen
+
+
+def _epoch_record(t: _Trainee, lut: LatencyTable, val_set, cfg: SearchConfig, epoch: int, warm: bool,
+                  warmup_epochs: int, device: torch.device, rank: int, world: int) -> dict[str, Any]:
+    """The epoch's line of search.json: validation accuracy, latencies, α (train figures and
+    times are added by the caller)."""
+    if warm:  # α has not moved: the argmax is arbitrary, so score random paths instead
+        n_paths = SAMPLED_EVAL_PATHS if epoch + 1 == warmup_epochs else 1
+        val_sampled = sampled_accuracy(t.supernet, t.alphas, val_set, cfg.seed, cfg.batch_size, device, rank, world,
+                                       n_paths)
+        val_acc = None
+    else:
+        val_sampled = None
+        val_acc = evaluate(t.supernet, t.alphas.argmax(), val_set, cfg.batch_size, device, rank, world)
+    with torch.no_grad():
+        expected = float(lut.expected(list(t.alphas)))
+    return {
+        "epoch": epoch + 1, "phase": "warmup" if warm else "search", "train_loss": None, "train_acc": None,
+        "val_acc_argmax": val_acc, "val_acc_sampled": val_sampled, "expected_latency_ms": expected,
+        "argmax_latency_ms": lut.latency(t.alphas.argmax()), "alpha_entropy": t.alphas.entropy(),
+        "lr": t.w_sched.get_last_lr()[0],
+        "probs": [[round(float(v), 6) for v in p] for p in t.alphas.probs()],
+        "wall_s": None, "cpu_s": None,
+    }
+
+
+def _save(path: Path, t: _Trainee, fp: dict, epoch: int, warmup_done: bool, epochs: int, plan: dict | None) -> None:
+    save_checkpoint(path, {
+        "fingerprint": fp, "epoch": epoch, "warmup_done": warmup_done, "epochs_total": epochs, "time_plan": plan,
+        "supernet": t.supernet.state_dict(), "alphas": t.alphas.state_dict(), "w_opt": t.w_opt.state_dict(),
+        "w_sched": t.w_sched.state_dict(), "a_opt": t.a_opt.state_dict(), "path_gen": t.path_gen.get_state(),
+        "rng": rng_state(), "history": t.history,
+    })
+
+
+def _derive(t: _Trainee, lut: LatencyTable, cfg: SearchConfig, epochs: int, warmup_epochs: int,
+            plan: dict | None) -> SearchResult:
+    """The argmax architecture fitted into [fit_low·budget, budget]."""
+    argmax = t.alphas.argmax()
+    logp = [torch.log_softmax(a.detach().cpu(), 0).tolist() for a in t.alphas]
     fit = fit_to_budget(argmax, logp, lut, cfg.budget_ms, cfg.fit_low)
     config = _jsonable(asdict(cfg)) | {"epochs": epochs, "warmup_epochs": warmup_epochs, "time_plan": plan}
     return SearchResult(indices=fit.indices, argmax_indices=argmax, latency_ms=fit.latency_ms,
-                        argmax_latency_ms=lut.latency(argmax), repair=fit.moves, history=history,
-                        probs=[p.cpu().tolist() for p in alphas.probs()], config=config)
+                        argmax_latency_ms=lut.latency(argmax), repair=fit.moves, history=t.history,
+                        probs=[p.cpu().tolist() for p in t.alphas.probs()], config=config)
 
 
 def proxy_space(space: SearchSpace, base_width: int) -> SearchSpace:
@@ -336,16 +391,6 @@ def _time_plan(supernet: Supernet, alphas: Alphas, x: Tensor, y: Tensor, cfg: Se
         dist.broadcast_object_list(box, src=0)
         plan = box[0]
     return plan
-
-
-def sampled_accuracy(net: Supernet, alphas: Alphas, val_set, cfg: SearchConfig, device: torch.device,
-                     rank: int, world: int, n_paths: int) -> float:
-    """Mean top-1 of n_paths uniform random sub-networks (a fixed draw per seed): how much
-    the shared weights learned before α starts ranking ops."""
-    gen = torch.Generator().manual_seed(cfg.seed + 4242)
-    accs = [evaluate(net, sample_paths(alphas, gen, uniform=True), val_set, cfg.batch_size, device, rank, world)
-            for _ in range(n_paths)]
-    return sum(accs) / len(accs)
 
 
 def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -380,34 +425,6 @@ def _arch_step(supernet: Supernet, alphas: Alphas, a_opt: torch.optim.Optimizer,
     for m in supernet.mixed_layers():
         m.pair, m.gates = None, None
     return float(loss.detach())
-
-
-@torch.no_grad()
-def evaluate(net: Supernet, indices: list[int], val_set, batch_size: int, device: torch.device,
-             rank: int = 0, world: int = 1) -> float:
-    """Top-1 accuracy of one sub-network of the supernet (ranks split the set)."""
-    net.use_paths(indices)
-    net.eval()
-    correct = total = 0
-    idx = torch.arange(len(val_set))[rank::world]
-    for lo in range(0, len(idx), batch_size):
-        x, y = _batch(val_set, idx[lo:lo + batch_size], device)
-        correct += int((net(x).argmax(1) == y).sum())
-        total += len(y)
-    if world > 1:
-        t = torch.tensor([correct, total], dtype=torch.float64)
-        dist.all_reduce(t)
-        correct, total = int(t[0]), int(t[1])
-    net.train()
-    return correct / max(total, 1)
-
-
-def _mean(total: float, count: int, world: int) -> float:
-    if world > 1:
-        t = torch.tensor([total, float(count)], dtype=torch.float64)
-        dist.all_reduce(t)
-        total, count = float(t[0]), int(t[1])
-    return total / max(count, 1)
 
 
 def _jsonable(d: Any) -> Any:

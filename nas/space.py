@@ -19,6 +19,8 @@ from torch import nn
 
 from edgedet.arch import Arch, Layer, LayerChoice, Stage, Stem
 from edgedet.errors import EdgedetError
+from edgedet.models.quadranet import DEPTHS, QuadraBlock
+from edgedet.nas.mbconv import MBConvBlock
 
 BLOCKS = ("quadra", "mbconv")
 
@@ -93,12 +95,8 @@ def build_block(space_block: str, width: int, choice: Layer, memory_saving: bool
     if choice is None:
         return nn.Identity()
     if space_block == "quadra":
-        from edgedet.models.quadranet import QuadraBlock
-
         return QuadraBlock(width, choice.kernel, choice.expansion, memory_saving=memory_saving)
     if space_block == "mbconv":
-        from edgedet.nas.mbconv import MBConvBlock
-
         return MBConvBlock(width, choice.kernel, choice.expansion)
     raise EdgedetError(f"unknown block type {space_block!r}; choose from {', '.join(BLOCKS)}")
 
@@ -106,7 +104,6 @@ def build_block(space_block: str, width: int, choice: Layer, memory_saving: bool
 # The skeleton family: base width C (stages C, 2C, 4C, 8C) × maximum depths (QuadraNet25/36
 # depths and two more; engine runtimes on big GPUs are launch-bound, so depth sets latency there).
 BASE_WIDTHS = (16, 24, 32, 48, 64, 96, 128)
-DEPTHS = {16: (2, 3, 9, 2), 25: (2, 3, 18, 2), 36: (3, 3, 27, 3), 48: (3, 6, 36, 3)}
 SKELETONS = [f"c{c}-d{d}" for d in DEPTHS for c in BASE_WIDTHS]
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgedet.errors import EdgedetError
+
 PROXIES = ("naswot", "synflow", "zico")
 
 
@@ -89,6 +91,4 @@ def score(name: str, net: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> fl
         return synflow(net, batches[0][0])
     if name == "zico":
         return zico(net, batches)
-    from edgedet.errors import EdgedetError
-
     raise EdgedetError(f"unknown zero-cost proxy {name!r}; choose from {', '.join(PROXIES)}")

@@ -11,7 +11,6 @@ from edgedet.adapt.checkpoint import save_mabn
 from edgedet.adapt.config import MabnConfig
 from edgedet.adapt.norm_affine import norm_affine_names
 from edgedet.adapt.training import build, meta_train
-from edgedet.cli.main import main
 from edgedet.data.domains import DOMAINS, SOURCE_DOMAINS, TARGET_DOMAINS, DomainShapes, render_in_domain
 
 torch.set_num_threads(1)
@@ -138,14 +137,13 @@ def mabn_checkpoint(tmp_path_factory):
     return path
 
 
-def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint, tmp_path, capsys):
+def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint, tmp_path, cli):
     from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
     out = tmp_path / "adapted.pt"
-    rc = main(["adapt", "resnet-bn", "--checkpoint", str(mabn_checkpoint), "--images", "synthetic:blur-strong",
-               "--num-images", "12", "--steps", "2", "--out", str(out)])
-    text = capsys.readouterr().out
-    assert rc == 0, text
+    rc, text, err = cli("adapt", "resnet-bn", "--checkpoint", mabn_checkpoint, "--images", "synthetic:blur-strong",
+                        "--num-images", "12", "--steps", "2", "--out", out)
+    assert rc == 0, err
     assert "measured here" in text and "torch thread" in text and "predicted on cortex-a76" in text and "MAPE" in text
     state = torch.load(out, weights_only=True)
     assert "aux" not in state and state["adapted"]["steps"] == 2 and state["adapted"]["num_images"] == 12
@@ -158,30 +156,22 @@ def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint,
         assert res.parity.passed, res.parity.summary()
 
 
-def _error_line(capsys, argv, *words):
-    rc = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("edgedet: error:"), err
-    for w in words:
-        assert w in err[0], err[0]
-
-
-def test_adapt_bad_inputs_one_line_errors(mabn_checkpoint, tmp_path, capsys):
+def test_adapt_bad_inputs_one_line_errors(mabn_checkpoint, tmp_path, cli):
     out = str(tmp_path / "a.pt")
     base = ["adapt", "resnet-bn", "--checkpoint", str(mabn_checkpoint), "--out", out]
-    _error_line(capsys, [*base, "--images", "synthetic:fog"], "unknown synthetic domain 'fog'")
-    _error_line(capsys, [*base, "--images", str(tmp_path / "none")], "no such folder")
+    cli(*[*base, "--images", "synthetic:fog"]).assert_one_line_error("unknown synthetic domain 'fog'")
+    cli(*[*base, "--images", str(tmp_path / "none")]).assert_one_line_error("no such folder")
     (tmp_path / "empty").mkdir()
-    _error_line(capsys, [*base, "--images", str(tmp_path / "empty")], "no image files")
-    _error_line(capsys, [*base, "--images", "synthetic:clean", "--steps", "0"], "--steps")
-    _error_line(capsys, ["adapt", "convnet", "--checkpoint", str(mabn_checkpoint), "--out", out,
-                         "--images", "synthetic:clean"], "not a 'convnet'")
-    _error_line(capsys, ["adapt", "resnet-bn", "--checkpoint", str(tmp_path / "x.pt"), "--out", out,
-                         "--images", "synthetic:clean"], "no such file")
+    cli(*[*base, "--images", str(tmp_path / "empty")]).assert_one_line_error("no image files")
+    cli(*[*base, "--images", "synthetic:clean", "--steps", "0"]).assert_one_line_error("--steps")
+    cli(*["adapt", "convnet", "--checkpoint", str(mabn_checkpoint), "--out", out,
+                         "--images", "synthetic:clean"]).assert_one_line_error("not a 'convnet'")
+    cli(*["adapt", "resnet-bn", "--checkpoint", str(tmp_path / "x.pt"), "--out", out,
+                         "--images", "synthetic:clean"]).assert_one_line_error("no such file")
     plain = tmp_path / "plain.pt"
     torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, plain)
-    _error_line(capsys, ["adapt", "resnet-bn", "--checkpoint", str(plain), "--out", out,
-                         "--images", "synthetic:clean"], "checkpoint")
+    cli(*["adapt", "resnet-bn", "--checkpoint", str(plain), "--out", out,
+                         "--images", "synthetic:clean"]).assert_one_line_error("checkpoint")
     assert not (tmp_path / "a.pt").exists()
 
 
@@ -201,7 +191,7 @@ def test_reproduce_mabn_aggregates_seeds_and_targets(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
-def test_adapted_layernorm_checkpoint_exports_with_parity(tmp_path, capsys):
+def test_adapted_layernorm_checkpoint_exports_with_parity(tmp_path, cli):
     from edgedet.arch import uniform_arch
     from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
@@ -211,8 +201,9 @@ def test_adapted_layernorm_checkpoint_exports_with_parity(tmp_path, capsys):
     m, cfg = _trained_like(name, aux="byol")
     save_mabn(tmp_path / "ln-mabn.pt", m, cfg, list(SOURCE_DOMAINS))
     out = tmp_path / "ln-adapted.pt"
-    assert main(["adapt", name, "-c", str(tmp_path / "ln-mabn.pt"), "--images", "synthetic:contrast-dark",
-                 "--num-images", "16", "--out", str(out)]) == 0, capsys.readouterr()
+    r = cli("adapt", name, "-c", tmp_path / "ln-mabn.pt", "--images", "synthetic:contrast-dark",
+            "--num-images", "16", "--out", out)
+    assert r.code == 0, r.err
     assert "aux" not in torch.load(out, weights_only=True)
     for fmt in ("onnx", "openvino"):
         res = export_artifact(ExportRequest(model=name, format=fmt, out=tmp_path / fmt, checkpoint=out, input_size=32))

@@ -1,14 +1,12 @@
 """`edgedet reproduce asag-nms-tuning`: the grid of inference NMS settings on a tuning split."""
 
 import json
-import os
-import subprocess
-import sys
 
+import pytest
 import torch
 
+from edgedet.io.checkpoint import save_checkpoint
 from edgedet.models import create
-from edgedet.training.checkpoint import save_checkpoint
 
 OPTIONS = {"preset": "cpu", "dim": 32, "ffn_dim": 64, "patch": 5, "anchor_nms_iou": 0.5,
            "anchor_nms_at_inference": False, "nms_iou": 0.5}
@@ -22,17 +20,18 @@ def _asag_checkpoint(path):
                            "config": {"img_size": 128, "seed": 0}})
 
 
-def _edgedet(tmp_path, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "EDGEDET_CACHE": str(tmp_path / "cache")}
-    return subprocess.run([sys.executable, "-m", "edgedet", "reproduce", "asag-nms-tuning", *args],
-                          capture_output=True, text=True, timeout=600, env=env)
+@pytest.fixture
+def tuning(tmp_path, edgedet_process):
+    """`edgedet reproduce asag-nms-tuning ARGS` with the data cache in tmp_path."""
+    return lambda *args: edgedet_process("reproduce", "asag-nms-tuning", *args,
+                                         env={"EDGEDET_CACHE": str(tmp_path / "cache")})
 
 
-def test_grid_covers_both_anchor_modes_and_every_detection_iou(tmp_path) -> None:
+def test_grid_covers_both_anchor_modes_and_every_detection_iou(tmp_path, tuning) -> None:
     ckpt = tmp_path / "asag.pt"
     _asag_checkpoint(ckpt)
     out = tmp_path / "tuning.json"
-    p = _edgedet(tmp_path, "-c", str(ckpt), "--images", "4", "--json", str(out))
+    p = tuning("-c", ckpt, "--images", "4", "--json", out)
     assert p.returncode == 0, p.stderr
     result = json.loads(out.read_text())
     assert result["schema_version"] == 1 and result["seed"] == 101 and result["images"] == 4
@@ -46,10 +45,10 @@ def test_grid_covers_both_anchor_modes_and_every_detection_iou(tmp_path) -> None
     assert any((tmp_path / "cache").glob("synthetic-det-*seed101/annotations/val.json"))
 
 
-def test_the_training_seed_is_refused(tmp_path) -> None:
+def test_the_training_seed_is_refused(tmp_path, tuning) -> None:
     ckpt = tmp_path / "asag.pt"
     _asag_checkpoint(ckpt)
-    p = _edgedet(tmp_path, "-c", str(ckpt), "--seed", "0", "--images", "4")
+    p = tuning("-c", ckpt, "--seed", "0", "--images", "4")
     assert p.returncode == 2 and "trained with" in p.stderr, p.stderr
-    p = _edgedet(tmp_path, "-c", str(tmp_path / "missing.pt"))
+    p = tuning("-c", tmp_path / "missing.pt")
     assert p.returncode == 2 and "does not exist" in p.stderr, p.stderr

@@ -56,15 +56,6 @@ def _save(graph, path) -> str:
     return str(path)
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """The real `edgedet` entry point: (exit code, stdout, stderr)."""
-    from edgedet.cli.main import main
-
-    code = main(args)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 # ---------- pure parts ----------
 
 
@@ -170,11 +161,10 @@ def test_schema_names_the_bad_field():
 # ---------- end to end on real runtimes ----------
 
 
-def test_bench_onnxruntime_json_plot_and_schema(tmp_path, capsys):
+def test_bench_onnxruntime_json_plot_and_schema(tmp_path, cli):
     model = conv_relu(tmp_path / "m.onnx")
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    code, text, err = run_cli(
-        [
+    code, text, err = cli(*[
             "bench",
             model,
             "--runtime",
@@ -188,9 +178,7 @@ def test_bench_onnxruntime_json_plot_and_schema(tmp_path, capsys):
             str(out),
             "--plot",
             str(png),
-        ],
-        capsys,
-    )
+        ])
     assert code == 0, err
     assert "measured: onnxruntime" in text and "1 threads" in text
     r = json.loads(out.read_text())
@@ -212,33 +200,32 @@ def test_bench_onnxruntime_json_plot_and_schema(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("spelling", ["fp32", "f32", "FP32"])
-def test_bench_precision_spellings_are_stored_canonically(spelling, tmp_path, capsys):
+def test_bench_precision_spellings_are_stored_canonically(spelling, tmp_path, cli):
     model = conv_relu(tmp_path / "m.onnx")
     out = tmp_path / "r.json"
     args = ["bench", model, "--runtime", "onnxruntime", "--input-size", "16", *QUICK, "--no-roofline"]
-    code, text, err = run_cli([*args, "--precision", spelling, "--json", str(out)], capsys)
+    code, text, err = cli(*[*args, "--precision", spelling, "--json", str(out)])
     assert code == 0, err
     assert json.loads(out.read_text())["settings"]["precision"] == "fp32" and ", fp32" in text
 
 
-def test_bench_bad_precision_lists_the_accepted_values(tmp_path, capsys):
+def test_bench_bad_precision_lists_the_accepted_values(tmp_path, cli):
     model = conv_relu(tmp_path / "m.onnx")
-    code, _, err = run_cli(["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "fp64"], capsys)
+    code, _, err = cli(*["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "fp64"])
     assert code == 2 and err.strip().splitlines() == [
         "edgedet: error: unknown --precision 'fp64'; accepted: fp32|f32, fp16|f16, bf16, int8"
     ]
-    code, _, err = run_cli(["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "int8"], capsys)
+    code, _, err = cli(*["bench", model, "--runtime", "onnxruntime", *QUICK, "--precision", "int8"])
     assert code == 2 and "--precision int8 is not offered here; choose from fp32, fp16, bf16" in err
 
 
-def test_bench_openvino_ir_with_explicit_properties(tmp_path, capsys):
+def test_bench_openvino_ir_with_explicit_properties(tmp_path, cli):
     import openvino as ov
 
     xml = str(tmp_path / "m.xml")
     ov.save_model(ov.convert_model(conv_relu(tmp_path / "m.onnx")), xml, compress_to_fp16=False)
     out = tmp_path / "r.json"
-    code, _, err = run_cli(
-        [
+    code, _, err = cli(*[
             "bench",
             xml,
             "--runtime",
@@ -250,9 +237,7 @@ def test_bench_openvino_ir_with_explicit_properties(tmp_path, capsys):
             *QUICK,
             "--json",
             str(out),
-        ],
-        capsys,
-    )
+        ])
     assert code == 0, err
     r = json.loads(out.read_text())
     eff = r["runtime"]["effective"]
@@ -262,7 +247,7 @@ def test_bench_openvino_ir_with_explicit_properties(tmp_path, capsys):
     assert r["results"][0]["roofline"] is not None  # the .onnx beside the .xml is counted
 
 
-def test_bench_openvino_bf16_runs_or_is_refused_in_one_line(tmp_path, capsys):
+def test_bench_openvino_bf16_runs_or_is_refused_in_one_line(tmp_path, cli):
     """bf16 where this CPU's OpenVINO plugin has it (and no ISA cap hides it); one line where not."""
     import openvino as ov
 
@@ -272,7 +257,7 @@ def test_bench_openvino_bf16_runs_or_is_refused_in_one_line(tmp_path, capsys):
     ov.save_model(ov.convert_model(conv_relu(tmp_path / "m.onnx")), xml, compress_to_fp16=False)
     out = tmp_path / "r.json"
     args = ["bench", xml, "--runtime", "openvino", "--input-size", "16", *QUICK, "--no-roofline"]
-    code, _, err = run_cli([*args, "--precision", "bf16", "--json", str(out)], capsys)
+    code, _, err = cli(*[*args, "--precision", "bf16", "--json", str(out)])
     isa = vector_isa()
     if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") and (isa.bf16 or not isa.cap):
         assert code == 0, err
@@ -284,10 +269,9 @@ def test_bench_openvino_bf16_runs_or_is_refused_in_one_line(tmp_path, capsys):
         assert not out.exists()
 
 
-def test_bench_torch_model_name(tmp_path, capsys):
+def test_bench_torch_model_name(tmp_path, cli):
     out = tmp_path / "r.json"
-    code, text, err = run_cli(
-        [
+    code, text, err = cli(*[
             "bench",
             "quadranet25-xxs",
             "--runtime",
@@ -298,9 +282,7 @@ def test_bench_torch_model_name(tmp_path, capsys):
             "--no-roofline",
             "--json",
             str(out),
-        ],
-        capsys,
-    )
+        ])
     assert code == 0, err
     r = json.loads(out.read_text())
     assert r["runtime"]["name"] == "torch" and r["results"][0]["inputs"] == {"input": [1, 3, 32, 32]}
@@ -320,7 +302,7 @@ def test_bench_torch_model_name(tmp_path, capsys):
         "model_name",
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(case, tmp_path, capsys):
+def test_bad_input_is_one_line_and_nonzero(case, tmp_path, cli):
     static = conv_relu(tmp_path / "s.onnx", batch=1, size=16)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a protobuf")
@@ -338,7 +320,7 @@ def test_bad_input_is_one_line_and_nonzero(case, tmp_path, capsys):
     }[case]
     if case == "tensorrt" and not _tensorrt_missing():
         pytest.skip("TensorRT and a GPU are present: the missing-runtime message cannot be shown")
-    code, _, err = run_cli(["bench", *args, *QUICK], capsys)
+    code, _, err = cli(*["bench", *args, *QUICK])
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("edgedet: error: "), err
@@ -406,9 +388,9 @@ def test_peak_memory_agrees_with_usr_bin_time(tmp_path):
     assert peaks[1] > peaks[0] + 40  # the 48 MiB larger model shows up
 
 
-def test_hostinfo_json(tmp_path, capsys):
+def test_hostinfo_json(tmp_path, cli):
     out = tmp_path / "h.json"
-    code, text, err = run_cli(["hostinfo", "--threads", "1", "--seconds", "0.1", "--json", str(out)], capsys)
+    code, text, err = cli(*["hostinfo", "--threads", "1", "--seconds", "0.1", "--json", str(out)])
     assert code == 0, err
     h = json.loads(out.read_text())
     assert h["schema_version"] == 2 and h["device"]["cpu_model"]
@@ -418,8 +400,7 @@ def test_hostinfo_json(tmp_path, capsys):
     # bench reads it back for its roofline
     model = conv_relu(tmp_path / "m.onnx")
     res = tmp_path / "r.json"
-    code, _, err = run_cli(
-        [
+    code, _, err = cli(*[
             "bench",
             model,
             "--runtime",
@@ -431,9 +412,7 @@ def test_hostinfo_json(tmp_path, capsys):
             str(out),
             "--json",
             str(res),
-        ],
-        capsys,
-    )
+        ])
     assert code == 0, err
     r = json.loads(res.read_text())
     assert r["roofline"]["peak"]["source"] == str(out)
@@ -457,6 +436,6 @@ def test_benchmark_app_is_run_and_parsed(tmp_path):
 @pytest.mark.parametrize(
     "verb", [["bench"], ["hostinfo"], ["reproduce", "bench-agreement"], ["reproduce", "throughput"]]
 )
-def test_help_renders(verb, capsys):
-    code, out, err = run_cli([*verb, "--help"], capsys)
+def test_help_renders(verb, cli):
+    code, out, err = cli(*[*verb, "--help"])
     assert code == 0 and "Usage" in out, err

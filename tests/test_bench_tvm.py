@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from test_bench import QUICK, conv_relu, run_cli
+from test_bench import QUICK, conv_relu
 
 tvm = pytest.importorskip("tvm", reason="TVM is an optional extra (edgedet[tvm])")
 
@@ -33,9 +33,9 @@ def tvm_artifact(tmp_path_factory):
     return str(folder)
 
 
-def test_tvm_local_artifact(tvm_artifact, tmp_path, capsys):
+def test_tvm_local_artifact(tvm_artifact, tmp_path, cli):
     out = tmp_path / "r.json"
-    code, text, err = run_cli(["bench", tvm_artifact, "--runtime", "tvm", *QUICK, "--json", str(out)], capsys)
+    code, text, err = cli(*["bench", tvm_artifact, "--runtime", "tvm", *QUICK, "--json", str(out)])
     assert code == 0, err
     r = json.loads(out.read_text())
     assert r["runtime"]["effective"]["TVM_NUM_THREADS"] == "1"
@@ -95,12 +95,10 @@ def rpc_server(tmp_path):
         log.close()
 
 
-def test_tvm_rpc_loopback(tvm_artifact, rpc_server, tmp_path, capsys):
+def test_tvm_rpc_loopback(tvm_artifact, rpc_server, tmp_path, cli):
     out = tmp_path / "r.json"
-    code, text, err = run_cli(
-        ["bench", tvm_artifact, "--runtime", "tvm", "--device", rpc_server, *QUICK, "--json", str(out)],
-        capsys,
-    )
+    code, text, err = cli("bench", tvm_artifact, "--runtime", "tvm", "--device", rpc_server, *QUICK,
+                          "--json", out)
     assert code == 0, err
     r = json.loads(out.read_text())
     res = r["results"][0]
@@ -110,18 +108,14 @@ def test_tvm_rpc_loopback(tvm_artifact, rpc_server, tmp_path, capsys):
     assert "roofline" not in res  # the host's peaks say nothing about a remote board
 
 
-def test_rpc_unreachable_is_one_line(tvm_artifact, capsys):
-    code, _, err = run_cli(
-        ["bench", tvm_artifact, "--runtime", "tvm", "--device", f"rpc://127.0.0.1:{_free_port()}", *QUICK],
-        capsys,
-    )
+def test_rpc_unreachable_is_one_line(tvm_artifact, cli):
+    code, _, err = cli("bench", tvm_artifact, "--runtime", "tvm", "--device", f"rpc://127.0.0.1:{_free_port()}",
+                       *QUICK)
     assert code == 2 and err.count("\n") == 1 and "cannot reach the TVM RPC server" in err
 
 
-def test_rpc_bad_address(tvm_artifact, capsys):
-    code, _, err = run_cli(
-        ["bench", tvm_artifact, "--runtime", "tvm", "--device", "rpc://nohost", *QUICK], capsys
-    )
+def test_rpc_bad_address(tvm_artifact, cli):
+    code, _, err = cli(*["bench", tvm_artifact, "--runtime", "tvm", "--device", "rpc://nohost", *QUICK])
     assert code == 2 and "rpc://HOST:PORT" in err
 
 
@@ -138,7 +132,7 @@ def _wait_port(port: int, proc, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.slow
-def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, capsys):
+def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, cli):
     """rpc://HOST:PORT/KEY: a tracker and a server registered under a key (loopback)."""
     tport, sport = _free_port(), _free_port()
     procs = []
@@ -187,8 +181,7 @@ def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, capsys):
         _wait_port(sport, procs[1])
         time.sleep(2)  # let the server register its key with the tracker
         out = tmp_path / "r.json"
-        code, _, err = run_cli(
-            [
+        code, _, err = cli(*[
                 "bench",
                 tvm_artifact,
                 "--runtime",
@@ -198,9 +191,7 @@ def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, capsys):
                 *QUICK,
                 "--json",
                 str(out),
-            ],
-            capsys,
-        )
+            ])
         assert code == 0, err
         assert json.loads(out.read_text())["results"][0]["iterations"] >= 5
     finally:

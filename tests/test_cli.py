@@ -1,24 +1,16 @@
 """The `edgedet` command: model listing, and one-line errors with exit code 2 for bad input."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import CliResult
 
 QUADRANETS = {f"quadranet{d}-{s}" for d in (25, 36) for s in ("xxs", "xs", "t", "s", "b")}
 BASELINES = {"convnet", "skipnet", "swinnet", "hornet"}
 
 
-def edgedet(*args, cwd=None, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=cwd)
-
-
-def test_models_json_lists_family_and_baselines():
-    p = edgedet("models", "--json")
+def test_models_json_lists_family_and_baselines(edgedet_process):
+    p = edgedet_process("models", "--json", timeout=300)
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)
     by_name = {r["name"]: r for r in rows}
@@ -28,14 +20,6 @@ def test_models_json_lists_family_and_baselines():
     params = [by_name[n]["params"] for n in ("quadranet25-xxs", "quadranet25-t", "quadranet36-b")]
     assert params == sorted(params) and len(set(params)) == 3
     assert by_name["quadranet25-xxs"]["gflops"] < by_name["quadranet25-t"]["gflops"]
-
-
-def _one_line_error(p, *words):
-    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgedet: error:"), p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
@@ -53,31 +37,29 @@ def _one_line_error(p, *words):
         (["quickstart", "--minutes", "0"], ["--minutes"]),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args, words, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(args, words, tmp_path, cli):
     """In-process through the real entry point (`main` is what the console script runs)."""
-    from edgedet.cli.main import main
-
     if args[0] == "train":
         args = [*args, "--out", str(tmp_path / "o")]
-    code = main(args)
-    err = capsys.readouterr().err
-    _one_line_error(subprocess.CompletedProcess(args, code, "", err), *words)
+    cli(*args).assert_one_line_error(*words)
 
 
 @pytest.mark.parametrize("args,words", [(["train", "no-such-model", "--epochs", "1"], ["unknown model"]),
                                         (["train", "quadranet25-xxs", "--lr", "-1"], ["--lr"])])
-def test_bad_input_from_the_console_command(args, words, tmp_path):
-    _one_line_error(edgedet(*args, "--out", str(tmp_path / "o")), *words)
+def test_bad_input_from_the_console_command(args, words, tmp_path, edgedet_process):
+    p = edgedet_process(*args, "--out", str(tmp_path / "o"), timeout=300)
+    CliResult(p.returncode, p.stdout, p.stderr).assert_one_line_error(*words)
 
 
-def test_train_tiny_run(tmp_path):
+def test_train_tiny_run(tmp_path, edgedet_process):
     arch = tmp_path / "a.json"
     arch.write_text(json.dumps({"schema_version": 1, "stem": {"kernel": 4, "stride": 4}, "stages": [
         {"width": 8, "stride": 1, "layers": [{"kernel": 3, "expansion": 2}]},
         {"width": 8, "stride": 2, "layers": ["skip"]}]}))
     out = tmp_path / "run"
-    p = edgedet("train", f"quadranet-arch:{arch}", "--epochs", "1", "--batch-size", "8", "--img-size", "16",
-                "--train-size", "16", "--val-size", "8", "--threads", "1", "--out", str(out))
+    p = edgedet_process("train", f"quadranet-arch:{arch}", "--epochs", "1", "--batch-size", "8", "--img-size",
+                        "16", "--train-size", "16", "--val-size", "8", "--threads", "1", "--out", str(out),
+                        timeout=300)
     assert p.returncode == 0, p.stderr
     assert "val top-1" in p.stdout
     m = json.loads((out / "metrics.json").read_text())

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from edgedet import models
-from edgedet.cli.main import main
 from edgedet.errors import EdgedetError
 from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.onnx import run_onnxruntime
@@ -77,7 +76,7 @@ def test_checkpoint_training_format_and_plain_state_dict(tmp_path):
         assert np.abs(got - ref).max() < 1e-4  # the checkpoint's weights, not the seeded init
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
+def test_cli_errors_are_one_line(tmp_path, cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     cases = [
@@ -90,38 +89,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         args = ["export", "quadranet25-xxs", "--input-size", "64", "--out", str(tmp_path / "o"), *extra]
         if "--format" not in extra:
             args += ["--format", "onnx"]
-        assert main(args) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("edgedet: error:") and msg in err[0], err
+        cli(*args).assert_one_line_error(msg)
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_export_and_parity_failure_exit(tmp_path, capsys):
+def test_cli_export_and_parity_failure_exit(tmp_path, cli):
     out = tmp_path / "ok"
-    assert (
-        main(["export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", str(out)]) == 0
-    )
-    assert "parity ok" in capsys.readouterr().out
+    r = cli("export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", out)
+    assert r.code == 0 and "parity ok" in r.out, r.err
     assert json.loads((out / "manifest.json").read_text())["format"] == "onnx"
     fail = tmp_path / "fail"
-    code = main(
-        [
-            "export",
-            "quadranet25-xxs",
-            "--format",
-            "onnx",
-            "--input-size",
-            "64",
-            "--out",
-            str(fail),
-            "--atol",
-            "1e-12",
-            "--rtol",
-            "0",
-        ]
-    )
+    code, _, err = cli("export", "quadranet25-xxs", "--format", "onnx", "--input-size", "64", "--out", fail,
+                       "--atol", "1e-12", "--rtol", "0")
     assert code == 2
-    err = capsys.readouterr().err
     assert "max abs" in err and "max rel" in err and "no artifact was written, only" in err
     assert "first diverging node" in err  # the trace ran by itself
     assert not fail.exists() and (tmp_path / "fail.parity-report.json").exists()

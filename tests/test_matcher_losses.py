@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from edgedet.models.matcher import HungarianMatcher, repeat_targets
+from edgedet.models.set_criterion import SetCriterion, sigmoid_focal_loss
 from edgedet.ops.boxes import (
     box_area,
     box_cxcywh_to_xyxy,
@@ -15,8 +17,6 @@ from edgedet.ops.boxes import (
     generalized_box_iou,
     inverse_sigmoid,
 )
-from edgedet.training.det_losses import SetCriterion, sigmoid_focal_loss
-from edgedet.training.matcher import HungarianMatcher, repeat_targets
 
 
 def test_box_conversions_roundtrip():

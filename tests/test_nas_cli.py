@@ -12,33 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from edgedet.cli.main import main
-
 TINY = ["--skeleton", "c16-d16", "--epochs", "4", "--warmup-epochs", "1",
         "--synthetic-images", "256", "--batch-size", "16", "--train-size", "32", "--no-plots",
         "--threads", "1"]
 
 
-def test_unattainable_budget_names_smallest_latency(tmp_path, capsys):
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "3", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "unattainable" in err and "smallest architecture" in err and err.count("\n") == 1
+def test_unattainable_budget_names_smallest_latency(tmp_path, cli):
+    cli("search", "--device", "myriad-vpu", "--budget-ms", "3", "--out", tmp_path).assert_one_line_error(
+        "unattainable", "smallest architecture")
     assert not (tmp_path / "arch.json").exists()
 
 
-def test_budget_above_fixed_skeleton_says_so(tmp_path, capsys):
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "5000", "--skeleton", "c16-d16",
-                 "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "above the largest architecture of skeleton c16-d16" in err and "wider or deeper" in err
+def test_budget_above_fixed_skeleton_says_so(tmp_path, cli):
+    r = cli("search", "--device", "myriad-vpu", "--budget-ms", "5000", "--skeleton", "c16-d16", "--out", tmp_path)
+    r.assert_one_line_error("above the largest architecture of skeleton c16-d16", "wider or deeper")
 
 
-def test_unknown_device_and_loss(tmp_path, capsys):
-    assert main(["search", "--device", "no-such-device", "--budget-ms", "30", "--out", str(tmp_path)]) == 2
-    assert "unknown device profile" in capsys.readouterr().err
-    assert main(["search", "--device", "myriad-vpu", "--budget-ms", "30", "--loss", "exp",
-                 "--out", str(tmp_path)]) == 2
-    assert "unknown loss form" in capsys.readouterr().err
+def test_unknown_device_and_loss(tmp_path, cli):
+    cli("search", "--device", "no-such-device", "--budget-ms", "30", "--out", tmp_path).assert_one_line_error(
+        "unknown device profile")
+    cli("search", "--device", "myriad-vpu", "--budget-ms", "30", "--loss", "exp",
+        "--out", tmp_path).assert_one_line_error("unknown loss form")
 
 
 def _frozen_profile(tmp_path) -> list[str]:
@@ -51,30 +45,25 @@ def _frozen_profile(tmp_path) -> list[str]:
     return ["--device", str(dst)]
 
 
-def _cli(args, **kw):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "edgedet", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
-
-
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_same_arch(tmp_path):
+def test_sigkill_then_resume_gives_the_same_arch(tmp_path, edgedet_process):
     dev = _frozen_profile(tmp_path)
     t0 = time.time()
-    ref = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "ref")])
+    ref = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "ref"), popen=True)
     out, _ = ref.communicate()
     assert ref.returncode == 0, out
     duration = time.time() - t0
 
     kill_at = random.Random().uniform(0.1, 0.8) * duration
-    run = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run")])
+    run = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "run"), popen=True)
     try:
         run.wait(timeout=kill_at)
     except subprocess.TimeoutExpired:
         run.send_signal(signal.SIGKILL)
         run.wait()
     ckpt_existed = (tmp_path / "run" / "search.ckpt").exists()
-    res = _cli(["search", *dev, *TINY, "--budget-ms", "30", "--out", str(tmp_path / "run"), "--resume"])
+    res = edgedet_process("search", *dev, *TINY, "--budget-ms", "20", "--out", str(tmp_path / "run"), "--resume",
+                          popen=True)
     out, _ = res.communicate()
     assert res.returncode == 0, out
     a = (tmp_path / "ref" / "arch.json").read_text()
@@ -92,10 +81,10 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     dev = _frozen_profile(tmp_path)
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgedet", "search", *dev, *TINY,
-           "--budget-ms", "30", "--out", str(tmp_path / "out")]
+           "--budget-ms", "20", "--out", str(tmp_path / "out")]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     arch = json.loads((tmp_path / "out" / "arch.json").read_text())
     hist = json.loads((tmp_path / "out" / "search.json").read_text())
     assert hist["world_size"] == 2
-    assert 0.85 * 30 <= arch["predicted_latency_ms"] <= 30
+    assert 0.85 * 20 <= arch["predicted_latency_ms"] <= 20

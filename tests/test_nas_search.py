@@ -8,10 +8,10 @@ import torch
 from edgedet.arch import load_arch
 from edgedet.data import make_classification_data
 from edgedet.errors import EdgedetError
-from edgedet.nas.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from edgedet.io.checkpoint import load_checkpoint
 from edgedet.nas.lut import build_lut
 from edgedet.nas.outputs import result_arch, write_outputs
-from edgedet.nas.search import Reporter, SearchConfig, run_search
+from edgedet.nas.search import CHECKPOINT_NAME, Reporter, SearchConfig, run_search
 from edgedet.nas.space import SearchSpace
 
 torch.set_num_threads(1)

@@ -220,53 +220,46 @@ def test_official_mapping_rejects_unsupported():
 
 
 # ---- CLI: train → eval → detect, convert-checkpoint -------------------------------------------
-def _cli(args):
-    from edgedet.cli.main import main
-
-    return main(args)
-
-
-def test_cli_train_eval_detect(tmp_path, monkeypatch, capsys):
+def test_cli_train_eval_detect(tmp_path, monkeypatch, cli):
     import json
 
     from PIL import Image
 
     monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    rc = _cli(["train", "plain-detr-quadranet25-xxs", "--data", "synthetic-det", "--epochs", "1",
+    rc = cli("train", "plain-detr-quadranet25-xxs", "--data", "synthetic-det", "--epochs", "1",
                "--batch-size", "2", "--img-size", "128", "--train-size", "4", "--val-size", "2",
-               "--threads", "1", "--lr", "1e-4", "--out", str(run)])
+               "--threads", "1", "--lr", "1e-4", "--out", str(run)).code
     assert rc == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["schema_version"] == 1 and "AP50" in metrics["final"]
     assert (run / "training_curve.png").exists()
-    assert _cli(["eval", "plain-detr-quadranet25-xxs", "--checkpoint", str(run / "checkpoint.pt"),
-                 "--json", str(tmp_path / "ev.json")]) == 0
+    assert cli("eval", "plain-detr-quadranet25-xxs", "--checkpoint", str(run / "checkpoint.pt"),
+                 "--json", str(tmp_path / "ev.json")).code == 0
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["images"] == 2 and 0.0 <= ev["AP50"] <= 1.0
     # the export rebuilds the model with the options training recorded (cpu preset, 4 classes)
-    assert _cli(["export", "plain-detr-quadranet25-xxs", "-f", "onnx", "-c", str(run / "checkpoint.pt"),
-                 "-o", str(tmp_path / "onnx"), "--input-size", "128", "--threads", "1"]) == 0
+    assert cli("export", "plain-detr-quadranet25-xxs", "-f", "onnx", "-c", str(run / "checkpoint.pt"),
+                 "-o", str(tmp_path / "onnx"), "--input-size", "128", "--threads", "1").code == 0
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
     assert manifest["source"]["weights"]["source"] != "seeded-init"
     img = next((tmp_path / "cache").rglob("val/000000.png"))
     out = tmp_path / "det.png"
-    assert _cli(["detect", "plain-detr-quadranet25-xxs", "--checkpoint", str(run / "checkpoint.pt"),
+    assert cli("detect", "plain-detr-quadranet25-xxs", "--checkpoint", str(run / "checkpoint.pt"),
                  "--image", str(img), "--out", str(out), "--threshold", "0.0", "--json",
-                 str(tmp_path / "det.json")]) == 0
+                 str(tmp_path / "det.json")).code == 0
     drawn, orig = Image.open(out).convert("RGB"), Image.open(img).convert("RGB")
     assert drawn.size == orig.size and drawn.tobytes() != orig.tobytes()  # boxes were drawn
     assert len(json.loads((tmp_path / "det.json").read_text())["detections"]) > 0
-    assert _cli(["eval", "plain-detr-convnet", "--checkpoint", str(run / "checkpoint.pt")]) == 2
-    assert _cli(["detect", "plain-detr-quadranet25-xxs", "--image", str(tmp_path / "nope.png"),
-                 "--out", str(out)]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert cli("eval", "plain-detr-convnet", "--checkpoint", str(run / "checkpoint.pt")).code == 2
+    r = cli("detect", "plain-detr-quadranet25-xxs", "--image", str(tmp_path / "nope.png"), "--out", str(out))
+    assert r.code == 2 and "does not exist" in r.err
 
 
-def test_cli_convert_checkpoint(tmp_path):
+def test_cli_convert_checkpoint(tmp_path, cli):
     import argparse
 
-    from edgedet.training.checkpoint import load_checkpoint
+    from edgedet.io.checkpoint import load_checkpoint
 
     opts = dict(SMALL, enc_layers=0, proposal_strides=(8, 16, 32, 64))
     src = build_plain_detr("quadranet25-xxs", **opts)
@@ -277,8 +270,8 @@ def test_cli_convert_checkpoint(tmp_path):
     path = tmp_path / "official.pth"
     torch.save({"model": _to_official(src.state_dict()), "args": args, "epoch": 12}, path)
     out = tmp_path / "edgedet.pt"
-    assert _cli(["convert-checkpoint", "--from", "plain-detr", str(path), str(out),
-                 "--backbone", "quadranet25-xxs"]) == 0
+    assert cli("convert-checkpoint", "--from", "plain-detr", str(path), str(out),
+                 "--backbone", "quadranet25-xxs").code == 0
     state = load_checkpoint(out)
     assert state["model_name"] == "plain-detr-quadranet25-xxs"
     assert state["converted_from"]["shape_mismatch"] == []
@@ -288,9 +281,9 @@ def test_cli_convert_checkpoint(tmp_path):
     for k, v in src.state_dict().items():
         if not k.startswith("backbone."):
             assert torch.equal(dst.state_dict()[k], v), k
-    assert _cli(["convert-checkpoint", "--from", "yolo", str(path), str(out)]) == 2
+    assert cli("convert-checkpoint", "--from", "yolo", str(path), str(out)).code == 2
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    assert _cli(["convert-checkpoint", "--from", "plain-detr", str(tmp_path / "bad.pth"), str(out)]) == 2
+    assert cli("convert-checkpoint", "--from", "plain-detr", str(tmp_path / "bad.pth"), str(out)).code == 2
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from edgedet.arch import uniform_arch
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from edgedet.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from edgedet.training.classify import EpochPermutation, train
 from edgedet.training.config import TrainConfig
 from edgedet.training.schedule import warmup_cosine
@@ -66,7 +66,7 @@ def test_resume_errors(tiny_arch, tmp_path):
     with pytest.raises(EdgedetError, match="--lr was"):
         train(_cfg(tiny_arch, tmp_path, epochs=1, lr=0.1), resume=True, console=QUIET)
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"garbage")
-    with pytest.raises(EdgedetError, match="cannot load checkpoint"):
+    with pytest.raises(EdgedetError, match="cannot read checkpoint"):
         train(_cfg(tiny_arch, tmp_path, epochs=1), resume=True, console=QUIET)
 
 

@@ -15,7 +15,7 @@ from edgedet.adapt.aux_heads import AuxNet, make_aux_head
 from edgedet.adapt.config import MabnConfig
 from edgedet.data.synthetic import MEAN, STD
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
+from edgedet.io.checkpoint import load_checkpoint, save_checkpoint
 
 KIND = "mabn"
 
@@ -59,5 +59,5 @@ def load_mabn(path: str | Path, model_name: str) -> tuple[AuxNet, dict[str, Any]
 
 def save_adapted(path: str | Path, net: torch.nn.Module, state: dict[str, Any], adapted: dict[str, Any]) -> None:
     """The adapted classifier alone (auxiliary head dropped), atomically."""
-    out = {k: v for k, v in state.items() if k not in ("aux", "checkpoint_version", "model")}
+    out = {k: v for k, v in state.items() if k not in ("aux", "model")}
     save_checkpoint(path, {**out, "model": net.state_dict(), "adapted": adapted})

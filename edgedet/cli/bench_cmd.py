@@ -56,9 +56,9 @@ def register(app: typer.Typer) -> None:
         """Measure latency (min/mean/median/p90/p95/p99/max/std/CoV), throughput and peak memory."""
         from rich.console import Console
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.report import plot, print_report
         from edgedet.bench.runner import BenchConfig, run_bench
+        from edgedet.io.atomic import write_json_atomic
 
         console = Console()
         if not console.is_terminal:  # logs and pipes: wide enough that the table is never truncated

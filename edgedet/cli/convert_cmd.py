@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import typer
@@ -9,19 +10,6 @@ import typer
 from edgedet.errors import EdgedetError
 
 SOURCES = ("plain-detr", "asag")
-
-
-def _load_official(path: Path):
-    """torch.load with weights_only=True; the official runs also pickle their argparse args."""
-    import argparse
-
-    import torch
-
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file or objects weights_only refuses
-        raise EdgedetError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
 
 
 def official_args(obj) -> dict:
@@ -89,7 +77,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Map an official Plain-DETR or ASAG checkpoint onto edgedet's model and save it for
         `edgedet eval` / `detect` / `export`. Backbone weights are not converted."""
-        from edgedet.training.checkpoint import save_checkpoint
+        from edgedet.io.checkpoint import load_torch_file, save_checkpoint  # torch: lazy for CLI start-up
 
         if src_kind not in SOURCES:
             raise EdgedetError(f"--from must be one of {', '.join(SOURCES)}, got {src_kind!r}")
@@ -104,7 +92,7 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 raise EdgedetError("--proposal-strides must be integers like 8,16,32,64, "
                                    f"got {proposal_strides!r}") from None
-        obj = _load_official(src)
+        obj = load_torch_file(src, safe_globals=[argparse.Namespace])  # official runs pickle their args
         if src_kind == "plain-detr":
             state = convert_plain_detr(obj, backbone, reparam, rpe_type, nheads, num_queries, strides)
         else:

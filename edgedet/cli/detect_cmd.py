@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         import torch
         from PIL import Image
 
-        from edgedet.arch import write_json_atomic
         from edgedet.data.coco import MEAN, STD, collate
+        from edgedet.io.atomic import atomic_output, write_json_atomic
         from edgedet.training.coco_eval import default_postprocess
         from edgedet.training.detection import build_detector, default_model_options, load_trained
 
@@ -90,13 +90,8 @@ def register(app: typer.Typer) -> None:
         labels = det["labels"][0][keep].tolist()
         scores = det["scores"][0][keep].tolist()
         drawn = draw_detections(pil, boxes, labels, scores, names)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.png")
-        try:
+        with atomic_output(out) as tmp:
             drawn.save(tmp, format="PNG")
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
         if json_out is not None:
             rows = [{"label": lab, "name": names[lab] if lab < len(names) else str(lab), "score": s,
                      "box_xyxy": b} for b, lab, s in zip(boxes, labels, scores, strict=True)]

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from edgedet.arch import write_json_atomic
+        from edgedet.io.atomic import write_json_atomic
         from edgedet.training.coco_eval import evaluate
         from edgedet.training.config import TrainConfig
         from edgedet.training.detection import load_datasets, load_trained

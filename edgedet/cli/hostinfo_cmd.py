@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench import hostinfo as host
         from edgedet.cli.bench_cmd import parse_batches
+        from edgedet.io.atomic import write_json_atomic
 
         counts = parse_batches(threads) if threads else None
         console = Console()

@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
         hw = "×".join(map(str, shp[2:])) or "?"
         print_prediction(pred, f"{what} (batch {shp[0]}, {hw})", top)
         if json_out is not None:
-            from edgedet.arch import write_json_atomic
+            from edgedet.io.atomic import write_json_atomic
 
             doc = pred.to_json()
             square = len(shp) == 4 and shp[2] == shp[3]

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure kernels on this machine and fit a profile (or --calibrate a predicted one, or
         --adapt one to this machine from a few whole-network measurements)."""
-        from edgedet.arch import write_json_atomic
+        from edgedet.io.atomic import write_json_atomic
 
         if calibrate is not None:
             from edgedet.nas.latency.calibrate import calibrate as fit_device

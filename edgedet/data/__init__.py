@@ -11,6 +11,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from edgedet.data.imagefolder import image_folder_splits
+from edgedet.data.synthetic import SyntheticShapes
 from edgedet.errors import EdgedetError
 
 
@@ -32,8 +34,6 @@ def make_classification_data(spec: str, img_size: int, seed: int = 0, train_size
     if img_size <= 0:
         raise EdgedetError(f"image size must be positive, got {img_size}")
     if spec == "synthetic":
-        from edgedet.data.synthetic import SyntheticShapes
-
         if train_size <= 0 or val_size <= 0:
             raise EdgedetError("synthetic train and val sizes must be positive")
         train = SyntheticShapes(train_size, img_size, start=0, seed=seed)
@@ -41,8 +41,6 @@ def make_classification_data(spec: str, img_size: int, seed: int = 0, train_size
         return ClassificationData(train, val, len(train.classes), train.classes, "synthetic")
     if not spec or spec.startswith("-"):
         raise EdgedetError(f"unknown data spec {spec!r}: use 'synthetic' or a folder of class sub-folders")
-    from edgedet.data.imagefolder import image_folder_splits
-
     path = Path(spec).expanduser()
     if not path.exists():
         raise EdgedetError(f"unknown data spec {spec!r}: not 'synthetic' and no such folder")

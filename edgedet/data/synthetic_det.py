@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from edgedet.arch import write_json_atomic
+from edgedet.io.atomic import atomic_output, write_json_atomic
 
 CLASSES = ("circle", "square", "triangle", "cross")
 SCHEMA_VERSION = 1
@@ -151,9 +151,8 @@ def write_split(root: Path, split: str, count: int, cfg: SyntheticDetConfig, spl
     for i in range(count):
         img, anns = render_image(i, cfg, split_seed)
         name = f"{i:06d}.png"
-        tmp = img_dir / f".{name}.tmp"
-        img.save(tmp, format="PNG")
-        os.replace(tmp, img_dir / name)
+        with atomic_output(img_dir / name) as tmp:
+            img.save(tmp, format="PNG")
         images.append({"id": i + 1, "file_name": name, "width": cfg.image_size, "height": cfg.image_size})
         for a in anns:
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, **a})

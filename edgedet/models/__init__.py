@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from edgedet.arch import load_arch
 from edgedet.errors import EdgedetError
 from edgedet.models import baselines, quadranet, resnet_bn
+from edgedet.models.asag import build_asag
+from edgedet.models.plain_detr import build_plain_detr
 from edgedet.models.registry import create, names, register, register_family
 from edgedet.models.skeleton import Block, MacroNet
 
@@ -21,11 +25,11 @@ def _quadranet_factory(depth: int, size: str):
         return quadranet.build_from_arch(arch, in_chans=in_chans, memory_saving=memory_saving)
 
     build.__doc__ = f"QuadraNet{depth}-{size}: widths {[quadranet.SIZES[size] * 2**i for i in range(4)]}, " \
-                    f"depths {quadranet.DEPTHS[depth]}"
+                    f"depths {list(quadranet.DEPTHS[depth])}"
     return build
 
 
-for _depth in quadranet.DEPTHS:
+for _depth in quadranet.FAMILY_DEPTHS:
     for _size in quadranet.SIZES:
         register(f"quadranet{_depth}-{_size}")(_quadranet_factory(_depth, _size))
 
@@ -64,8 +68,6 @@ register_family("quadranet-arch:", _from_arch_file)
 
 
 def _plain_detr_factory(backbone: str, **overrides) -> nn.Module:
-    from edgedet.models.plain_detr import build_plain_detr
-
     return build_plain_detr(backbone, **overrides)
 
 
@@ -73,11 +75,6 @@ register_family("plain-detr-", _plain_detr_factory, examples=["plain-detr-quadra
 
 
 def _asag_factory(backbone: str, **overrides) -> nn.Module:
-    import inspect
-
-    from edgedet.errors import EdgedetError
-    from edgedet.models.asag import build_asag
-
     allowed = [p for p in inspect.signature(build_asag).parameters if p != "backbone_name"]
     bad = [k for k in overrides if k not in allowed]
     if bad:

@@ -12,15 +12,18 @@ official implementation's `--nms`, which its 300-query and CrowdHuman settings t
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
+from edgedet.errors import EdgedetError
 from edgedet.models.asag_anchor import PATCH, AnchorConfig, AnchorGenerator
+from edgedet.models.asag_criterion import ASAGCriterion
 from edgedet.models.asag_query import QueryInit
 from edgedet.models.dynamic_head import DynamicDecoderLayer
 from edgedet.models.fpn import FPN
+from edgedet.models.registry import create
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
 from edgedet.ops.nms import fixed_size_nms, separate_groups
 
@@ -45,40 +48,64 @@ def drop_trailing_padding(anchors: Tensor, scores: Tensor, valid: Tensor) -> tup
     return anchors[:, :n], scores[:, :n], valid[:, :n]
 
 
+@dataclass
+class ASAGConfig:
+    """ASAG-S sizes and switches (`build_asag` fills it from a preset and overrides)."""
+
+    num_classes: int = 80
+    dim: int = 256
+    ffn_dim: int = 2048
+    dim_dynamic: int = 64
+    max_anchors: int = 200
+    num_decoder_layers: int = 1
+    num_aux_decoders: int = 3
+    mode: str = "dynamic"  # "dynamic" (eager, as the paper) or "static" (fixed shapes, for export)
+    top_k: int = 100
+    max_patches: tuple[int, int] = (16, 16)  # static probed-patch slots on P4, P3
+    patch: int = PATCH  # anchor generator's patch side in feature cells
+    nms_iou: float | None = None  # class-wise NMS of the detections (None: NMS-free, the paper)
+    anchor_nms_iou: float | None = None  # class-agnostic NMS of the anchors (not in the paper)
+    anchor_nms_at_inference: bool = True
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 2 <= self.patch <= PATCH:
+            raise EdgedetError(f"asag patch must be between 2 and {PATCH} cells, got {self.patch}")
+        for name, v in (("nms_iou", self.nms_iou), ("anchor_nms_iou", self.anchor_nms_iou)):
+            if v is not None and not 0.0 < v < 1.0:
+                raise EdgedetError(f"asag {name} must be between 0 and 1 (exclusive), got {v}")
+        if self.num_decoder_layers < 1 or self.num_aux_decoders < 0:
+            raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
+        if self.dim % 8:
+            raise EdgedetError(f"asag dim must be a multiple of 8 (8 attention heads), got {self.dim}")
+
+    def anchor_config(self) -> AnchorConfig:
+        return replace(AnchorConfig(), max_patches=tuple(self.max_patches), max_anchors=self.max_anchors,
+                       patch=self.patch)
+
+
 class ASAG(nn.Module):
-    def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int = 80,
-        dim: int = 256,
-        num_decoder_layers: int = 1,
-        num_aux_decoders: int = 3,
-        mode: str = "dynamic",
-        top_k: int = 100,
-        ffn_dim: int = 2048,
-        anchor_cfg: AnchorConfig | None = None,
-        dim_dynamic: int = 64,
-        nms_iou: float | None = None,
-        anchor_nms_iou: float | None = None,
-        anchor_nms_at_inference: bool = True,
-    ):
+    def __init__(self, backbone: nn.Module, cfg: ASAGConfig):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.nms_iou, self.anchor_nms_iou = nms_iou, anchor_nms_iou
-        self.anchor_nms_at_inference = anchor_nms_at_inference
+        if cfg.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+        self.cfg = cfg
+        self.nms_iou, self.anchor_nms_iou = cfg.nms_iou, cfg.anchor_nms_iou
+        self.anchor_nms_at_inference = cfg.anchor_nms_at_inference
         self.backbone = backbone
-        self.num_classes, self.mode, self.top_k = num_classes, mode, top_k
+        self.num_classes, self.mode, self.top_k = cfg.num_classes, cfg.mode, cfg.top_k
+        num_classes, dim, ffn_dim, dim_dynamic = cfg.num_classes, cfg.dim, cfg.ffn_dim, cfg.dim_dynamic
         self.fpn = FPN(list(backbone.feature_channels[1:]), dim)
-        self.anchor_generator = AnchorGenerator(dim, anchor_cfg)
+        self.anchor_generator = AnchorGenerator(dim, cfg.anchor_config())
         self.query_init = QueryInit(dim, num_classes, ffn_dim=ffn_dim, strides=FPN.strides)
         self.decoder = nn.ModuleList(
             DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides, dim_dynamic=dim_dynamic)
-            for _ in range(num_decoder_layers)
+            for _ in range(cfg.num_decoder_layers)
         )
         self.aux_decoders = nn.ModuleList(
             DynamicDecoderLayer(dim, num_classes, ffn_dim, strides=FPN.strides, dim_dynamic=dim_dynamic)
-            for _ in range(num_aux_decoders)
+            for _ in range(cfg.num_aux_decoders)
         )
         self._criterion = None
 
@@ -177,8 +204,6 @@ class ASAG(nn.Module):
 
     def loss(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         if self._criterion is None:
-            from edgedet.training.asag_loss import ASAGCriterion
-
             self._criterion = ASAGCriterion(self.num_classes)
         return self._criterion(outputs, targets)
 
@@ -216,26 +241,15 @@ def build_asag(
     output; the official code uses 0.7 where it turns NMS on); `anchor_nms_iou` a
     class-agnostic NMS of the anchors before they become queries (not in the paper), in
     training and, unless `anchor_nms_at_inference` is False, at inference."""
-    from edgedet.errors import EdgedetError
-    from edgedet.models.registry import create
-
     if preset not in PRESETS:
         raise EdgedetError(f"asag preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if mode not in MODES:
-        raise EdgedetError(f"asag mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if not 2 <= patch <= PATCH:
-        raise EdgedetError(f"asag patch must be between 2 and {PATCH} cells, got {patch}")
-    for name, v in (("nms_iou", nms_iou), ("anchor_nms_iou", anchor_nms_iou)):
-        if v is not None and not 0.0 < v < 1.0:
-            raise EdgedetError(f"asag {name} must be between 0 and 1 (exclusive), got {v}")
-    if num_decoder_layers < 1 or num_aux_decoders < 0:
-        raise EdgedetError("asag needs num_decoder_layers ≥ 1 and num_aux_decoders ≥ 0")
-    p = dict(PRESETS[preset])
-    p.update(
-        {k: v for k, v in (("dim", dim), ("ffn_dim", ffn_dim), ("max_anchors", max_anchors)) if v is not None}
-    )
-    if p["dim"] % 8:
-        raise EdgedetError(f"asag dim must be a multiple of 8 (8 attention heads), got {p['dim']}")
+    sizes = {**PRESETS[preset], **{k: v for k, v in (("dim", dim), ("ffn_dim", ffn_dim),
+                                                        ("max_anchors", max_anchors)) if v is not None}}
+    cfg = ASAGConfig(num_classes=num_classes, num_decoder_layers=num_decoder_layers,
+                     num_aux_decoders=num_aux_decoders, mode=mode, top_k=top_k, max_patches=tuple(max_patches),
+                     patch=patch, nms_iou=nms_iou, anchor_nms_iou=anchor_nms_iou,
+                     anchor_nms_at_inference=anchor_nms_at_inference, **sizes)
+    cfg.validate()
     try:
         backbone = create(backbone_name, **(backbone_options or {}))
     except EdgedetError as e:
@@ -246,19 +260,4 @@ def build_asag(
         raise EdgedetError(
             f"backbone '{backbone_name}' must give stride 8/16/32 stages, has {backbone.feature_strides}"
         )
-    cfg = replace(AnchorConfig(), max_patches=tuple(max_patches), max_anchors=p["max_anchors"], patch=patch)
-    return ASAG(
-        backbone,
-        num_classes,
-        p["dim"],
-        num_decoder_layers,
-        num_aux_decoders,
-        mode,
-        top_k,
-        p["ffn_dim"],
-        cfg,
-        p["dim_dynamic"],
-        nms_iou,
-        anchor_nms_iou,
-        anchor_nms_at_inference,
-    )
+    return ASAG(backbone, cfg)

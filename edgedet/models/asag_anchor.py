@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgedet.models.layers import MLP
 from edgedet.ops.boxes import box_cxcywh_to_xyxy
 from edgedet.ops.nms import fixed_size_nms, nms, stable_argsort_desc, stable_rank_desc
 
@@ -38,22 +39,6 @@ PATCH = 15  # the paper's patch side in feature cells; P5 is resized to 2·PATCH
 def coarse_offsets(patch: int) -> tuple[tuple[int, int], ...]:
     """(row, col) origins of the four P5 patches in the 2·patch resized map."""
     return ((0, 0), (0, patch), (patch, 0), (patch, patch))
-
-
-class MLP(nn.Sequential):
-    """Linear layers with an activation between them (keys layers.{i})."""
-
-    def __init__(self, dims: list[int], act: type[nn.Module] = nn.ReLU):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-        self.act = act()
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = self.act(x)
-        return x
 
 
 @dataclass

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgedet.models.asag_anchor import MLP
 from edgedet.models.dynamic_head import POOL, branch, focal_prior_bias
+from edgedet.models.layers import MLP, box_sine_embedding
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from edgedet.ops.roi_align import multiscale_roi_align
 
@@ -42,16 +42,6 @@ def iof(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
     inter = (rb - lt).clamp(min=0).prod(-1)
     area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     return inter / area.clamp(min=eps)[..., None]
-
-
-def box_sine_embedding(xyzr: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
-    """(B,Q,4) → (B,Q,dim): dim/4 sin/cos features per coordinate (x, y scaled by 1/1000)."""
-    nf = dim // 4
-    t = xyzr / xyzr.new_tensor([1000.0, 1000.0, 1.0, 1.0])
-    i = torch.arange(nf, device=xyzr.device, dtype=torch.float32)
-    freq = temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / nf)
-    angle = t[..., None] / freq  # (B,Q,4,nf)
-    return torch.stack([angle[..., 0::2].sin(), angle[..., 1::2].cos()], -1).flatten(2)
 
 
 class QueryInit(nn.Module):
@@ -99,7 +89,7 @@ class QueryInit(nn.Module):
             log_iof = torch.log(iof(boxes, boxes) + 1e-7)[:, None]
         bias = log_iof * self.iof_tau.view(1, -1, 1, 1)  # τ_h stays learnable
         bias = bias.masked_fill(~valid[:, None, None, :], float("-inf")).flatten(0, 1)
-        qa = q + box_sine_embedding(xyzr, q.shape[-1])
+        qa = q + box_sine_embedding(xyzr / xyzr.new_tensor([1000.0, 1000.0, 1.0, 1.0]), q.shape[-1] // 4, scale=1)
         q = self.norm_attn(qa + self.attn(qa, qa, qa, attn_mask=bias, need_weights=False)[0])
         q = self.norm_ffn(q + self.ffn(q))
         logits = self.fc_cls(self.cls_branch(q))

@@ -1,13 +1,11 @@
 """BoxRPB: global cross-attention with a box-to-pixel relative position bias (Plain-DETR).
 
-    out = softmax(q·kᵀ/√d + B) v,     B[m, q, (i, j)] = Bx[m, q, j] + By[m, q, i]
-
-For a query box with corners (x1, y1, x2, y2) in pixels and pixel centres
-px_j = (j + 0.5)·stride, Bx = MLPx([x1 − px_j, x2 − px_j]) and By likewise on rows; each
-MLP is Linear(2, hidden) → ReLU → Linear(hidden, heads, no bias). The axial split costs
-Q·(H + W) MLP evaluations instead of Q·H·W: the full 4-D bias is never built from a 4-D
-input, only broadcast-added to the logits. Encodings of the offsets: `linear` (pixels) or
-`abs_log8` (sign(Δ)·log2(|Δ| + 1)/3).
+The module holds the parameters (q, k, v, proj and the two axial bias MLPs, with the
+official checkpoints' names); its maths is `edgedet.kernels.boxrpb_functional`, the one
+definition the exporters and fused kernels also run. The axial split costs Q·(H + W) MLP
+evaluations instead of Q·H·W: the full 4-D bias is never built from a 4-D input, only
+broadcast-added to the logits. Encodings of the offsets: `linear` (pixels) or `abs_log8`
+(sign(Δ)·log2(|Δ| + 1)/3).
 
 Boxes are normalised cxcywh relative to the feature map's extent (W·stride, H·stride),
 i.e. the padded input. Padding positions get −100 added to their logits, as the official
@@ -21,6 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from edgedet.kernels import boxrpb_functional as functional
+
 RPE_TYPES = ("linear", "abs_log8")
 
 
@@ -30,21 +30,7 @@ def rpb_mlp(hidden: int, heads: int) -> nn.Sequential:
 
 def encode_offsets(delta: Tensor, rpe_type: str) -> Tensor:
     """Offsets in pixels → MLP inputs (`linear` keeps them, `abs_log8` log-compresses)."""
-    if rpe_type == "abs_log8":
-        return torch.sign(delta) * torch.log2(delta.abs() + 1.0) / 3.0
-    return delta
-
-
-def box_pixel_offsets(boxes: Tensor, height: int, width: int, stride: int) -> tuple[Tensor, Tensor]:
-    """(B,Q,4) normalised cxcywh → Δx (B,Q,W,2) = [x1 − px_j, x2 − px_j] and Δy (B,Q,H,2),
-    all in pixels of the (padded) input."""
-    cx, cy, w, h = boxes.unbind(-1)
-    sx, sy = float(width * stride), float(height * stride)
-    xs = torch.stack([(cx - 0.5 * w) * sx, (cx + 0.5 * w) * sx], dim=-1)  # B,Q,2
-    ys = torch.stack([(cy - 0.5 * h) * sy, (cy + 0.5 * h) * sy], dim=-1)
-    px = (torch.arange(width, dtype=boxes.dtype, device=boxes.device) + 0.5) * stride
-    py = (torch.arange(height, dtype=boxes.dtype, device=boxes.device) + 0.5) * stride
-    return xs[:, :, None, :] - px[:, None], ys[:, :, None, :] - py[:, None]
+    return functional.encode(delta, rpe_type == "abs_log8")
 
 
 class BoxRPBCrossAttention(nn.Module):
@@ -67,12 +53,17 @@ class BoxRPBCrossAttention(nn.Module):
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
+    def weights(self) -> list[Tensor | None]:
+        """The parameters in `boxrpb_functional.WEIGHT_NAMES` order (None: a projection without bias)."""
+        return [self.q.weight, self.q.bias, self.k.weight, self.k.bias, self.v.weight, self.v.bias,
+                self.proj.weight, self.proj.bias, self.rpb_x[0].weight, self.rpb_x[0].bias, self.rpb_x[2].weight,
+                self.rpb_y[0].weight, self.rpb_y[0].bias, self.rpb_y[2].weight]
+
     def axial_bias(self, boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """Bx (B,heads,Q,W) and By (B,heads,Q,H)."""
-        dx, dy = box_pixel_offsets(boxes, height, width, self.feature_stride)
-        bx = self.rpb_x(encode_offsets(dx, self.rpe_type))  # B,Q,W,heads
-        by = self.rpb_y(encode_offsets(dy, self.rpe_type))
-        return bx.permute(0, 3, 1, 2), by.permute(0, 3, 1, 2)
+        w = self.weights()
+        return functional.axial_bias(boxes, w[8:11], w[11:14], height, width, self.feature_stride,
+                                     self.rpe_type == "abs_log8")
 
     def _heads(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -80,19 +71,12 @@ class BoxRPBCrossAttention(nn.Module):
 
     def forward(self, query: Tensor, boxes: Tensor, memory_k: Tensor, memory_v: Tensor,
                 spatial_shape: tuple[int, int], padding_mask: Tensor | None = None) -> Tensor:
+        """query (B,Q,C), boxes (B,Q,4), memory_k/v (B,H·W,C), padding_mask (B,H·W) True on
+        padding → (B,Q,C)."""
         h, w = int(spatial_shape[0]), int(spatial_shape[1])
-        b, nq, c = query.shape
-        q = self._heads(self.q(query)) * self.scale
-        k, v = self._heads(self.k(memory_k)), self._heads(self.v(memory_v))
-        bx, by = self.axial_bias(boxes, h, w)
-        logits = (q @ k.transpose(-2, -1)).reshape(b, self.num_heads, nq, h, w)
-        logits = logits + by[..., :, None] + bx[..., None, :]
-        logits = logits.reshape(b, self.num_heads, nq, h * w)
-        if padding_mask is not None:
-            logits = logits + padding_mask[:, None, None, :].to(logits.dtype) * -100.0
-        attn = logits.softmax(dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, nq, c)
-        return self.proj(out)
+        return functional.boxrpb_attention(query, boxes, memory_k, memory_v, padding_mask, self.weights(),
+                                           num_heads=self.num_heads, height=h, width=w,
+                                           stride=self.feature_stride, log8=self.rpe_type == "abs_log8")
 
     # ---- official checkpoints (github.com/impiga/Plain-DETR, GlobalCrossAttention) ----
     OFFICIAL_NAMES = {"cpb_mlp1.0": "rpb_x.0", "cpb_mlp1.2": "rpb_x.2",
@@ -116,7 +100,7 @@ def naive_boxrpb_bias(attn: BoxRPBCrossAttention, boxes: Tensor, height: int, wi
     """Reference only (tests, memory comparisons): evaluates both MLPs at every (query,
     pixel) pair from a 4-D input tensor (B,Q,H,W,4) → bias (B,heads,Q,H·W). Memory grows as
     Q·H·W·hidden — what the axial decomposition avoids."""
-    dx, dy = box_pixel_offsets(boxes, height, width, attn.feature_stride)
+    dx, dy = functional.box_pixel_offsets(boxes, height, width, attn.feature_stride)
     b, q = boxes.shape[:2]
     full = torch.cat([dx[:, :, None, :, :].expand(b, q, height, width, 2),
                       dy[:, :, :, None, :].expand(b, q, height, width, 2)], dim=-1)  # B,Q,H,W,4

@@ -1,15 +1,5 @@
-"""LayerNorm over the channel axis of an NCHW tensor (exports as ONNX LayerNormalization)."""
+"""Re-export of `edgedet.models.layers.LayerNorm2d` for callers not yet moved (bench/ suites)."""
 
-from __future__ import annotations
+from edgedet.models.layers.norm import LayerNorm2d
 
-import torch.nn.functional as F
-from torch import Tensor, nn
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm of (N,C,H,W) over C, computed channels-last."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+__all__ = ["LayerNorm2d"]

@@ -16,7 +16,7 @@ Pipeline (one feature map, stride 16 as the paper; `memory_stride` 8 for small i
   → look-forward-twice: layer l's box keeps the gradient path through layer l−1's box
   → hybrid matching: in training, extra queries (not attending to the one-to-one queries)
     are matched one-to-many against targets repeated k times.
-Outputs follow `edgedet.training.det_losses`; boxes are normalised cxcywh relative to each
+Outputs follow `edgedet.models.set_criterion`; boxes are normalised cxcywh relative to each
 image's unpadded size. Eval mode returns only pred_logits / pred_boxes and has no
 data-dependent Python control flow, so it traces for export.
 """
@@ -32,11 +32,12 @@ from torch import Tensor, nn
 
 from edgedet.errors import EdgedetError
 from edgedet.models.boxrpb import BoxRPBCrossAttention
-from edgedet.models.norm import LayerNorm2d
+from edgedet.models.layers import MLP, LayerNorm2d, box_sine_embedding, sine_position_embedding
+from edgedet.models.matcher import HungarianMatcher
+from edgedet.models.registry import create
+from edgedet.models.set_criterion import SetCriterion
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
 from edgedet.ops.nms import fixed_size_nms
-from edgedet.training.det_losses import SetCriterion
-from edgedet.training.matcher import HungarianMatcher
 
 WH_RATIO_CLIP = 16 / 1000
 
@@ -87,42 +88,6 @@ class PlainDETRConfig:
 CPU_PRESET = dict(hidden_dim=128, nheads=4, enc_layers=1, dec_layers=6, dim_feedforward=512,
                   num_queries=50, num_queries_one2many=150, k_one2many=3, rpe_hidden_dim=128,
                   proposal_strides=(8, 16, 32), proposal_min_size=16.0)
-
-
-class MLP(nn.Module):
-    """`num_layers` linears with ReLU between (the box head: hidden→hidden→4)."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int):
-        super().__init__()
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
-
-
-def sine_position_embedding(mask: Tensor, num_feats: int, temperature: float = 10000.0) -> Tensor:
-    """Unnormalised 2-D sine embedding (B,H,W) mask → (B, 2·num_feats, H, W): rows then
-    columns, 2π·(cumulative valid index − 0.5) / temperature^(2⌊i/2⌋/num_feats)."""
-    not_mask = (~mask).to(torch.float32)
-    y = (not_mask.cumsum(1) - 0.5) * (2 * math.pi)
-    x = (not_mask.cumsum(2) - 0.5) * (2 * math.pi)
-    dim_t = torch.arange(num_feats, dtype=torch.float32, device=mask.device)
-    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
-    px, py = x[..., None] / dim_t, y[..., None] / dim_t
-    px = torch.stack((px[..., 0::2].sin(), px[..., 1::2].cos()), dim=4).flatten(3)
-    py = torch.stack((py[..., 0::2].sin(), py[..., 1::2].cos()), dim=4).flatten(3)
-    return torch.cat((py, px), dim=3).permute(0, 3, 1, 2)
-
-
-def box_sine_embedding(boxes: Tensor, num_feats: int, temperature: float = 10000.0) -> Tensor:
-    """(B,Q,4) → (B,Q,4·num_feats): each coordinate ×2π through interleaved sin/cos."""
-    dim_t = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
-    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
-    pos = boxes[..., None] * (2 * math.pi) / dim_t
-    return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1).flatten(2)
 
 
 def apply_deltas(boxes: Tensor, deltas: Tensor, max_hw: Tensor | None) -> Tensor:
@@ -264,7 +229,7 @@ class PlainDETR(nn.Module):
         self.decoder_norm = nn.LayerNorm(d) if cfg.norm_type == "pre_norm" else nn.Identity()
         # heads 0..L−1 refine the decoder layers; head L scores and refines the proposals
         self.class_embed = nn.ModuleList(nn.Linear(d, cfg.num_classes) for _ in range(cfg.dec_layers + 1))
-        self.bbox_embed = nn.ModuleList(MLP(d, d, 4, 3) for _ in range(cfg.dec_layers + 1))
+        self.bbox_embed = nn.ModuleList(MLP([d, d, d, 4]) for _ in range(cfg.dec_layers + 1))
         self.criterion = SetCriterion(cfg.num_classes, HungarianMatcher(), dict(cfg.loss_weights),
                                       one2many_k=cfg.k_one2many)
         self._reset_parameters()
@@ -472,8 +437,6 @@ def build_plain_detr(backbone_name: str, preset: str = "paper", backbone_options
     (QuadraNet variants, quadranet-arch:PATH, baselines). `preset` "paper" (300 queries, 6
     layers, hidden 256) or "cpu" (CPU_PRESET); other keyword options override fields of
     PlainDETRConfig."""
-    from edgedet.models.registry import create
-
     if backbone_name.startswith(("plain-detr-", "asag-")):
         raise EdgedetError(f"'{backbone_name}' is a detector, not a backbone")
     if preset not in ("paper", "cpu"):

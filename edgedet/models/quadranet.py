@@ -15,7 +15,9 @@ from edgedet.kernels import QuadraConv2d
 from edgedet.models.skeleton import Block, MacroNet
 
 SIZES = {"xxs": 16, "xs": 32, "t": 64, "s": 96, "b": 128}
-DEPTHS = {25: [2, 3, 18, 2], 36: [3, 3, 27, 3]}
+# Stage depths by total depth: QuadraNet25/36 (the paper's families) and the NAS skeletons' 16 and 48.
+DEPTHS = {16: (2, 3, 9, 2), 25: (2, 3, 18, 2), 36: (3, 3, 27, 3), 48: (3, 6, 36, 3)}
+FAMILY_DEPTHS = (25, 36)  # registered as quadranet<depth>-<size>
 
 
 class QuadraBlock(Block):
@@ -26,7 +28,7 @@ class QuadraBlock(Block):
 
 def quadranet_arch(depth: int, size: str, **kw) -> Arch:
     c = SIZES[size]
-    return uniform_arch([c, 2 * c, 4 * c, 8 * c], DEPTHS[depth], **kw)
+    return uniform_arch([c, 2 * c, 4 * c, 8 * c], list(DEPTHS[depth]), **kw)
 
 
 def build_from_arch(arch: Arch, num_classes: int | None = None, in_chans: int = 3,

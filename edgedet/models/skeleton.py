@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from edgedet.models.norm import LayerNorm2d
+from edgedet.models.layers import LayerNorm2d
 
 
 class Block(nn.Module):

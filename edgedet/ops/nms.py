@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from edgedet.ops.boxes import box_iou
+from edgedet.ops.export_forms import export_form
 
 
 def _eager() -> bool:
@@ -99,7 +100,18 @@ def fixed_size_nms(
 ) -> tuple[Tensor, Tensor]:
     """Static-shape NMS: boxes (B,N,4) xyxy, scores (B,N), valid (B,N) bool →
     (indices (B,K) int64, kept (B,K) bool), K = max_output. Kept indices come first, by
-    decreasing score; the rest of the row is padding (kept False, index of a dropped box)."""
+    decreasing score; the rest of the row is padding (kept False, index of a dropped box).
+    In export mode (`edgedet.ops.export_forms`) it runs as the exporter's form."""
+    form = export_form("fixed_size_nms")
+    if form is not None:
+        return form(boxes, scores, valid, iou_threshold, max_output)
+    return fixed_size_nms_eager(boxes, scores, valid, iou_threshold, max_output)
+
+
+def fixed_size_nms_eager(
+    boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float, max_output: int
+) -> tuple[Tensor, Tensor]:
+    """`fixed_size_nms`'s own computation (what an export form's eager forward calls)."""
     bsz, n = scores.shape
     neg_inf = torch.finfo(scores.dtype).min
     order = stable_argsort_desc(torch.where(valid, scores, neg_inf))

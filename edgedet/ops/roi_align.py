@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from edgedet.ops.export_forms import export_form
+
 METHODS = ("auto", "grid", "separable")
 SEPARABLE_MAX_CELLS = 4096  # "auto" pools maps up to 64×64 cells separably (faster there, measured)
 
@@ -56,7 +58,24 @@ def roi_align_batched(
     """features (B,C,H,W), boxes (B,Q,4) xyxy in input pixels → (B,Q,C,ph,pw).
 
     Box q of image b is pooled from features[b] only (the usual padded-queries layout).
-    `method` "grid", "separable" or "auto" (separable up to SEPARABLE_MAX_CELLS cells)."""
+    `method` "grid", "separable" or "auto" (separable up to SEPARABLE_MAX_CELLS cells).
+    In export mode (`edgedet.ops.export_forms`) it runs as the exporter's form."""
+    form = export_form("roi_align_batched")
+    if form is not None:
+        return form(features, boxes, output_size, spatial_scale, sampling_ratio, aligned, method)
+    return roi_align_batched_eager(features, boxes, output_size, spatial_scale, sampling_ratio, aligned, method)
+
+
+def roi_align_batched_eager(
+    features: Tensor,
+    boxes: Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    method: str = "auto",
+) -> Tensor:
+    """`roi_align_batched`'s own computation (what an export form's eager forward calls)."""
     if method not in METHODS:
         raise ValueError(f"roi_align method must be one of {METHODS}, got {method!r}")
     bsz, ch, h, w = features.shape

@@ -16,20 +16,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from edgedet import models
+from edgedet.data import make_classification_data
 from edgedet.errors import EdgedetError
-from edgedet.training.checkpoint import (
+from edgedet.io.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from edgedet.models.complexity import FLOPS_NOTE, count_flops, count_params
 from edgedet.training.config import TrainConfig
 from edgedet.training.metrics import EpochRecord, RunMetrics, epochs_from_state, epochs_to_state
-from edgedet.training.plot import plot_training_curve
+from edgedet.training.optim import param_groups
+from edgedet.training.plot import Curve, Panel, Series, plot_training_curve
 from edgedet.training.schedule import WarmupCosine
 
 DATA_SEED = 0  # the synthetic set and the folder val split do not change with --seed
@@ -52,19 +58,8 @@ class EpochPermutation(Sampler[int]):
         return self.n
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and kernels only (not on norms, biases, layer scales)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model of `cfg.model` with `num_classes` outputs, initialised from `cfg.seed`."""
-    from edgedet import models
-
     torch.manual_seed(cfg.seed)
     model = models.create(cfg.model, num_classes=num_classes)
     stride = getattr(model, "feature_strides", [1])[-1]
@@ -94,11 +89,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
           console: Any = None) -> RunMetrics:
     """Train (or resume) a classifier into `cfg.out`; `stop_after` ends after that many
     epochs in total, as an interruption would (the checkpoint lets `resume` continue)."""
-    from rich.console import Console
-
-    from edgedet.data import make_classification_data
-    from edgedet.models.complexity import FLOPS_NOTE, count_flops, count_params
-
     cfg.validate()
     console = console or Console()
     if cfg.threads:
@@ -171,15 +161,24 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
                 "wall_time_s": metrics.wall_time_s,
             })
         metrics.save(out)
-        plot_training_curve(metrics.epochs, out, f"{cfg.model} on {cfg.data}", chance=1.0 / data.num_classes)
+        plot_training_curve(_curve(metrics.epochs, f"{cfg.model} on {cfg.data}", 1.0 / data.num_classes), out)
     metrics.model_state = model.state_dict()  # for callers (tests, quickstart); not written to JSON
     return metrics
 
 
+def _curve(epochs: list[EpochRecord], title: str, chance: float) -> Curve:
+    """Loss and top-1 accuracy per epoch, train and validation, with the chance line."""
+    xs = [e.epoch for e in epochs]
+    loss = Panel("loss", "cross-entropy loss", [Series("train", xs, [e.train_loss for e in epochs]),
+                                                Series("val", xs, [e.val_loss for e in epochs], "s-")])
+    acc = Panel("accuracy", "top-1 accuracy (%)", [Series("train", xs, [100 * e.train_acc for e in epochs]),
+                                                   Series("val", xs, [100 * e.val_acc for e in epochs], "s-")],
+                hline=(100 * chance, "chance"), ylim=(0, 100))
+    return Curve(title, [loss, acc])
+
+
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  schedule: WarmupCosine, cfg: TrainConfig, epoch: int, console: Any) -> tuple[float, float]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     model.train()
     loss_sum, correct, n = 0.0, 0, 0
     columns = (TextColumn(f"epoch {epoch + 1}/{cfg.epochs}"), BarColumn(), MofNCompleteColumn(),

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from edgedet.data.coco import CocoDetection, collate
 from edgedet.errors import EdgedetError
+from edgedet.models.plain_detr import postprocess
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
@@ -26,11 +27,7 @@ STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
 def default_postprocess(model: nn.Module) -> Callable[[dict, Tensor, int], dict]:
     """The model's own `postprocess(outputs, target_sizes, top_k)` or Plain-DETR's top-k."""
     fn = getattr(model, "postprocess", None)
-    if fn is not None:
-        return fn
-    from edgedet.models.plain_detr import postprocess
-
-    return postprocess
+    return fn if fn is not None else postprocess
 
 
 def coco_ground_truth(doc: dict):

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgedet.errors import EdgedetError
 from edgedet.training.config import TrainConfig
+from edgedet.training.detection import train
 
 SCHEMA_VERSION = 1
 TARGET_AP50 = 0.5
@@ -91,7 +92,5 @@ def recipe(name: str) -> DetRecipe:
 def train_rank(r: DetRecipe, out: str, minutes: float, threads: int) -> None:
     """One process's share of a recipe's run (every rank calls it; rank 0 evaluates and
     writes OUT/checkpoint.pt and OUT/metrics.json)."""
-    from edgedet.training.detection import train
-
     train(r.train_config(out, threads=threads), max_minutes=minutes, model_options=r.options(),
           backbone_layer_scale=r.backbone_layer_scale, log_every=100, curve_eval_images=100, augment=r.augment)

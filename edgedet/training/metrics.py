@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedet.arch import write_json_atomic
+from edgedet.io.atomic import write_json_atomic
 
 METRICS_SCHEMA_VERSION = 1
 METRICS_NAME = "metrics.json"

@@ -1,37 +1,58 @@
-"""Training-curve PNG: loss and accuracy per epoch, train and validation."""
+"""Training-curve PNG (DIR/training_curve.png): one panel per quantity, a line per series
+(classification: loss and accuracy, train and validation; detection: loss and val AP50)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedet.atomic import atomic_output
-from edgedet.training.metrics import EpochRecord
+from edgedet.io.atomic import atomic_output
 
 CURVE_NAME = "training_curve.png"
 
 
-def plot_training_curve(epochs: list[EpochRecord], out_dir: str | Path, title: str,
-                        chance: float | None = None) -> Path:
+@dataclass
+class Series:
+    label: str
+    epochs: list[float]
+    values: list[float]
+    style: str = "o-"
+
+
+@dataclass
+class Panel:
+    title: str
+    ylabel: str
+    series: list[Series]
+    hline: tuple[float, str] | None = None  # (y, label), e.g. chance accuracy
+    ylim: tuple[float, float] | None = None
+
+
+@dataclass
+class Curve:
+    title: str
+    panels: list[Panel] = field(default_factory=list)
+
+
+def plot_training_curve(curve: Curve, out_dir: str | Path) -> Path:
     """Write DIR/training_curve.png (atomically) and return its path."""
-    import matplotlib
+    import matplotlib  # heavy, and only needed for the picture
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [e.epoch for e in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(xs, [e.train_loss for e in epochs], "o-", label="train")
-    ax_loss.plot(xs, [e.val_loss for e in epochs], "s-", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.plot(xs, [100 * e.train_acc for e in epochs], "o-", label="train")
-    ax_acc.plot(xs, [100 * e.val_acc for e in epochs], "s-", label="val")
-    if chance is not None:
-        ax_acc.axhline(100 * chance, color="grey", ls="--", label="chance")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="accuracy", ylim=(0, 100))
-    for ax in (ax_loss, ax_acc):
+    fig, axes = plt.subplots(1, len(curve.panels), figsize=(5 * len(curve.panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], curve.panels, strict=True):
+        for s in panel.series:
+            ax.plot(s.epochs, s.values, s.style, label=s.label)
+        if panel.hline is not None:
+            ax.axhline(panel.hline[0], color="grey", ls="--", label=panel.hline[1])
+        ax.set(xlabel="epoch", ylabel=panel.ylabel, title=panel.title)
+        if panel.ylim is not None:
+            ax.set_ylim(*panel.ylim)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(curve.title)
     fig.tight_layout()
     path = Path(out_dir) / CURVE_NAME
     try:

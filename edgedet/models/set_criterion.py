@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgedet.models.matcher import HungarianMatcher, Match, repeat_targets
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, elementwise_giou
-from edgedet.training.matcher import HungarianMatcher, Match, repeat_targets
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0,

@@ -22,8 +22,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from edgedet.models.asag_anchor import StageOut
+from edgedet.models.matcher import HungarianMatcher
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_iou, elementwise_giou
-from edgedet.training.matcher import HungarianMatcher
 
 _NORM = 1.0 / (1.0 / (1.0 + math.exp(-3.0)))
 _BASE = _NORM / (1.0 + math.exp(1.5))
