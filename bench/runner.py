@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from edgedet import precision
 from edgedet.bench import hostinfo as host
-from edgedet.bench.harness import LoopConfig
 from edgedet.bench.roofline import GraphCost, onnx_cost, openvino_cost, roofline
-from edgedet.bench.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
 from edgedet.bench.schema import SCHEMA_VERSION, validate
 from edgedet.bench.stats import summarize, throughput_items_per_s
 from edgedet.bench.target import Target, resolve
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
+from edgedet.runtimes.timing import LoopConfig
 
 HIGH_COV = 0.10
 MAX_SAMPLES = 20000

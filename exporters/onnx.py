@@ -20,6 +20,7 @@ from torch import nn
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters import quadraconv_onnx
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
@@ -298,11 +299,4 @@ def used_custom_ops(model) -> list[str]:
 
 def run_onnxruntime(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
     """Run a serialized ONNX model on ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+    return ort_runtime.session(model_bytes, threads).run(None, feeds)

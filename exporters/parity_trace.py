@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.exporters.parity import Tolerance, compare_output
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 TRACE_RUNTIMES = ("onnxruntime", "openvino", "tvm")
 _PASS_THROUGH = ("Identity", "Constant", "ConstantOfShape", "Shape")  # no arithmetic: left out of growth rows
@@ -209,13 +210,8 @@ def reference_tensors(model, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np
         return dict(zip(names, values, strict=True)), "the exporter's graph in float64 (onnx.reference)"
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
-    import onnxruntime as ort
-
     marked = mark_outputs(model, names)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(marked.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_runtime.session(marked.SerializeToString(), optimize=False)
     outs = [o.name for o in sess.get_outputs()]
     values = dict(zip(outs, sess.run(outs, feeds), strict=True))
     return values, f"the exporter's graph in fp32, ONNX Runtime without optimisations (onnx.reference: {why})"
@@ -227,12 +223,7 @@ def runtime_tensors(
     """`names` of `model` as `runtime` computes them (every one marked as a graph output)."""
     marked = mark_outputs(model, names)
     if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(marked.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_runtime.session(marked.SerializeToString(), threads)
         outs = [o.name for o in sess.get_outputs()]
         return dict(zip(outs, sess.run(outs, feeds), strict=True))
     if runtime == "openvino":

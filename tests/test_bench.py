@@ -14,12 +14,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgedet.bench.harness import LoopConfig, time_loop
-from edgedet.bench.inputs import InputSpec, resolve_shape
 from edgedet.bench.roofline import onnx_cost
 from edgedet.bench.schema import errors, validate
 from edgedet.bench.stats import summarize
 from edgedet.errors import EdgedetError
+from edgedet.runtimes.inputs import InputSpec, resolve_shape
+from edgedet.runtimes.timing import LoopConfig, time_loop
 
 QUICK = ["--duration-s", "0.2", "--min-iters", "5", "--warmup-s", "0.05", "--threads", "1"]
 
@@ -357,7 +357,7 @@ def test_bad_input_is_one_line_and_nonzero(case, tmp_path, capsys):
 
 
 def _tensorrt_missing() -> bool:
-    from edgedet.bench.runtimes import tensorrt
+    from edgedet.runtimes import tensorrt
 
     return tensorrt.missing("cuda") is not None
 
@@ -388,7 +388,7 @@ def test_peak_memory_agrees_with_usr_bin_time(tmp_path):
     if not os.path.exists("/usr/bin/time"):
         pytest.skip("/usr/bin/time is not installed")
     from edgedet.bench.runner import run_child
-    from edgedet.bench.runtimes import SessionSpec
+    from edgedet.runtimes import SessionSpec
 
     peaks = []
     for hidden in (2048, 8192):  # 16 MiB and 64 MiB of weights

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 SHAPE_OPS = frozenset({"Shape", "Size"})
 
@@ -227,10 +228,6 @@ def _shapes_by_running(
     import numpy as np
     import onnx
 
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return {}
     m = onnx.ModelProto()
     m.CopyFrom(model)
     known = {o.name for o in m.graph.output}
@@ -248,11 +245,7 @@ def _shapes_by_running(
         dt = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         feeds[vi.name] = np.zeros(shp, dtype=dt)
     try:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.intra_op_num_threads = 1
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        outs = sess.run(names, feeds)
+        outs = ort_runtime.session(m.SerializeToString(), optimize=False).run(names, feeds)
     except Exception:
         return {}
     return {t: tuple(int(d) for d in o.shape) for t, o in zip(names, outs, strict=True)}

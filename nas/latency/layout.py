@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from edgedet.nas.latency.kernel import Kernel
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 REORDER_CLASS = "reorder"
 
@@ -67,19 +68,14 @@ def onnxruntime_reorders(model, shapes: dict[str, tuple[int, ...]], elem_bytes: 
     """The reorder kernels ONNX Runtime's optimiser (level ALL, as the profiles time with)
     inserts into `model`; `shapes` gives the NCHW shape of every original tensor."""
     import onnx
-    import onnxruntime as ort
 
     filled = fill_weights(model, seed=None, keep_large_inputs=True)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "optimized.onnx")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = path
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
-        so.log_severity_level = 3  # the "hardware-specific optimised model" warning is expected here
-        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
-        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        ort.InferenceSession(filled.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        ort_runtime.session(filled.SerializeToString(), save_optimized=path, config={
+            "session.optimized_model_external_initializers_file_name": "weights.bin",
+            "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+        })
         opt = onnx.load(path, load_external_data=False)
     out = []
     for node in opt.graph.node:

@@ -4,17 +4,20 @@ the machine. Used by `edgedet profile` (single kernels) and `reproduce predictor
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 
-import numpy as np
+import psutil
 
+from edgedet import runtimes
 from edgedet.cpu import cpu_model, vector_isa
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import onnxruntime as ort_runtime
+from edgedet.runtimes.timing import LoopConfig, time_loop
 
 
 def machine_info() -> dict:
@@ -25,12 +28,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    try:
-        import psutil
-
-        info["physical_cores"] = psutil.cpu_count(logical=False)
-    except Exception:
-        pass
+    info["physical_cores"] = psutil.cpu_count(logical=False)
     try:
         info["load_average_1m"] = os.getloadavg()[0]
     except OSError:
@@ -57,23 +55,17 @@ class Timing:
 
 
 class Runner:
-    """Compile one ONNX model (bytes) and time it with random inputs."""
+    """Compile one ONNX model (bytes) with an `edgedet.runtimes` adapter (fp32, `threads`
+    threads, CPU) and time it with random inputs in the shared timing loop."""
 
     def __init__(self, runtime: str, threads: int):
         if runtime not in ("onnxruntime", "openvino"):
             raise EdgedetError(f"unknown runtime {runtime!r} (onnxruntime | openvino)")
+        why = runtimes.module(runtime).missing("cpu")
+        if why:
+            raise EdgedetError(f"--runtime {runtime} cannot run here: {why}")
         self.runtime, self.threads = runtime, threads
-        if runtime == "onnxruntime":
-            import onnxruntime as ort
-
-            self.version = ort.__version__
-        else:
-            try:
-                import openvino as ov
-            except ImportError:
-                raise EdgedetError("OpenVINO is not installed; `pip install openvino`") from None
-            self.version = ov.get_version()
-            self.core = ov.Core()
+        self.version = next(iter(runtimes.module(runtime).versions().values()))
 
     def describe(self) -> dict:
         d = {"name": self.runtime, "version": self.version, "threads": self.threads, "device": "CPU"}
@@ -83,39 +75,15 @@ class Runner:
             d["inference_precision_hint"] = "f32"
         return d
 
-    def _compile(self, model_bytes: bytes):
+    def _compile(self, model_bytes: bytes) -> runtimes.Session:
         if self.runtime == "onnxruntime":
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = self.threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-            inputs = sess.get_inputs()
-            feeds = {i.name: _random(i.shape, i.type) for i in inputs}
-            return lambda: sess.run(None, feeds)
-        with tempfile.TemporaryDirectory() as d:
+            return ort_runtime.bind(ort_runtime.session(model_bytes, self.threads), batch=None)
+        with tempfile.TemporaryDirectory() as d:  # OpenVINO reads models from files
             p = os.path.join(d, "m.onnx")
             with open(p, "wb") as f:
                 f.write(model_bytes)
-            model = self.core.read_model(p)
-            # the CPU plugin defaults to bf16 on CPUs that have it: ask for f32 explicitly
-            cm = self.core.compile_model(
-                model,
-                "CPU",
-                {
-                    "INFERENCE_PRECISION_HINT": "f32",
-                    "INFERENCE_NUM_THREADS": self.threads,
-                    "PERFORMANCE_HINT": "LATENCY",
-                },
-            )
-        req = cm.create_infer_request()
-        feeds = {
-            i.get_any_name(): _random(list(i.get_partial_shape().to_shape()), "tensor(float)")
-            for i in cm.inputs
-        }
-        return lambda: req.infer(feeds)
+            spec = runtimes.SessionSpec("openvino", p, batch=None, threads=self.threads, precision="fp32")
+            return runtimes.module("openvino").open(spec)
 
     def layout_nodes(self, model_bytes: bytes, runs: int = 12) -> tuple[list[tuple[str, tuple[int, ...], float]],
                                                                          float]:
@@ -126,20 +94,10 @@ class Runner:
         OpenVINO."""
         if self.runtime != "onnxruntime":
             return [], 0.0
-        import json
-
-        import onnxruntime as ort
-
         with tempfile.TemporaryDirectory() as d:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.enable_profiling = True
-            so.profile_file_prefix = os.path.join(d, "p")
-            sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-            feeds = {i.name: _random(i.shape, i.type) for i in sess.get_inputs()}
-            for _ in range(runs):
-                sess.run(None, feeds)
+            sess = ort_runtime.session(model_bytes, self.threads, profile_prefix=os.path.join(d, "p"))
+            bound = ort_runtime.bind(sess, batch=None)
+            bound.run_timed(runs)
             with open(sess.end_profiling()) as f:
                 events = json.load(f)
         nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
@@ -168,34 +126,16 @@ class Runner:
         warmup: int = 2,
         flush_mib: float = 0.0,
     ) -> Timing:
-        """Time runs of a model. `flush_mib` > 0 sweeps that much memory before every run
+        """Time runs of a model: `warmup` runs, then until `min_s` and `min_runs` are both met
+        (at most `max_runs`). `flush_mib` > 0 sweeps that much memory before every run
         (outside the timed region), so a single kernel does not find its weights and input
         in the core's caches — inside a whole model, other kernels have evicted them."""
-        run = self._compile(model_bytes)
-        for _ in range(warmup):
-            run()
-        ts: list[float] = []
-        cs: list[float] = []
-        start = time.perf_counter()
-        sweep = np.zeros(int(flush_mib * 2**18), dtype=np.float32) if flush_mib > 0 else None
-        while len(ts) < max_runs and (len(ts) < min_runs or time.perf_counter() - start < min_s):
-            if sweep is not None:
-                sweep.sum()  # read-only: evicts without leaving dirty lines to write back
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            run()
-            ts.append((time.perf_counter() - t0) * 1e3)
-            cs.append((time.process_time() - c0) * 1e3)
-        ts.sort()
-        cpu = statistics.median(cs)
+        loop = LoopConfig(warmup_s=0.0, warmup_min_iters=max(0, warmup - 1), duration_s=min_s,
+                          min_iters=min_runs, max_iters=max_runs, flush_mib=flush_mib)
+        res = time_loop(self._compile(model_bytes), loop)
+        ts = sorted(res.latencies_ms)
+        cpu = statistics.median(res.cpu_ms)
         p20 = ts[int(0.2 * (len(ts) - 1))]
         if self.threads == 1:
             return Timing(statistics.median(ts), len(ts), ts[0], cpu, cpu, "cpu-time")
         return Timing(statistics.median(ts), len(ts), ts[0], p20, cpu, "wall-p20")
-
-
-def _random(shape, type_str: str):
-    shp = [int(d) if isinstance(d, int) or (isinstance(d, str) and d.isdigit()) else 1 for d in shape]
-    if "int64" in type_str:
-        return np.zeros(shp, dtype=np.int64)
-    return np.random.default_rng(0).standard_normal(shp).astype(np.float32)

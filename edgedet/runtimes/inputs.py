@@ -29,11 +29,14 @@ def is_static(d: Dim) -> bool:
     return isinstance(d, int) and d >= 0
 
 
-def resolve_shape(spec: InputSpec, batch: int, input_size: int | None) -> tuple[int, ...]:
-    """The concrete shape to feed `spec` at `batch`; errors name the input and the conflict."""
+def resolve_shape(spec: InputSpec, batch: int | None, input_size: int | None) -> tuple[int, ...]:
+    """The concrete shape to feed `spec` at `batch` (None: the model's static batch, or 1);
+    errors name the input and the conflict."""
     shape = list(spec.shape)
     if not shape:
         return ()
+    if batch is None:
+        batch = shape[0] if is_static(shape[0]) else 1
     if is_static(shape[0]):
         if shape[0] != batch:
             raise EdgedetError(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from edgedet.bench.runtimes import Session, SessionSpec
 from edgedet.errors import EdgedetError
 from edgedet.precision import TORCH_DTYPE
+from edgedet.runtimes import Session, SessionSpec
 
 FORMATS: tuple[str, ...] = ()  # runs model names, not files
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
-from edgedet.bench.runtimes import Session, SessionSpec, first_line
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import Session, SessionSpec, first_line
+from edgedet.runtimes.inputs import InputSpec, make_input, resolve_shape
 
 FORMATS = (".engine", ".plan", ".onnx")
 

@@ -9,9 +9,9 @@ import importlib.util
 import os
 import time
 
-from edgedet.bench.inputs import make_input, resolve_shape
-from edgedet.bench.runtimes import Session, SessionSpec, first_line, parse_rpc
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import Session, SessionSpec, first_line, parse_rpc
+from edgedet.runtimes.inputs import make_input, resolve_shape
 
 FORMATS = (".so", ".tar", ".dylib")
 RPC_SESSION_TIMEOUT_S = 3600

@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
-from edgedet.bench.inputs import InputSpec
 from edgedet.errors import EdgedetError
+from edgedet.runtimes.inputs import InputSpec
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tvm", "tensorrt")
 
@@ -80,7 +80,7 @@ class Session:
 def module(runtime: str) -> ModuleType:
     if runtime not in RUNTIMES:
         raise EdgedetError(f"unknown runtime '{runtime}'; choose from {', '.join(RUNTIMES)}")
-    return importlib.import_module(f"edgedet.bench.runtimes.{runtime}")
+    return importlib.import_module(f"edgedet.runtimes.{runtime}")
 
 
 def check_available(runtime: str, device: str) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 
-from edgedet.bench.inputs import InputSpec, make_input, resolve_shape
-from edgedet.bench.runtimes import Session, SessionSpec, first_line
 from edgedet.cpu import vector_isa
 from edgedet.errors import EdgedetError
 from edgedet.kernels import openvino_extension
 from edgedet.precision import OPENVINO_HINT, check_openvino_cpu
+from edgedet.runtimes import Session, SessionSpec, first_line
+from edgedet.runtimes.inputs import InputSpec, make_input, resolve_shape
 
 FORMATS = (".xml", ".onnx")
 _DEVICES = {"cpu": "CPU", "CPU": "CPU", "GPU": "GPU", "NPU": "NPU", "gpu": "GPU", "npu": "NPU"}
