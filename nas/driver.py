@@ -51,7 +51,7 @@ class JobResult:
 def load_device(device: str) -> tuple[Any, ModuleCost, dict[str, Any]]:
     """Profile, its block-cost function, and what arch.json records about it."""
     try:
-        from edgedet.nas.latency import load_profile
+        from edgedet.profiles import load_profile
     except ImportError as e:
         raise EdgedetError(f"latency prediction is unavailable ({e})") from None
     profile = load_profile(device)

@@ -151,7 +151,7 @@ def build_lut(space: SearchSpace, cost: ModuleCost | BlockCostCache,
 
 
 class ProfileCost:
-    """Latency predicted by `edgedet.nas.latency.predict_module` on a device profile: a whole
+    """Latency predicted by `edgedet.profiles.predict_module` on a device profile: a whole
     network includes the runtime's per-inference cost, a block only its kernels."""
 
     def __init__(self, profile: Any):
@@ -168,12 +168,12 @@ class ProfileCost:
         self.cache_key = f"{getattr(profile, 'id', 'profile')}-{digest}"
 
     def __call__(self, module: nn.Module, shape: tuple[int, int, int, int]) -> float:
-        from edgedet.nas.latency import predict_module
+        from edgedet.profiles import predict_module
 
         return float(predict_module(module, shape, self.profile).latency_ms)
 
     def block(self, module: nn.Module, shape: tuple[int, int, int, int]) -> float:
-        from edgedet.nas.latency import predict_module
+        from edgedet.profiles import predict_module
 
         return float(predict_module(module, shape, self.profile).kernel_ms)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.context import torch_onnx
+from edgedet.profiles.context import torch_onnx
 
 SCHEMA_VERSION = 1
 
@@ -40,8 +40,8 @@ class ModelRow:
 
 def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
     """A structure-only ONNX graph with random weights filled in, as bytes any runtime runs."""
-    from edgedet.nas.latency.graph import load_model
-    from edgedet.nas.latency.layout import fill_weights as fill
+    from edgedet.profiles.graph import load_model
+    from edgedet.profiles.layout import fill_weights as fill
 
     return fill(load_model(model_bytes_or_path), seed).SerializeToString()
 
@@ -49,7 +49,7 @@ def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
 def benchmark_models(n_archs: int, seed: int, include: str = "all"):
     """(name, group, onnx bytes) of the comparison set, built lazily."""
     from edgedet import models as zoo
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles.calibrate import data_root
 
     root = data_root()
     if include in ("all", "cnn"):
@@ -183,9 +183,9 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from edgedet.arch import write_json_atomic
-        from edgedet.nas.latency import load_profile, predict_onnx
-        from edgedet.nas.latency.fresh import time_fresh
-        from edgedet.nas.latency.timing import Runner, machine_info
+        from edgedet.profiles import load_profile, predict_onnx
+        from edgedet.profiles.fresh import time_fresh
+        from edgedet.profiles.host_timing import Runner, machine_info
 
         torch.set_num_threads(threads)
         con = Console()
@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
         result = {"schema_version": SCHEMA_VERSION, "loo": loo}
         if not skip_measured:
             if profile is None:
-                from edgedet.nas.latency.measure import build_measured_profile
+                from edgedet.profiles.measure import build_measured_profile
 
                 quick = profile_budget <= 300
                 con.print(f"no --profile given: building a measured profile ({'quick' if quick else 'full'} "

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgedet.nas.latency.adapt import (
+from edgedet.profiles import Profile, from_document, load_profile
+from edgedet.profiles.adapt import (
     adaptation_pool,
     adapted_document,
     diverse_order,
@@ -18,9 +19,8 @@ from edgedet.nas.latency.adapt import (
     host_timer,
     measure_rows,
 )
-from edgedet.nas.latency.measure import call_overhead_ms
-from edgedet.nas.latency.timing import Runner, machine_info
-from edgedet.profiles import Profile, from_document, load_profile
+from edgedet.profiles.host_timing import Runner, machine_info
+from edgedet.profiles.measure import call_overhead_ms
 
 BASE = "cortex-a76"
 

@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         from edgedet.arch import write_json_atomic
 
         if calibrate is not None:
-            from edgedet.nas.latency.calibrate import calibrate as fit_device
             from edgedet.profiles import PROFILE_DIR
+            from edgedet.profiles.calibrate import calibrate as fit_device
 
             doc = fit_device(calibrate)
             dest = out or PROFILE_DIR / f"{calibrate}.json"
@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
         if out is None:
             raise EdgedetError("--out PATH is required (e.g. --out profiles/my-host.json)")
         if adapt is not None:
-            from edgedet.nas.latency.adapt import adapt_profile
             from edgedet.profiles import load_profile
+            from edgedet.profiles.adapt import adapt_profile
 
             base = load_profile(adapt)
             timer = runtime_doc = None
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
                 f"{100 * c['within10']:.0f}% within ±10%, mean signed {100 * c['mean_signed_error']:+.1f}% → {out}"
             )
             return
-        from edgedet.nas.latency.measure import build_measured_profile
+        from edgedet.profiles.measure import build_measured_profile
 
         budget = time_budget_s or (240.0 if quick else 1800.0)
         doc = build_measured_profile(runtime, threads, budget, quick=quick, profile_id=profile_id, seed=seed)

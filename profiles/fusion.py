@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from edgedet.nas.latency.graph import Graph, Node
-from edgedet.nas.latency.kernel import ELEMENTWISE, FLOPS_PER_ELEM, SINGLE_OP_CLASS, Kernel
+from edgedet.profiles.graph import Graph, Node
+from edgedet.profiles.kernel import ELEMENTWISE, FLOPS_PER_ELEM, SINGLE_OP_CLASS, Kernel
 
 VIEW_OPS = frozenset({"Gather", "Slice", "Split", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
 ACT_OPS = frozenset(

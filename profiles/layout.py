@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from edgedet.nas.latency.kernel import Kernel
+from edgedet.profiles.kernel import Kernel
 from edgedet.runtimes import onnxruntime as ort_runtime
 
 REORDER_CLASS = "reorder"

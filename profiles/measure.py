@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.cost import features
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph
-from edgedet.nas.latency.kernel import Kernel
-from edgedet.nas.latency.kernel_models import KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
-from edgedet.nas.latency.layout import REORDER_CLASS, reorder_kernel
-from edgedet.nas.latency.timing import Runner, machine_info
-from edgedet.profiles import SCHEMA_VERSION
+from edgedet.profiles.cost import features
+from edgedet.profiles.fusion import FusionRules, fuse
+from edgedet.profiles.graph import build_graph
+from edgedet.profiles.host_timing import Runner, machine_info
+from edgedet.profiles.kernel import Kernel
+from edgedet.profiles.kernel_models import KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
+from edgedet.profiles.layout import REORDER_CLASS, reorder_kernel
+from edgedet.profiles.schema import SCHEMA_VERSION
 
 ORT_FUSION = {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True}
 COMPUTE_FEATURES = (
@@ -172,7 +172,7 @@ def fit_linear(samples: list[Sample]) -> dict:
 
 
 def predict_us(spec: dict, k: Kernel) -> float:
-    from edgedet.nas.latency.cost import linear_us
+    from edgedet.profiles.cost import linear_us
 
     return linear_us(spec, k)
 
@@ -204,7 +204,7 @@ def cv_errors(samples: list[Sample], folds: int = 4, seed: int = 0) -> list[floa
 def call_overhead_ms(runner: Runner) -> float:
     """Cost of one runtime call with (almost) no work: subtracted from kernel timings and
     added back once per inference as the profile's fixed_us."""
-    from edgedet.nas.latency.kernel_models import _B
+    from edgedet.profiles.kernel_models import _B
 
     b = _B()
     x = b.input([1, 8])
@@ -215,7 +215,7 @@ def call_overhead_ms(runner: Runner) -> float:
 def node_overhead_us(runner: Runner, n: int = 41) -> float:
     """Runtime cost of one more (tiny) node inside a model: kernel timings lose it when the
     call overhead is subtracted, so every predicted kernel gets it back."""
-    from edgedet.nas.latency.kernel_models import _B
+    from edgedet.profiles.kernel_models import _B
 
     def chain(k: int) -> bytes:
         b = _B()
@@ -258,7 +258,7 @@ def fit_and_score(samples: list[Sample], rng: random.Random) -> tuple[dict, list
 
 def refit_profile(doc: dict, seed: int = 0) -> dict:
     """Refit a measured profile from the timings it stores (no re-measuring)."""
-    from edgedet.nas.latency.kernel_models import KernelConfig
+    from edgedet.profiles.kernel_models import KernelConfig
 
     samples = []
     for t in doc["calibration"]["timings"]:
@@ -362,7 +362,7 @@ def build_measured_profile(
     doc = _document(runner, samples, classes, rel, call_ms, node_us, flush, quick, seed, profile_id,
                     info_start, elapsed())
     if context_share > 0:
-        from edgedet.nas.latency.context import calibrate_in_context
+        from edgedet.profiles.context import calibrate_in_context
 
         doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks,
                                    fresh=context_fresh)

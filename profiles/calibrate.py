@@ -8,7 +8,7 @@ so θ is fitted by least squares on log(T_pred / T_ref) (scipy), with a weak log
 prior that keeps classes the data barely exercises near plausible values. Leave-one-out
 refits everything without the held-out row.
 
-    python -m edgedet.nas.latency.calibrate [DEVICE ...] [--data DIR] [--out DIR]
+    python -m edgedet.profiles.calibrate [DEVICE ...] [--data DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from scipy.special import expit
 
 from edgedet.arch import write_json_atomic
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.cost import spill_bytes
-from edgedet.nas.latency.crossval import CHOICES, FitChoice, choose, family_of, mape, nested, within10
-from edgedet.nas.latency.devices import DEVICES, DeviceSpec
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph, load_model, set_batch
-from edgedet.nas.latency.kernel import Kernel
-from edgedet.profiles import PROFILE_DIR, SCHEMA_VERSION
+from edgedet.profiles.cost import spill_bytes
+from edgedet.profiles.crossval import CHOICES, FitChoice, choose, family_of, mape, nested, within10
+from edgedet.profiles.devices import DEVICES, DeviceSpec
+from edgedet.profiles.fusion import FusionRules, fuse
+from edgedet.profiles.graph import build_graph, load_model, set_batch
+from edgedet.profiles.kernel import Kernel
+from edgedet.profiles.loader import PROFILE_DIR
+from edgedet.profiles.schema import SCHEMA_VERSION
 
 # op class → (compute group, overhead group); memory_scale is shared by all classes
 CLASS_GROUPS = {
@@ -495,7 +496,7 @@ def calibration_doc(rows, y, fams, loo, lofo, lofo_choice, fit_pred, chosen, spe
                 for i, (r, f, p, z) in enumerate(zip(rows, fams, loo, fit_pred, strict=True))
                 for q in [lofo[i] if has_lofo else 0.0]
             ],
-            "regenerate": f"python -m edgedet.nas.latency.calibrate {spec.id}",
+            "regenerate": f"python -m edgedet.profiles.calibrate {spec.id}",
     }
 
 

@@ -206,8 +206,8 @@ def loo_errors(rows: list[ContextRow], fixed_us: float) -> list[float]:
 # --- measuring (I/O) -------------------------------------------------------------------------
 def row_of(name: str, family: str, model_bytes: bytes, profile, measured_us: float) -> ContextRow:
     """Per-class single-kernel prediction of a network (no context scale, no overhead)."""
-    from edgedet.nas.latency.cost import FREE_CLASSES, linear_us, variant_key
-    from edgedet.nas.latency.predict import kernels_of
+    from edgedet.profiles.cost import FREE_CLASSES, linear_us, variant_key
+    from edgedet.profiles.predict import kernels_of
 
     classes = profile.predictor["classes"]
     kernels, unknown = kernels_of(model_bytes, profile)
@@ -234,8 +234,8 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, progress: bool = Tr
     timed after many others in one process runs faster than it will for the user)."""
     import time
 
-    from edgedet.nas.latency.fresh import time_fresh
-    from edgedet.profiles import from_document
+    from edgedet.profiles.fresh import time_fresh
+    from edgedet.profiles.loader import from_document
 
     plain = {**doc, "predictor": {k: v for k, v in doc["predictor"].items() if k != "context_scale"}}
     profile = from_document(plain, "<kernels-only profile>")

@@ -3,7 +3,7 @@ process per model (no allocator state, no warm caches or thread pools left by ea
 models), the same runtime and thread count. Whole-network calibration of a measured
 profile uses it, so the profile is centred on what `bench` reports for a model timed alone.
 
-    python -m edgedet.nas.latency.fresh MODEL.onnx OUT.json RUNTIME THREADS MIN_S MIN_RUNS MAX_RUNS
+    python -m edgedet.profiles.fresh MODEL.onnx OUT.json RUNTIME THREADS MIN_S MIN_RUNS MAX_RUNS
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.timing import Runner, Timing
+from edgedet.profiles.host_timing import Runner, Timing
 
 
 def time_fresh(
@@ -34,7 +34,7 @@ def time_fresh(
         mp, op = os.path.join(d, "m.onnx"), os.path.join(d, "t.json")
         with open(mp, "wb") as f:
             f.write(model_bytes)
-        cmd = [sys.executable, "-m", "edgedet.nas.latency.fresh", mp, op, runtime, str(threads),
+        cmd = [sys.executable, "-m", "edgedet.profiles.fresh", mp, op, runtime, str(threads),
                str(min_s), str(min_runs), str(max_runs)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgedet.nas.latency.graph import Graph, Node
+from edgedet.profiles.graph import Graph, Node
 
 # aten op → ONNX op; views and copies that the exporter does not emit map to Identity
 _SIMPLE = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 
-from edgedet.nas.latency.kernel import Kernel
-from edgedet.profiles import Profile
+from edgedet.profiles.kernel import Kernel
+from edgedet.profiles.loader import Profile
 
 FREE_CLASSES = frozenset({"identity"})  # Identity / Dropout: removed by every runtime
 

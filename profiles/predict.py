@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.cost import fixed_us, kernel_us
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph, data_input_dims, load_model, resolve_input_size, set_batch
-from edgedet.nas.latency.kernel import Kernel
-from edgedet.nas.latency.layout import REORDER_CLASS, onnxruntime_reorders
-from edgedet.profiles import Profile, load_profile
+from edgedet.profiles.cost import fixed_us, kernel_us
+from edgedet.profiles.fusion import FusionRules, fuse
+from edgedet.profiles.graph import build_graph, data_input_dims, load_model, resolve_input_size, set_batch
+from edgedet.profiles.kernel import Kernel
+from edgedet.profiles.layout import REORDER_CLASS, onnxruntime_reorders
+from edgedet.profiles.loader import Profile, load_profile
 
 log = logging.getLogger("edgedet.latency")
 
@@ -191,7 +191,7 @@ def predict_module(
     shape = tuple(int(d) for d in input_shape)
     p = _as_profile(profile)
     if via == "meta":
-        from edgedet.nas.latency.module_graph import record
+        from edgedet.profiles.module_graph import record
 
         for device in ("meta", "cpu"):
             try:

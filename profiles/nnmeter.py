@@ -49,8 +49,8 @@ def _predictor_files(name: str) -> tuple[str | None, list[Path]]:
 
 def predict_nnmeter(device: str, model=None, onnx=None, arch=None, input_size: int = 224):
     """Predict with nn-Meter; returns an edgedet Prediction with a single whole-model kernel."""
-    from edgedet.nas.latency.kernel import Kernel
-    from edgedet.nas.latency.predict import Prediction
+    from edgedet.profiles.kernel import Kernel
+    from edgedet.profiles.predict import Prediction
 
     name = device[len(PREFIX) :]
     try:
