@@ -444,7 +444,7 @@ def test_benchmark_app_is_run_and_parsed(tmp_path):
     """The agreement suite's two sides on a tiny IR (no timing comparison here: that is the suite's job)."""
     import openvino as ov
 
-    from edgedet.bench.suites.bench_agreement import run_benchmark_app, run_edgedet
+    from edgedet.bench.reproduce.bench_agreement import run_benchmark_app, run_edgedet
 
     xml = str(tmp_path / "m.xml")
     ov.save_model(ov.convert_model(conv_relu(tmp_path / "m.onnx")), xml, compress_to_fp16=False)

@@ -1,5 +1,5 @@
 """`edgedet reproduce NAME`: paper tables and performance claims, each a suite in
-`edgedet.bench.suites` that registers its own sub-command."""
+`edgedet.bench.reproduce` that registers its own sub-command."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import typer
 
 # Each module defines register(reproduce_app).
 SUITE_MODULES = [
-    "edgedet.bench.suites.memory",
-    "edgedet.bench.suites.bench_agreement",
-    "edgedet.bench.suites.throughput",
-    "edgedet.bench.suites.predictor",
-    "edgedet.bench.suites.boxrpb",
-    "edgedet.bench.suites.asag_speed",
-    "edgedet.bench.suites.det_train",
-    "edgedet.bench.suites.asag_nms_tuning",
-    "edgedet.bench.suites.export_matrix",
-    "edgedet.bench.suites.nas",
-    "edgedet.bench.suites.mabn",
-    "edgedet.bench.suites.kernels",
+    "edgedet.bench.reproduce.memory",
+    "edgedet.bench.reproduce.bench_agreement",
+    "edgedet.bench.reproduce.throughput",
+    "edgedet.bench.reproduce.predictor_cmd",
+    "edgedet.bench.reproduce.boxrpb",
+    "edgedet.bench.reproduce.asag_speed",
+    "edgedet.bench.reproduce.det_train",
+    "edgedet.bench.reproduce.asag_nms_tuning",
+    "edgedet.bench.reproduce.export_matrix",
+    "edgedet.bench.reproduce.nas",
+    "edgedet.bench.reproduce.mabn",
+    "edgedet.bench.reproduce.kernels",
 ]
 
 

@@ -89,7 +89,7 @@ def run(cfg: dict, log=print) -> dict:
     import torch
 
     from edgedet.bench import hostinfo as host
-    from edgedet.bench.suites.model_files import build
+    from edgedet.bench.reproduce.model_files import build
     from edgedet.models import create
     from edgedet.models.complexity import count_flops
 

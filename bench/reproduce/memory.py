@@ -117,7 +117,7 @@ def measure(kind: str, width: int, resolution: int, batch: int, blocks: int, thr
     """One row of the table, measured in a fresh child process."""
     args = {"kind": kind, "width": width, "resolution": resolution, "batch": batch, "blocks": blocks,
             "threads": threads}
-    proc = subprocess.run([sys.executable, "-m", "edgedet.bench.suites.memory", json.dumps(args)],
+    proc = subprocess.run([sys.executable, "-m", "edgedet.bench.reproduce.memory", json.dumps(args)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]

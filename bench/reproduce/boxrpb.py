@@ -116,7 +116,7 @@ def _vm_hwm() -> int:
 
 def child_peak(form: str, **kw) -> int:
     args = json.dumps({"form": form, **kw})
-    code = ("import json,sys; from edgedet.bench.suites.boxrpb import _child_peak; "
+    code = ("import json,sys; from edgedet.bench.reproduce.boxrpb import _child_peak; "
             "print(json.dumps(_child_peak(json.loads(sys.argv[1]))))")
     r = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=900)
     if r.returncode != 0:

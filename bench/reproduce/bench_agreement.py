@@ -99,7 +99,7 @@ def agreement(
 ) -> dict:
     from statistics import median
 
-    from edgedet.bench.suites.model_files import build
+    from edgedet.bench.reproduce.model_files import build
 
     with tempfile.TemporaryDirectory(prefix="edgedet-agreement-") as tmp:
         log(f"exporting {model} to ONNX and OpenVINO IR (f32) at {size}×{size}")
