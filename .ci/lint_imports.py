@@ -28,6 +28,7 @@ def assemble(dest: Path) -> None:
     """Copy every mapped package folder's .py files into dest/edgedet/…"""
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = cfg["package-dir"]
+    mapped_elsewhere = {other.split(".")[1] for other in mapping if other != "edgedet"}
     for package, folder in sorted(mapping.items(), key=lambda kv: kv[0].count(".")):
         target = dest.joinpath(*package.split("."))
         src = ROOT / folder
@@ -35,7 +36,7 @@ def assemble(dest: Path) -> None:
             rel = path.relative_to(src)
             if rel.parts[0] in {".venv", "build"} or any(p.startswith(".") for p in rel.parts):
                 continue
-            if package == "edgedet" and rel.parts[0] in {other.split(".")[1] for other in mapping if other != "edgedet"}:
+            if package == "edgedet" and rel.parts[0] in mapped_elsewhere:
                 continue
             out = target / rel
             out.parent.mkdir(parents=True, exist_ok=True)
