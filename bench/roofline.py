@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from edgedet.errors import EdgedetError
+from edgedet.kernels import openvino_extension
 
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}
 
@@ -96,8 +97,6 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
     """The same count on an OpenVINO IR (for artifacts that carry no ONNX graph)."""
     import numpy as np
     import openvino as ov
-
-    from edgedet.kernels import openvino_extension
 
     core = openvino_extension.core_for(path)  # must outlive the model when it holds extension ops
     try:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters import tvm as tx
 from edgedet.exporters.parity import Tolerance, compare_output
 from edgedet.runtimes import onnxruntime as ort_runtime
 
@@ -227,8 +229,6 @@ def runtime_tensors(
         outs = [o.name for o in sess.get_outputs()]
         return dict(zip(outs, sess.run(outs, feeds), strict=True))
     if runtime == "openvino":
-        from edgedet.exporters import openvino as ovx
-
         # the export's own lowering: edgedet's fused op for every QuadraConv node kept
         ov_model = ovx.convert(marked.SerializeToString(), use_extensions=True, fused=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -238,8 +238,6 @@ def runtime_tensors(
             values = ovx.run_compiled(compiled, feeds)
             return {o.get_any_name(): v for o, v in zip(compiled.outputs, values, strict=True)}
     if runtime == "tvm":
-        from edgedet.exporters import tvm as tx
-
         with tempfile.TemporaryDirectory() as tmp:
             lib = Path(tmp) / "trace.so"
             tx.build_library(marked, tx.TARGETS["host"], lib)

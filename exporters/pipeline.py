@@ -18,11 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgedet import models
 from edgedet import precision as precision_names
 from edgedet.atomic import write_json_atomic
 from edgedet.errors import EdgedetError
-from edgedet.exporters import artifact, parity
+from edgedet.exporters import artifact, parity, parity_trace, weights
+from edgedet.exporters import onnx as onnx_export
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters import tensorrt as trtx
+from edgedet.exporters import tvm as tx
 from edgedet.exporters.artifact import FORMATS
+from edgedet.exporters.onnx import run_onnxruntime
+from edgedet.exporters.prepare import custom_ops_in, prepare
+from edgedet.exporters.tensorrt import require_tensorrt
+from edgedet.exporters.tvm import require_tvm
+from edgedet.kernels import openvino_extension
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is not offered yet
 
@@ -106,8 +116,6 @@ Log = Callable[[str], None]
 
 def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
     """The model with its weights (checkpoint, or seeded init) and the manifest's weights entry."""
-    from edgedet import models
-    from edgedet.exporters import weights
 
     torch.manual_seed(req.seed)
     overrides = dict(req.model_overrides)
@@ -136,8 +144,6 @@ def default_input_size(model: torch.nn.Module) -> int:
 
 def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResult:
     """Run one export end to end; raises EdgedetError (bad input) or ParityFailed."""
-    from edgedet.exporters import onnx as onnx_export
-    from edgedet.exporters.prepare import prepare
 
     req.validate()
     t0 = time.perf_counter()
@@ -244,7 +250,6 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
 
 def _trace(req: ExportRequest, ex, form, inputs: list[np.ndarray], runtime: str, tol, log: Log):
     """The layer-by-layer trace within its time cap, or a string saying why there is none."""
-    from edgedet.exporters import parity_trace
 
     if runtime not in parity_trace.TRACE_RUNTIMES:
         return f"no layer-by-layer trace for {runtime} here (traces run on {', '.join(parity_trace.TRACE_RUNTIMES)})"
@@ -281,8 +286,6 @@ def _failure_report(req: ExportRequest, res: parity.ParityResult, trace) -> dict
 
 
 def _custom_ops_of(form) -> list[str]:
-    from edgedet.exporters.prepare import custom_ops_in
-
     return custom_ops_in(form.module)
 
 
@@ -350,12 +353,8 @@ def _edgedet_version() -> str:
 
 def _require_runtime(req: ExportRequest) -> None:
     if req.format == "tvm":
-        from edgedet.exporters.tvm import require_tvm
-
         require_tvm()
     elif req.format == "tensorrt":
-        from edgedet.exporters.tensorrt import require_tensorrt
-
         require_tensorrt()
 
 
@@ -364,8 +363,6 @@ def _require_runtime(req: ExportRequest) -> None:
 
 def _onnx_files(req, ex, form, stage: Path, log: Log):
     import onnxruntime as ort
-
-    from edgedet.exporters.onnx import run_onnxruntime
 
     (stage / "model.onnx").write_bytes(ex.serialize())
     data = (stage / "model.onnx").read_bytes()
@@ -382,9 +379,6 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
     import shutil
 
     import openvino as ov
-
-    from edgedet.exporters import openvino as ovx
-    from edgedet.kernels import openvino_extension
 
     log(f"converting to OpenVINO IR (precision {req.precision}, explicit INFERENCE_PRECISION_HINT)")
     ov_model = ovx.convert(ex.serialize(), use_extensions=True, fused=not ex.decomposed)
@@ -414,8 +408,6 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
 
 def _tvm_files(req, ex, form, stage: Path, log: Log):
     import tvm
-
-    from edgedet.exporters import tvm as tx
 
     target = tx.get_target(req.target)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
@@ -467,6 +459,4 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
 
 
 def _tensorrt_files(req, ex, form, stage: Path, log: Log):
-    from edgedet.exporters import tensorrt as trtx
-
     return trtx.build_artifact(req, ex, form, stage, log)

@@ -11,6 +11,7 @@ TensorRT nor a GPU; `register()` needs both.
 from __future__ import annotations
 
 from edgedet.errors import EdgedetError
+from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES
 
 NAMESPACE = "edgedet"
 _registered = False
@@ -76,8 +77,6 @@ def _define_quadraconv(trtp) -> None:
 
 def _define_boxrpb(trtp) -> None:
     descs = ", ".join(f"{n}: trtp.TensorDesc" for n in ("query", "boxes", "memory_k", "memory_v", "mask"))
-    from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES
-
     weights = ", ".join(f"{n}: trtp.TensorDesc" for n in WEIGHT_NAMES)
     attrs = "num_heads: int, height: int, width: int, stride: float, scale: float, log8: int"
     # trtp.register reads the annotated signature, so the 19-input descriptor is spelled out.

@@ -21,7 +21,10 @@ import numpy as np
 from edgedet.errors import EdgedetError
 from edgedet.profiles.context import ContextRow, calibration_networks, fit_context, predict_row
 from edgedet.profiles.cost import FREE_CLASSES, kernel_us, variant_key
+from edgedet.profiles.fresh import time_fresh
+from edgedet.profiles.host_timing import Runner, machine_info
 from edgedet.profiles.loader import Profile
+from edgedet.profiles.measure import call_overhead_ms
 from edgedet.profiles.predict import kernels_of
 from edgedet.profiles.schema import SCHEMA_VERSION
 
@@ -180,7 +183,6 @@ def measure_rows(pool: Sequence[tuple[ContextRow, bytes]], order: Sequence[int],
 
 def host_timer(runtime: str, threads: int) -> Callable[[bytes], float]:
     """µs of one inference on this machine, each network in a fresh process (as bench times it)."""
-    from edgedet.profiles.fresh import time_fresh
 
     return lambda mb: time_fresh(mb, runtime, threads, min_s=0.5, min_runs=5, max_runs=50).best_ms * 1e3
 
@@ -191,14 +193,10 @@ def adapt_profile(base: Profile, runtime: str, threads: int, n: int, profile_id:
     """Adapt `base` from `n` measured networks (see module doc). Default: `runtime` on this
     machine, each network in a fresh process; `timer` (bytes → µs) measures elsewhere (a
     board over TVM RPC), its per-inference cost then being part of the correction's fit."""
-    from edgedet.profiles.host_timing import machine_info
 
     if n < 3:
         raise EdgedetError(f"--measure must be at least 3 (a correction and its leave-one-out error), got {n}")
     if timer is None:
-        from edgedet.profiles.host_timing import Runner
-        from edgedet.profiles.measure import call_overhead_ms
-
         runner = Runner(runtime, threads)
         fixed = call_overhead_ms(runner) * 1e3
         timer, runtime_doc = host_timer(runtime, threads), runner.describe()

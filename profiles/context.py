@@ -19,6 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgedet.profiles.cost import FREE_CLASSES, linear_us, variant_key
+from edgedet.profiles.fresh import time_fresh
+from edgedet.profiles.loader import from_document
+from edgedet.profiles.predict import kernels_of
+
 CALIBRATION_SEED = 10_000  # evaluation archs use seeds 0…n; calibration starts far above
 
 
@@ -134,6 +139,7 @@ def plain_cnn(r: random.Random):
 
 def calibration_networks(n: int, seed: int = CALIBRATION_SEED) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
     """(name, family, ONNX bytes maker) of `n` calibration networks, families interleaved."""
+    # the NAS search space is a layer above (pyproject ignore_imports): imported only here
     from edgedet.nas.driver import build_space_net
     from edgedet.nas.space import sample_arch, skeleton
 
@@ -206,8 +212,6 @@ def loo_errors(rows: list[ContextRow], fixed_us: float) -> list[float]:
 # --- measuring (I/O) -------------------------------------------------------------------------
 def row_of(name: str, family: str, model_bytes: bytes, profile, measured_us: float) -> ContextRow:
     """Per-class single-kernel prediction of a network (no context scale, no overhead)."""
-    from edgedet.profiles.cost import FREE_CLASSES, linear_us, variant_key
-    from edgedet.profiles.predict import kernels_of
 
     classes = profile.predictor["classes"]
     kernels, unknown = kernels_of(model_bytes, profile)
@@ -233,9 +237,6 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, progress: bool = Tr
     `fresh`: each network is timed in a new interpreter, as `bench` times a model (a model
     timed after many others in one process runs faster than it will for the user)."""
     import time
-
-    from edgedet.profiles.fresh import time_fresh
-    from edgedet.profiles.loader import from_document
 
     plain = {**doc, "predictor": {k: v for k, v in doc["predictor"].items() if k != "context_scale"}}
     profile = from_document(plain, "<kernels-only profile>")

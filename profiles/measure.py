@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgedet.errors import EdgedetError
-from edgedet.profiles.cost import features
+from edgedet.profiles.context import calibrate_in_context
+from edgedet.profiles.cost import features, linear_us
 from edgedet.profiles.fusion import FusionRules, fuse
 from edgedet.profiles.graph import build_graph
 from edgedet.profiles.host_timing import Runner, machine_info
 from edgedet.profiles.kernel import Kernel
-from edgedet.profiles.kernel_models import KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
+from edgedet.profiles.kernel_models import _B, KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
 from edgedet.profiles.layout import REORDER_CLASS, reorder_kernel
 from edgedet.profiles.schema import SCHEMA_VERSION
 
@@ -172,8 +173,6 @@ def fit_linear(samples: list[Sample]) -> dict:
 
 
 def predict_us(spec: dict, k: Kernel) -> float:
-    from edgedet.profiles.cost import linear_us
-
     return linear_us(spec, k)
 
 
@@ -204,7 +203,6 @@ def cv_errors(samples: list[Sample], folds: int = 4, seed: int = 0) -> list[floa
 def call_overhead_ms(runner: Runner) -> float:
     """Cost of one runtime call with (almost) no work: subtracted from kernel timings and
     added back once per inference as the profile's fixed_us."""
-    from edgedet.profiles.kernel_models import _B
 
     b = _B()
     x = b.input([1, 8])
@@ -215,7 +213,6 @@ def call_overhead_ms(runner: Runner) -> float:
 def node_overhead_us(runner: Runner, n: int = 41) -> float:
     """Runtime cost of one more (tiny) node inside a model: kernel timings lose it when the
     call overhead is subtracted, so every predicted kernel gets it back."""
-    from edgedet.profiles.kernel_models import _B
 
     def chain(k: int) -> bytes:
         b = _B()
@@ -258,7 +255,6 @@ def fit_and_score(samples: list[Sample], rng: random.Random) -> tuple[dict, list
 
 def refit_profile(doc: dict, seed: int = 0) -> dict:
     """Refit a measured profile from the timings it stores (no re-measuring)."""
-    from edgedet.profiles.kernel_models import KernelConfig
 
     samples = []
     for t in doc["calibration"]["timings"]:
@@ -362,8 +358,6 @@ def build_measured_profile(
     doc = _document(runner, samples, classes, rel, call_ms, node_us, flush, quick, seed, profile_id,
                     info_start, elapsed())
     if context_share > 0:
-        from edgedet.profiles.context import calibrate_in_context
-
         doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks,
                                    fresh=context_fresh)
     return doc

@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgedet import models as zoo
 from edgedet.errors import EdgedetError
+from edgedet.profiles.kernel import Kernel
+from edgedet.profiles.predict import Prediction
 
 PREFIX = "nn-meter:"
 HOW_TO = (
@@ -49,8 +52,6 @@ def _predictor_files(name: str) -> tuple[str | None, list[Path]]:
 
 def predict_nnmeter(device: str, model=None, onnx=None, arch=None, input_size: int = 224):
     """Predict with nn-Meter; returns an edgedet Prediction with a single whole-model kernel."""
-    from edgedet.profiles.kernel import Kernel
-    from edgedet.profiles.predict import Prediction
 
     name = device[len(PREFIX) :]
     try:
@@ -69,8 +70,6 @@ def predict_nnmeter(device: str, model=None, onnx=None, arch=None, input_size: i
         ms = float(predictor.predict(onnx_lib.load(str(onnx)), model_type="onnx"))
     else:
         import torch
-
-        from edgedet import models as zoo
 
         net = zoo.create(f"quadranet-arch:{arch}" if arch is not None else model).eval()
         with torch.no_grad():

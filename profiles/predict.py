@@ -15,6 +15,7 @@ from edgedet.profiles.graph import build_graph, data_input_dims, load_model, res
 from edgedet.profiles.kernel import Kernel
 from edgedet.profiles.layout import REORDER_CLASS, onnxruntime_reorders
 from edgedet.profiles.loader import Profile, load_profile
+from edgedet.profiles.module_graph import record
 
 log = logging.getLogger("edgedet.latency")
 
@@ -191,8 +192,6 @@ def predict_module(
     shape = tuple(int(d) for d in input_shape)
     p = _as_profile(profile)
     if via == "meta":
-        from edgedet.profiles.module_graph import record
-
         for device in ("meta", "cpu"):
             try:
                 g = record(module, shape, device)

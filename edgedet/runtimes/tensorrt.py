@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 
 from edgedet.errors import EdgedetError
+from edgedet.kernels import trt_plugins
 from edgedet.runtimes import Session, SessionSpec, first_line
 from edgedet.runtimes.inputs import InputSpec, make_input, resolve_shape
 
@@ -47,8 +48,6 @@ def import_runtime() -> None:
     # Engines exported with edgedet's ops call its plugins: TensorRT resolves them by name at
     # deserialisation, so they must be registered in this process (part of the engine format).
     try:
-        from edgedet.kernels import trt_plugins
-
         trt_plugins.register()
         PLUGINS["state"] = "edgedet.kernels.trt_plugins registered"
     except Exception as e:  # e.g. no Triton: plain engines still run

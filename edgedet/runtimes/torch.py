@@ -86,7 +86,7 @@ class TorchSession(Session):
 def open(spec: SessionSpec) -> Session:
     import torch
 
-    from edgedet.models import create
+    from edgedet.models import create  # lazily, like torch itself: `missing()` reports torch absent
 
     torch.set_num_threads(spec.threads)
     torch.set_grad_enabled(False)
