@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from edgedet import flops as flop_count
 from edgedet.profiles.graph import Graph, Node
 from edgedet.profiles.kernel import ELEMENTWISE, FLOPS_PER_ELEM, SINGLE_OP_CLASS, Kernel
 
@@ -354,10 +355,9 @@ def _conv_geometry(g: Graph, n: Node) -> tuple[tuple[int, ...], tuple[int, ...],
 
 def _conv_flops(g: Graph, n: Node) -> float:
     w = g.shapes[n.inputs[1]]
-    out = g.shapes[n.outputs[0]]
     if n.op == "ConvTranspose":
-        return 2.0 * g.numel(n.inputs[0]) * w[1] * math.prod(w[2:])
-    return 2.0 * math.prod(out) * w[1] * math.prod(w[2:])
+        return float(flop_count.conv_transpose(g.shapes[n.inputs[0]], w))
+    return float(flop_count.conv(g.shapes[n.outputs[0]], w))
 
 
 def _kernel(g: Graph, grp: _Group, elem_bytes: float) -> Kernel:
@@ -392,7 +392,7 @@ def _kernel(g: Graph, grp: _Group, elem_bytes: float) -> Kernel:
     elif op in ("linear", "matmul"):
         a = g.shapes[anchor.inputs[0]]
         k = a[-1] if anchor.op == "MatMul" or not anchor.attrs.get("transA") else a[0]
-        flops = 2.0 * g.numel(anchor.outputs[0]) * k
+        flops = float(flop_count.matmul(g.shapes[anchor.outputs[0]], k))
     elif op in FLOPS_PER_ELEM:
         flops = FLOPS_PER_ELEM[op] * g.numel(anchor.inputs[0])
     elif op == "pool":
