@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from edgedet.errors import EdgedetError
+from edgedet.training.coco_eval import evaluate
+from edgedet.training.config import TrainConfig
+from edgedet.training.detection import load_datasets, load_trained
 
 SCHEMA_VERSION = 1
 DETECTION_IOUS = (None, 0.4, 0.5, 0.6, 0.7)
@@ -21,8 +22,6 @@ METRICS = ("AP", "AP50", "AP_small")
 
 def tuning_split(model: str, img_size: int, images: int, seed: int):
     """The tuning images: the validation split of a synthetic set with `seed` (cached)."""
-    from edgedet.training.config import TrainConfig
-    from edgedet.training.detection import load_datasets
 
     cfg = TrainConfig(model=model, data="synthetic-det", img_size=img_size, seed=seed, train_size=1,
                       val_size=images)
@@ -32,8 +31,6 @@ def tuning_split(model: str, img_size: int, images: int, seed: int):
 def grid(checkpoint: Path, images: int, seed: int, log=print) -> dict:
     """AP / AP50 / AP_small of one checkpoint for every (anchor NMS at inference, detection
     NMS IoU) pair on the tuning split."""
-    from edgedet.training.coco_eval import evaluate
-    from edgedet.training.detection import load_trained
 
     model, state = load_trained(checkpoint)
     if not hasattr(model, "anchor_nms_at_inference"):
@@ -72,29 +69,3 @@ def print_table(result: dict) -> None:
             vals = [r["AP50"] for r in c["rows"] if r["anchor_nms_at_inference"] == mode]
             t.add_row(c["checkpoint"], "on" if mode else "off", *(f"{v:.3f}" for v in vals))
     Console().print(t)
-
-
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("asag-nms-tuning")
-    def asag_nms_tuning(
-        checkpoints: list[Path] = typer.Option(..., "--checkpoint", "-c",
-                                               help="ASAG detection checkpoint (repeat for several)."),
-        images: int = typer.Option(400, "--images", help="Images in the tuning split."),
-        seed: int = typer.Option(101, "--seed", help="Synthetic-set seed of the tuning split."),
-        json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
-    ) -> None:
-        """AP50 of trained ASAG checkpoints for each inference NMS setting, on a synthetic tuning
-        split that is neither their training nor their validation data."""
-        from edgedet.arch import write_json_atomic
-
-        if images <= 0:
-            raise EdgedetError(f"--images must be a positive integer, got {images}")
-        for c in checkpoints:
-            if not c.is_file():
-                raise EdgedetError(f"checkpoint {c} does not exist")
-        result = {"schema_version": SCHEMA_VERSION, "suite": "asag-nms-tuning", "images": images,
-                  "seed": seed, "checkpoints": [grid(c, images, seed) for c in checkpoints]}
-        print_table(result)
-        if json_path is not None:
-            write_json_atomic(json_path, result)
-            print(f"wrote {json_path}")

@@ -17,11 +17,13 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import typer
-
+from edgedet.data.coco import collate
 from edgedet.errors import EdgedetError
+from edgedet.models import create
+from edgedet.training.coco_eval import evaluate
+from edgedet.training.config import TrainConfig
+from edgedet.training.detection import load_datasets, param_groups
 
 SCHEMA_VERSION = 1
 
@@ -43,8 +45,6 @@ class VariantResult:
 
 
 def build(num_classes: int, layers: int, backbone: str = "quadranet25-xxs", preset: str = "cpu"):
-    from edgedet.models import create
-
     aux = 3 if layers == 1 else 0  # the six-layer cascade supervises its own intermediate layers
     return create(
         f"asag-{backbone}",
@@ -56,9 +56,6 @@ def build(num_classes: int, layers: int, backbone: str = "quadranet25-xxs", pres
 
 
 def datasets(img_size: int, train_size: int, val_size: int, seed: int = 0):
-    from edgedet.training.config import TrainConfig
-    from edgedet.training.detection import load_datasets
-
     cfg = TrainConfig(
         model="asag",
         data="synthetic-det",
@@ -77,9 +74,6 @@ def train_for(
     targets (ASAG adds ground-truth patches on the probed levels while training).
     Returns (steps, images seen)."""
     import torch
-
-    from edgedet.data.coco import collate
-    from edgedet.training.detection import param_groups
 
     random.seed(seed)
     torch.manual_seed(seed)
@@ -144,8 +138,6 @@ def latency_side_by_side(models: dict[int, object], img_size: int, rounds: int =
 def anchors_per_image(model, val_ds, n: int = 32) -> float:
     import torch
 
-    from edgedet.data.coco import collate
-
     model.eval()
     total = 0
     with torch.no_grad():
@@ -167,8 +159,6 @@ def run(
     log=print,
 ) -> dict:
     import torch
-
-    from edgedet.training.coco_eval import evaluate
 
     torch.set_num_threads(threads)
     train_ds, val_ds = datasets(img_size, train_size, val_size)
@@ -259,47 +249,3 @@ def print_table(result: dict) -> None:
             f"(threads {result['latency']['threads']}, "
             f"load average {result['latency']['load_average_1m']:.1f})"
         )
-
-
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("asag-speed")
-    def asag_speed(
-        json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
-        minutes: float = typer.Option(30.0, "--minutes", help="Training budget per variant (wall clock)."),
-        threads: int = typer.Option(2, "--threads", help="torch threads."),
-        img_size: int = typer.Option(192, "--img-size", help="Synthetic image size."),
-        layers: str = typer.Option("1,6", "--layers", help="Comma-separated decoder depths to compare."),
-        batch: int = typer.Option(8, "--batch", help="Training batch size."),
-        train_size: int = typer.Option(2000, "--train-size", help="Synthetic training images."),
-        val_size: int = typer.Option(200, "--val-size", help="Synthetic validation images."),
-        latency_only: bool = typer.Option(
-            False, "--latency-only", help="Skip training and AP; time untrained models."
-        ),
-    ) -> None:
-        """ASAG one decoder layer vs six: AP on the synthetic set and latency on this CPU."""
-        from edgedet.arch import write_json_atomic
-
-        try:
-            depths = [int(v) for v in layers.split(",") if v.strip()]
-        except ValueError as e:
-            raise EdgedetError(f"--layers must be comma-separated integers, got {layers!r}") from e
-        if not depths or any(d < 1 for d in depths):
-            raise EdgedetError(f"--layers must list depths ≥ 1, got {layers!r}")
-        for name, v in (
-            ("--threads", threads),
-            ("--img-size", img_size),
-            ("--batch", batch),
-            ("--train-size", train_size),
-            ("--val-size", val_size),
-        ):
-            if v <= 0:
-                raise EdgedetError(f"{name} must be a positive integer, got {v}")
-        if img_size % 32:
-            raise EdgedetError(f"--img-size must be a multiple of 32, got {img_size}")
-        if not minutes > 0:
-            raise EdgedetError(f"--minutes must be positive, got {minutes}")
-        result = run(minutes, threads, img_size, depths, batch, train_size, val_size, latency_only)
-        print_table(result)
-        if json_path is not None:
-            write_json_atomic(json_path, result)
-            print(f"wrote {json_path}")

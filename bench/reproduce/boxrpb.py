@@ -23,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-import typer
-
 from edgedet.errors import EdgedetError
+from edgedet.models.boxrpb import BoxRPBCrossAttention, boxrpb_cost, naive_boxrpb_attention
 
 SCHEMA_VERSION = 1
 PAPER = {"memory_gb": {"decomposed": 9.5, "naive": 26.8}, "gflops": {"decomposed": 5.8, "naive": 265.4}}
@@ -44,7 +43,6 @@ def _inputs(batch: int, queries: int, h: int, w: int, dim: int, seed: int = 0):
 
 def _forms(attn):
     """name → callable(q, boxes, mem, hw) for decomposed, naive and no-bias attention."""
-    from edgedet.models.boxrpb import naive_boxrpb_attention
 
     def no_bias(q, boxes, mem, hw):
         b, nq, c = q.shape
@@ -89,8 +87,6 @@ def _child_peak(args: dict) -> dict:
     import psutil
     import torch
 
-    from edgedet.models.boxrpb import BoxRPBCrossAttention
-
     torch.set_num_threads(args["threads"])
     base = psutil.Process().memory_info().rss
     torch.manual_seed(0)
@@ -127,8 +123,6 @@ def child_peak(form: str, **kw) -> int:
 def measure(queries: int, height: int, width: int, heads: int, hidden: int, dim: int, threads: int,
             repeats: int) -> dict:
     import torch
-
-    from edgedet.models.boxrpb import BoxRPBCrossAttention, boxrpb_cost
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -168,40 +162,6 @@ def measure(queries: int, height: int, width: int, heads: int, hidden: int, dim:
     return res
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("boxrpb")
-    def boxrpb(
-        json_out: Path = typer.Option(None, "--json", help="Write the results here."),
-        queries: int = typer.Option(100, "--queries", help="Queries for the measured (reduced) setting."),
-        image: str = typer.Option("400x667", "--image", help="Measured image HxW (stride 16)."),
-        threads: int = typer.Option(1, "--threads", help="torch threads for the timings."),
-        repeats: int = typer.Option(7, "--repeats", help="Timing repeats (median reported)."),
-    ) -> None:
-        """Decomposed vs naive BoxRPB: analytic cost at the paper's setting, measured memory and
-        FLOPs at a reduced size, and runtime vs cross-attention without a bias."""
-        from rich.console import Console
-
-        from edgedet.arch import write_json_atomic
-        from edgedet.models.boxrpb import boxrpb_cost
-
-        try:
-            ih, iw = (int(v) for v in image.lower().split("x"))
-        except ValueError:
-            raise EdgedetError(f"--image must be HxW like 400x667, got {image!r}") from None
-        if min(ih, iw, queries, threads, repeats) <= 0:
-            raise EdgedetError("--image, --queries, --threads and --repeats must be positive")
-        h, w = -(-ih // 16), -(-iw // 16)
-        paper = boxrpb_cost(300, 8, 50, 84, hidden=512, dim=256)
-        measured = measure(queries, h, w, 8, 512, 256, threads, repeats)
-        _print(Console(), paper, measured, queries, (ih, iw), (h, w))
-        if json_out is not None:
-            write_json_atomic(json_out, {"schema_version": SCHEMA_VERSION, "paper_setting": paper,
-                                         "paper_reported": PAPER,
-                                         "measured_setting": {"queries": queries, "image": [ih, iw],
-                                                              "map": [h, w], "heads": 8, "hidden": 512,
-                                                              "dim": 256, "batch": 1, "threads": threads},
-                                         "measured": measured})
-            typer.echo(f"wrote {json_out}")
 
 
 def _print(con, paper: dict, m: dict, queries: int, image: tuple[int, int], fmap: tuple[int, int]) -> None:

@@ -10,13 +10,13 @@ checkpoint (`final_without_nms`, evaluated after the budget).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-import typer
-
-from edgedet.errors import EdgedetError
+from edgedet.distributed import spawn
+from edgedet.training.coco_eval import evaluate
+from edgedet.training.det_recipe import TARGET_AP50, recipe, train_rank
+from edgedet.training.detection import load_datasets, load_trained
 
 SCHEMA_VERSION = 3  # 2: processes × threads per detector (data-parallel runs); 3: nms_iou, final_without_nms
 METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
@@ -25,9 +25,6 @@ METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 def metrics_without_nms(checkpoint: Path, recipe) -> dict:
     """COCO metrics of a trained checkpoint on the recipe's validation split with NMS off."""
     import torch
-
-    from edgedet.training.coco_eval import evaluate
-    from edgedet.training.detection import load_datasets, load_trained
 
     torch.set_num_threads(recipe.processes * recipe.threads)
     model, _ = load_trained(checkpoint)
@@ -42,9 +39,6 @@ def run_one(name: str, minutes: float | None, out_dir: Path, processes: int | No
     """Train one recipe (in `processes` data-parallel processes of `threads` threads; default:
     the recipe's); returns its JSON row (final metrics, curve, wall time)."""
     import json
-
-    from edgedet.distributed import spawn
-    from edgedet.training.det_recipe import TARGET_AP50, recipe, train_rank
 
     r = recipe(name)
     budget = r.minutes if minutes is None else minutes
@@ -92,38 +86,3 @@ def print_table(result: dict) -> None:
             f = r["final_without_nms"]
             print(f"{r['model']} with class-wise NMS at IoU {r['nms_iou']}; the same checkpoint without NMS: "
                   f"AP {f['AP']:.3f}, AP50 {f['AP50']:.3f}, AP_small {f['AP_small']:.3f}")
-
-
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("det-train")
-    def det_train(
-        detector: str = typer.Option("both", "--detector", help="plain-detr, asag or both (one after the other)."),
-        minutes: float = typer.Option(None, "--minutes", help="Budget per detector (default: the recipe's, 28)."),
-        processes: int = typer.Option(None, "--procs", help="Data-parallel processes (default: the recipe's, 2)."),
-        threads: int = typer.Option(None, "--threads", help="torch threads per process (default: the recipe's, 1)."),
-        out: Path = typer.Option(Path("runs/det-train"), "--out", help="Checkpoints and metrics.json go here."),
-        json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
-    ) -> None:
-        """Train Plain-DETR / ASAG (QuadraNet25-xxs) on the synthetic set within a time budget;
-        report AP, AP50, AP_small against the AP50 ≥ 0.5 target."""
-        from edgedet.arch import write_json_atomic
-        from edgedet.training.det_recipe import RECIPES
-
-        names = list(RECIPES) if detector == "both" else [detector]
-        for n in names:
-            if n not in RECIPES:
-                raise EdgedetError(f"--detector must be one of {', '.join(RECIPES)} or both, got {detector!r}")
-        for flag, v in (("--procs", processes), ("--threads", threads)):
-            if v is not None and v <= 0:
-                raise EdgedetError(f"{flag} must be a positive integer, got {v}")
-        if minutes is not None and not minutes > 0:
-            raise EdgedetError(f"--minutes must be positive, got {minutes}")
-        rows = [run_one(n, minutes, out, processes, threads) for n in names]
-        result = {"schema_version": SCHEMA_VERSION, "suite": "det-train",
-                  "load_average_1m": os.getloadavg()[0], "data": "synthetic-det", "detectors": rows}
-        print_table(result)
-        if json_path is not None:
-            write_json_atomic(json_path, result)
-            print(f"wrote {json_path}")
-        if not all(r["passed"] for r in rows):
-            raise typer.Exit(1)

@@ -22,9 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import typer
 
-from edgedet.errors import EdgedetError
+from edgedet.exporters import onnx as onnx_export
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters.prepare import prepare
+from edgedet.exporters.quadraconv_onnx import DOMAIN, OP_TYPE
+from edgedet.kernels import QuadraConv2d, openvino_extension, quadratic_conv2d, torch_extension
+from edgedet.models import create
 
 SCHEMA_VERSION = 1
 MODEL = "quadranet25-t"
@@ -34,9 +38,6 @@ VARIANTS = ("fused", "decomposed", "grouped")
 def layer_shapes(model: str = MODEL, input_size: int = 224) -> list[tuple[int, int, int, int]]:
     """Distinct (C, H, k, stride) of the model's QuadraConv layers at `input_size` (stride 1)."""
     import torch
-
-    from edgedet.kernels import QuadraConv2d
-    from edgedet.models import create
 
     net = create(model).eval()
     seen: dict[tuple, None] = {}
@@ -53,8 +54,6 @@ def layer_shapes(model: str = MODEL, input_size: int = 224) -> list[tuple[int, i
 def _layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray]) -> bytes:
     """One `edgedet.QuadraConv` node (x: (1,C,H,H)) with its weights as initializers."""
     from onnx import TensorProto, helper, numpy_helper
-
-    from edgedet.exporters.quadraconv_onnx import DOMAIN, OP_TYPE
 
     pad = (k - 1) // 2
     names = ["wa", "wb", "wc", "bias"]
@@ -87,8 +86,6 @@ def _grouped_model(c: int, h: int, k: int, weights: list[np.ndarray]):
 
 
 def _compile(model, threads: int, extension: bool):
-    from edgedet.kernels import openvino_extension
-
     core = openvino_extension.core_for(library=openvino_extension.build().library if extension else None)
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
               "PERFORMANCE_HINT": "LATENCY"}
@@ -97,7 +94,6 @@ def _compile(model, threads: int, extension: bool):
 
 def _layer_variants(c: int, h: int, k: int, threads: int, seed: int):
     """(variants name → compiled model, x, weights) for one layer shape."""
-    from edgedet.exporters import openvino as ovx
 
     rng = np.random.default_rng(seed)
     s = k**-1.0
@@ -113,8 +109,6 @@ def _layer_variants(c: int, h: int, k: int, threads: int, seed: int):
 
 def reference(x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
     import torch
-
-    from edgedet.kernels import quadratic_conv2d
 
     t = [torch.from_numpy(w).double() for w in weights]
     with torch.no_grad():
@@ -184,11 +178,6 @@ def measure_model(model: str, input_size: int, threads: int, rounds: int, inner:
     """Whole-model latency in OpenVINO with the fused op vs the three-GroupConvolution lowering."""
     import torch
 
-    from edgedet.exporters import onnx as onnx_export
-    from edgedet.exporters import openvino as ovx
-    from edgedet.exporters.prepare import prepare
-    from edgedet.models import create
-
     torch.manual_seed(0)
     form = prepare(create(model).eval(), input_size)
     ex = onnx_export.export_onnx(form.module, form.example(1, 0), form.input_names, form.output_names)
@@ -219,7 +208,6 @@ def node_type_ms(xml: Path, feeds: dict, threads: int, runs: int = 3) -> dict[st
     """CPU-plugin time per executed node type (PERF_COUNT), median over `runs` inferences. The
     fused op runs as a `Reference` node; the decomposed QuadraConv as `GroupConvolution`s with
     the Multiply/Adds fused into them."""
-    from edgedet.kernels import openvino_extension
 
     core = openvino_extension.core_for(xml)
     compiled = core.compile_model(core.read_model(str(xml)), "CPU", {
@@ -243,9 +231,6 @@ def measure_torch_train(model: str, input_size: int, batch: int, threads: int, r
     step time, interleaved rounds, medians."""
     import torch
     import torch.nn.functional as F
-
-    from edgedet.kernels import torch_extension
-    from edgedet.models import create
 
     torch.set_num_threads(threads)
     op = torch_extension.load()
@@ -290,63 +275,6 @@ def geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("kernels")
-    def kernels(
-        json_out: Path = typer.Option(None, "--json", help="Write the results here."),
-        threads: int = typer.Option(1, "--threads", help="OpenVINO INFERENCE_NUM_THREADS."),
-        rounds: int = typer.Option(9, "--rounds", help="Interleaved rounds (median reported)."),
-        inner: int = typer.Option(20, "--inner", help="Inferences per variant per round."),
-        kernel_sizes: str = typer.Option("7", "--kernels", help="Comma-separated k of the layers, e.g. 3,5,7."),
-        model: bool = typer.Option(True, "--model/--no-model", help="Also time the whole QuadraNet25-t."),
-        train: bool = typer.Option(True, "--train/--no-train",
-                                   help="Also time PyTorch training steps of QuadraNet25-xxs with/without the CPU op."),
-        input_size: int = typer.Option(224, "--input-size"),
-    ) -> None:
-        """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model."""
-        from rich.console import Console
-
-        from edgedet.atomic import write_json_atomic
-        from edgedet.cpu import cpu_model, vector_isa
-
-        if min(threads, rounds, inner, input_size) <= 0:
-            raise EdgedetError("--threads, --rounds, --inner and --input-size must be positive")
-        try:
-            ks = sorted({int(v) for v in kernel_sizes.split(",")})
-        except ValueError:
-            raise EdgedetError(f"--kernels must be comma-separated odd integers, got {kernel_sizes!r}") from None
-        if any(k < 1 or k % 2 == 0 for k in ks):
-            raise EdgedetError(f"--kernels must be odd and positive, got {kernel_sizes!r}")
-        import os
-
-        load_before = os.getloadavg()
-        shapes = [(c, h, k, s) for c, h, _, s in layer_shapes(MODEL, input_size) for k in ks]
-        rows = measure_layers(shapes, threads, rounds, inner)
-        whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
-        training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
-        load_after = os.getloadavg()
-        k7 = [r["speedup"] for r in rows if r["kernel"] == 7]
-        doc = {
-            "schema_version": SCHEMA_VERSION,
-            "device": {"cpu": cpu_model(), "isa": vector_isa().best, "cores": os.cpu_count()},
-            "method": f"OpenVINO CPU fp32, {threads} thread(s), batch 1, median of {rounds} interleaved rounds of "
-                      f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
-            "load_average": {"before": list(load_before), "after": list(load_after)},
-            "quadconv": rows,
-            "boxrpb": [],
-            "summary": {
-                "quadconv_k7_geomean_speedup": geomean(k7),
-                "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
-                "boxrpb_memory_growth": None,
-                "torch_train_speedup": training["ratio"] if training else None,
-            },
-            "model": whole,
-            "torch_train": training,
-        }
-        _print(Console(), doc)
-        if json_out is not None:
-            write_json_atomic(json_out, doc)
-            typer.echo(f"wrote {json_out}")
 
 
 def _print(con, doc: dict) -> None:

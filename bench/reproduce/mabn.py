@@ -14,9 +14,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import typer
-
-from edgedet.errors import EdgedetError
+from edgedet.adapt.checkpoint import save_mabn
+from edgedet.adapt.config import MabnConfig
+from edgedet.adapt.protocol import evaluate, target_sets
+from edgedet.adapt.training import train_mabn
+from edgedet.arch import uniform_arch
+from edgedet.atomic import atomic_output
+from edgedet.data.domains import SOURCE_DOMAINS, TARGET_DOMAINS
 
 SCHEMA_VERSION = 1
 SIZES = [12, 32]
@@ -25,7 +29,6 @@ QUADRANET_MINI = {"widths": [16, 32, 64, 128], "depths": [1, 1, 3, 1]}
 
 def nets(out: Path) -> list[tuple[str, str]]:
     """(model name, norm) of the BN and the LN net; the QuadraNet arch is written to `out`."""
-    from edgedet.arch import uniform_arch
 
     arch_path = out / "quadranet-mini.arch.json"
     uniform_arch(QUADRANET_MINI["widths"], QUADRANET_MINI["depths"], input_size=32, num_classes=10).save(arch_path)
@@ -34,7 +37,6 @@ def nets(out: Path) -> list[tuple[str, str]]:
 
 def recipe(model: str, seed: int, quick: bool, aux: str, inner_lr: float):
     """The training recipe of one (net, seed); --quick trains on fewer images, shorter."""
-    from edgedet.adapt.config import MabnConfig
 
     cfg = MabnConfig(model=model, seed=seed, aux=aux, inner_lr=inner_lr, train_per_domain=300, epochs=6,
                      episodes=80)
@@ -70,8 +72,6 @@ def plot(table: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgedet.atomic import atomic_output
 
     norms = sorted({r["norm"] for r in table})
     fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4), squeeze=False)
@@ -117,11 +117,6 @@ def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_
         log=print) -> dict:
     import torch
 
-    from edgedet.adapt.checkpoint import save_mabn
-    from edgedet.adapt.protocol import evaluate, target_sets
-    from edgedet.adapt.training import train_mabn
-    from edgedet.data.domains import SOURCE_DOMAINS, TARGET_DOMAINS
-
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     targets = target_sets(list(TARGET_DOMAINS), 32, 300 if quick else 500)
@@ -142,42 +137,3 @@ def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_
             "threads": threads, "source_domains": list(SOURCE_DOMAINS), "target_domains": list(TARGET_DOMAINS),
             "rows": table, "summary": summary(table), "per_target_rows": rows,
             "wall_time_s": time.perf_counter() - t0}
-
-
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("mabn")
-    def mabn(
-        quick: bool = typer.Option(False, "--quick", help="2 seeds, shorter training (the 10-minute variant)."),
-        json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
-        out: Path = typer.Option(Path("runs/reproduce/mabn"), "--out",
-                                 help="Folder for the plot, and the seed-0 MABN checkpoints (for `edgedet adapt`)."),
-        seeds: int = typer.Option(None, "--seeds", help="Number of seeds [5; 2 with --quick]."),
-        threads: int = typer.Option(2, "--threads", help="torch intra-op threads."),
-        aux: str = typer.Option("rotation", "--aux", help="Auxiliary loss: rotation | byol."),
-        inner_lr: float = typer.Option(1.0, "--inner-lr", help="α of the inner (and test-time) step."),
-    ) -> None:
-        """Target-domain accuracy of source-only, BN-stats, TENT and MABN (12 and 32 images)."""
-        from edgedet.adapt.aux_heads import AUX_KINDS
-        from edgedet.atomic import write_json_atomic
-
-        n = seeds if seeds is not None else (2 if quick else 5)
-        if n <= 0 or threads <= 0:
-            raise EdgedetError("--seeds and --threads must be positive integers")
-        if out.exists() and not out.is_dir():
-            raise EdgedetError(f"--out {out} exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        if aux not in AUX_KINDS:
-            raise EdgedetError(f"--aux must be one of {', '.join(AUX_KINDS)}, got {aux!r}")
-        if not inner_lr > 0:
-            raise EdgedetError(f"--inner-lr must be positive, got {inner_lr}")
-        result = run(list(range(n)), quick, out, threads, aux, inner_lr)
-        print_table(result["rows"])
-        s = result["summary"]
-        print("summary (BN net, 32 images): " + ", ".join(f"{k} {v:.1f}%" for k, v in s.items()))
-        png = out / "mabn_accuracy.png"
-        plot(result["rows"], png)
-        print(f"wrote {png}, {out}/resnet-bn-mabn.pt, {out}/quadranet-mini-mabn.pt "
-              f"in {result['wall_time_s']:.0f} s")
-        if json_path is not None:
-            write_json_atomic(json_path, result)
-            print(f"wrote {json_path}")

@@ -18,11 +18,10 @@ import json
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-import typer
 
 from edgedet.errors import EdgedetError
+from edgedet.models.baselines import make_block
+from edgedet.models.norm import LayerNorm2d
 
 SCHEMA_VERSION = 1
 KINDS = ("skip", "conv", "swin", "hor", "quadra", "quadra-saving")
@@ -42,9 +41,6 @@ class SavedStats:
 def build_stack(kind: str, width: int, blocks: int, in_chans: int = 3):
     """Stem (4×4 stride-4 conv + LayerNorm) followed by `blocks` blocks of one kind."""
     from torch import nn
-
-    from edgedet.models.baselines import make_block
-    from edgedet.models.norm import LayerNorm2d
 
     stem = nn.Sequential(nn.Conv2d(in_chans, width, 4, stride=4), LayerNorm2d(width, eps=1e-6))
     return nn.Sequential(stem, *[make_block(kind, width, i) for i in range(blocks)])
@@ -205,30 +201,6 @@ def _print_claims(console, sub: dict[str, dict]) -> None:
                       f"(claim ≥ 2: {'yes' if d >= 2 else 'NO'})")
 
 
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("memory")
-    def memory(
-        json_path: Path = typer.Option(None, "--json", help="Write the rows to this JSON file."),
-        resolution: int = typer.Option(32, "--resolution", help="Input size; blocks run at resolution/4."),
-        batch: int = typer.Option(64, "--batch", help="Batch size."),
-        blocks: int = typer.Option(24, "--blocks", help="Blocks in the stack."),
-        widths: str = typer.Option("64,128", "--widths", help="Comma-separated block widths."),
-        threads: int = typer.Option(1, "--threads", help="torch threads in each child process."),
-    ) -> None:
-        """Activation memory of QuadraBlock vs Skip/Conv/Swin/Hor blocks (the paper's memory table)."""
-        from edgedet.arch import write_json_atomic
-
-        for name, v in (("--resolution", resolution), ("--batch", batch), ("--blocks", blocks),
-                        ("--threads", threads)):
-            if v <= 0:
-                raise EdgedetError(f"{name} must be a positive integer, got {v}")
-        if resolution < 4:
-            raise EdgedetError(f"--resolution must be ≥ 4 (the stem has stride 4), got {resolution}")
-        rows = run(resolution, batch, blocks, _parse_widths(widths), threads)
-        print_table(rows)
-        if json_path is not None:
-            write_json_atomic(json_path, rows)
-            print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":

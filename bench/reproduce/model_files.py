@@ -8,6 +8,9 @@ import os
 import warnings
 from dataclasses import dataclass
 
+from edgedet.models import create
+from edgedet.models.complexity import count_flops, count_params
+
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -30,9 +33,6 @@ def build(
     """Export `name` (with `overrides`) into `folder` as <tag>.onnx and <tag>.xml/.bin (FP32 weights)."""
     import openvino as ov
     import torch
-
-    from edgedet.models import create
-    from edgedet.models.complexity import count_flops, count_params
 
     tag = tag or name
     os.makedirs(folder, exist_ok=True)

@@ -14,7 +14,11 @@ import json
 import os
 import tempfile
 
-import typer
+from edgedet.bench import hostinfo as host
+from edgedet.bench.reproduce.model_files import build
+from edgedet.bench.runner import BenchConfig, run_bench
+from edgedet.models import create
+from edgedet.models.complexity import count_flops
 
 SCHEMA_VERSION = 1
 BASELINES = ("convnet", "swinnet", "hornet")
@@ -27,8 +31,6 @@ def match_flops(kind: str, target_gflops: float, input_size: int = 224) -> tuple
     """(overrides, GFLOPs) of baseline `kind` closest to `target_gflops`. FLOPs are linear in each
     stage's depth at a fixed width, so three small counts per width give the cost of a stage-2 and a
     stage-3 block; the paper's width 64 is kept whenever it matches within WIDTH_TOLERANCE."""
-    from edgedet.models import create
-    from edgedet.models.complexity import count_flops
 
     def gflops(w: int, d2: int, d3: int) -> float:
         return count_flops(create(kind, width=w, depths=(2, d2, d3, 2)), input_size) / 1e9
@@ -48,8 +50,6 @@ def match_flops(kind: str, target_gflops: float, input_size: int = 224) -> tuple
 
 
 def _row(files, runtime: str, batches: list[int], cfg: dict, hostinfo_path: str) -> dict:
-    from edgedet.bench.runner import BenchConfig, run_bench
-
     target = files.xml if runtime == "openvino" else files.onnx
     r = run_bench(
         BenchConfig(
@@ -87,11 +87,6 @@ def _row(files, runtime: str, batches: list[int], cfg: dict, hostinfo_path: str)
 
 def run(cfg: dict, log=print) -> dict:
     import torch
-
-    from edgedet.bench import hostinfo as host
-    from edgedet.bench.reproduce.model_files import build
-    from edgedet.models import create
-    from edgedet.models.complexity import count_flops
 
     torch.set_num_threads(min(2, cfg["threads"]))
     size = cfg["input_size"]
@@ -135,79 +130,3 @@ def run(cfg: dict, log=print) -> dict:
         "throughput_ratios": ratios,
         "paper": "QuadraNet reports 1.35–1.57× the throughput of HorNet / Swin at matched FLOPs on an A100",
     }
-
-
-def register(reproduce: typer.Typer) -> None:
-    @reproduce.command("throughput")
-    def throughput(
-        json_path: str = typer.Option(None, "--json", help="Write the table JSON here."),
-        threads: int = typer.Option(None, "--threads", min=1, help="Default: every usable CPU."),
-        input_size: int = typer.Option(224, "--input-size", min=32),
-        batch: int = typer.Option(32, "--batch", min=1, help="Batch for the throughput column."),
-        duration_s: float = typer.Option(10.0, "--duration-s", min=0.1),
-        quick: bool = typer.Option(False, "--quick", help="Batch 8 and 2 s per measurement (a few minutes)."),
-    ) -> None:
-        """QuadraNet25/36-t vs FLOPs-matched ConvNet / SwinNet / HorNet on ONNX Runtime and OpenVINO."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from edgedet.arch import write_json_atomic
-        from edgedet.bench.hostinfo import usable_cpus
-
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=160)
-        n = threads or usable_cpus()
-        cfg = {
-            "threads": n,
-            "input_size": input_size,
-            "batches": [1, 8 if quick else batch],
-            "duration_s": 2.0 if quick else duration_s,
-            "warmup_s": 0.5 if quick else 2.0,
-            "min_iters": 3 if quick else 10,
-            "quick": quick,
-        }
-        res = run(cfg, log=lambda m: console.print(f"[dim]{m}[/dim]"))
-        bn = cfg["batches"][-1]
-        t = Table(
-            title=f"measured on {res['device']['cpu_model']}, {n} threads, 1 stream, f32, "
-            f"{input_size}×{input_size} (peak {res['peak']['gemm_gflops']:.0f} GFLOP/s, "
-            f"{res['peak']['copy_gbps']:.1f} GB/s)"
-        )
-        for col in (
-            "model",
-            "runtime",
-            "params M",
-            "GFLOPs",
-            "b1 median ms",
-            f"b{bn} items/s",
-            f"b{bn} peak MiB",
-            "roofline b1",
-            f"roofline b{bn}",
-        ):
-            t.add_column(col, justify="right")
-        for r in res["rows"]:
-            frac = [
-                f"{v:.1%}" if v is not None else "—"
-                for v in (r["roofline_fraction_b1"], r["roofline_fraction_bn"])
-            ]
-            t.add_row(
-                r["name"],
-                r["runtime"],
-                f"{r['params_m']:.2f}",
-                f"{r['gflops']:.3f}",
-                f"{r['latency_b1_ms']:.2f}",
-                f"{r['throughput_items_per_s']:.1f}",
-                f"{r['peak_memory_mib']:.0f}",
-                *frac,
-            )
-        console.print(t)
-        for runtime, rs in res["throughput_ratios"].items():
-            console.print(
-                f"{runtime} throughput ratios at batch {bn}: "
-                + ", ".join(f"{k} = {v:.2f}×" for k, v in rs.items())
-            )
-        console.print(f"[dim]{res['paper']}[/dim]")
-        if json_path:
-            write_json_atomic(json_path, res)
-            console.print(f"wrote {json_path}")

@@ -9,18 +9,18 @@ import typer
 
 # Each module defines register(reproduce_app).
 SUITE_MODULES = [
-    "edgedet.bench.reproduce.memory",
-    "edgedet.bench.reproduce.bench_agreement",
-    "edgedet.bench.reproduce.throughput",
+    "edgedet.bench.reproduce.memory_cmd",
+    "edgedet.bench.reproduce.bench_agreement_cmd",
+    "edgedet.bench.reproduce.throughput_cmd",
     "edgedet.bench.reproduce.predictor_cmd",
-    "edgedet.bench.reproduce.boxrpb",
-    "edgedet.bench.reproduce.asag_speed",
-    "edgedet.bench.reproduce.det_train",
-    "edgedet.bench.reproduce.asag_nms_tuning",
-    "edgedet.bench.reproduce.export_matrix",
-    "edgedet.bench.reproduce.nas",
-    "edgedet.bench.reproduce.mabn",
-    "edgedet.bench.reproduce.kernels",
+    "edgedet.bench.reproduce.boxrpb_cmd",
+    "edgedet.bench.reproduce.asag_speed_cmd",
+    "edgedet.bench.reproduce.det_train_cmd",
+    "edgedet.bench.reproduce.asag_nms_tuning_cmd",
+    "edgedet.bench.reproduce.export_matrix_cmd",
+    "edgedet.bench.reproduce.nas_cmd",
+    "edgedet.bench.reproduce.mabn_cmd",
+    "edgedet.bench.reproduce.kernels_cmd",
 ]
 
 
