@@ -144,7 +144,6 @@ def default_input_size(model: torch.nn.Module) -> int:
 
 def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResult:
     """Run one export end to end; raises EdgedetError (bad input) or ParityFailed."""
-
     req.validate()
     t0 = time.perf_counter()
     _require_runtime(req)
@@ -154,65 +153,11 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
     tolerance = req.tolerance()
     decompose = req.decompose or req.format == "tvm"
-    ops = "standard ops only" if decompose else "edgedet ops as local functions"
-    log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
-    ex = onnx_export.export_onnx(
-        form.module,
-        form.example(1, req.seed),
-        form.input_names,
-        form.output_names,
-        opset=req.opset,
-        dynamic_batch=req.dynamic_batch,
-        decompose=decompose,
-        onnx_nms=req.format != "tvm",  # TVM: static NMS as standard ops (see detection_ops_onnx)
-    )
+    ex = _to_onnx(req, form, decompose, log)
     inlined = [] if ex.custom_ops or not decompose else sorted(set(_custom_ops_of(form)))
-
-    def make_inputs(b: int) -> list[np.ndarray]:
-        return [t.numpy() for t in form.example(b, req.seed + 1)]
-
-    def reference(x: list[np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = form.reference(*[torch.from_numpy(a) for a in x])
-        out = out if isinstance(out, tuple | list) else (out,)
-        return [o.numpy() for o in out]
-
     with artifact.staging_dir(req.out) as stage:
-        writer = {
-            "onnx": _onnx_files,
-            "openvino": _openvino_files,
-            "tvm": _tvm_files,
-            "tensorrt": _tensorrt_files,
-        }[req.format]
-        try:
-            files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
-            log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
-            res = parity.check(
-                form.output_names,
-                make_inputs,
-                reference,
-                run,
-                batches,
-                runtime_name=runtime_info["name"],
-                precision=req.precision,
-                tolerance=tolerance,
-                seed=req.seed + 1,
-                note=runtime_info.get("parity_note", ""),
-            )
-        except EdgedetError:
-            raise
-        except Exception as e:  # the runtime could not convert/run this model: one clear line
-            first = (str(e).strip().splitlines() or [""])[-1][:300]
-            raise EdgedetError(
-                f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
-            ) from e
-        trace = None
-        if req.debug_parity or not res.passed:
-            trace = _trace(req, ex, form, make_inputs(batches[0]), runtime_info["name"], tolerance, log)
-        if not res.passed:
-            report = report_path(req.out)
-            write_json_atomic(report, _failure_report(req, res, trace))
-            raise ParityFailed(res, trace, report)
+        files, model_file, runtime_info, res, trace = _write_and_check(req, ex, form, stage, batches, tolerance,
+                                                                       log)
         manifest = {
             "schema_version": artifact.SCHEMA_VERSION,
             "edgedet_version": _edgedet_version(),
@@ -246,6 +191,69 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
         artifact.remove_unlisted(stage, files)
         artifact.commit(stage, req.out, manifest)
     return ExportResult(Path(req.out), manifest, res, time.perf_counter() - t0)
+
+
+def _to_onnx(req: ExportRequest, form, decompose: bool, log: Log):
+    """The export-ready module as ONNX: edgedet's ops as local functions, or decomposed."""
+    ops = "standard ops only" if decompose else "edgedet ops as local functions"
+    log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
+    return onnx_export.export_onnx(
+        form.module,
+        form.example(1, req.seed),
+        form.input_names,
+        form.output_names,
+        opset=req.opset,
+        dynamic_batch=req.dynamic_batch,
+        decompose=decompose,
+        onnx_nms=req.format != "tvm",  # TVM: static NMS as standard ops (see detection_ops_onnx)
+    )
+
+
+def _write_and_check(req: ExportRequest, ex, form, stage: Path, batches: tuple[int, ...], tolerance, log: Log):
+    """Write the format's files into `stage`, then check parity against PyTorch on seeded
+    inputs; a failure writes the report beside the output and raises ParityFailed."""
+
+    def make_inputs(b: int) -> list[np.ndarray]:
+        return [t.numpy() for t in form.example(b, req.seed + 1)]
+
+    def reference(x: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = form.reference(*[torch.from_numpy(a) for a in x])
+        out = out if isinstance(out, tuple | list) else (out,)
+        return [o.numpy() for o in out]
+
+    writer = {"onnx": _onnx_files, "openvino": _openvino_files, "tvm": _tvm_files,
+              "tensorrt": _tensorrt_files}[req.format]
+    try:
+        files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
+        log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
+        res = parity.check(
+            form.output_names,
+            make_inputs,
+            reference,
+            run,
+            batches,
+            runtime_name=runtime_info["name"],
+            precision=req.precision,
+            tolerance=tolerance,
+            seed=req.seed + 1,
+            note=runtime_info.get("parity_note", ""),
+        )
+    except EdgedetError:
+        raise
+    except Exception as e:  # the runtime could not convert/run this model: one clear line
+        first = (str(e).strip().splitlines() or [""])[-1][:300]
+        raise EdgedetError(
+            f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
+        ) from e
+    trace = None
+    if req.debug_parity or not res.passed:
+        trace = _trace(req, ex, form, make_inputs(batches[0]), runtime_info["name"], tolerance, log)
+    if not res.passed:
+        report = report_path(req.out)
+        write_json_atomic(report, _failure_report(req, res, trace))
+        raise ParityFailed(res, trace, report)
+    return files, model_file, runtime_info, res, trace
 
 
 def _trace(req: ExportRequest, ex, form, inputs: list[np.ndarray], runtime: str, tol, log: Log):
