@@ -78,122 +78,186 @@ class _B:
 
 def build(c: KernelConfig) -> bytes:
     """ONNX bytes of one kernel configuration."""
-    p = c.p()
-    b = _B()
-    k = c.kind
-    if k in ("conv", "dwconv"):
-        cin, cout, h, ks, s = p["cin"], p["cout"], p["h"], p["k"], p["s"]
-        g = cin if k == "dwconv" else 1
-        if k == "dwconv":
-            cout = cin
-        x = b.input([1, cin, h, h])
-        pad = ks // 2 if ks % 2 else 0
-        y = b.op(
-            "Conv",
-            [x, b.w(cout, cin // g, ks, ks), b.w(cout)],
-            group=g,
-            kernel_shape=[ks, ks],
-            strides=[s, s],
-            pads=[pad] * 4,
-        )
-        if p.get("act"):
-            y = b.op("Relu", [y])
-        return b.model([y])
-    if k == "quadconv":  # the exporter's spelling of QuadraConv2d (grouped conv, 3C outputs)
-        ch, h, ks = p["c"], p["h"], p["k"]
-        x = b.input([1, ch, h, h])
-        y = b.op(
-            "Conv",
-            [x, b.w(3 * ch, 1, ks, ks)],
-            group=ch,
-            kernel_shape=[ks, ks],
-            strides=[1, 1],
-            pads=[ks // 2] * 4,
-            dilations=[1, 1],
-        )
-        r = b.op("Reshape", [y, b.i64([1, ch, 3, h, h])])
-        ga, gb, gc = (b.op("Gather", [r, b.const(np.array(i, dtype=np.int64))], axis=2) for i in range(3))
-        z = b.op("Add", [b.op("Mul", [ga, gb]), gc])
-        z = b.op("Add", [z, b.w(1, ch, 1, 1)])
-        return b.model([z])
-    if k == "linear":  # channels-last MatMul + bias, as nn.Linear on (N,H,W,C) exports
-        h, cin, cout = p["h"], p["cin"], p["cout"]
-        x = b.input([1, h, h, cin] if h > 0 else [1, cin])
-        y = b.op("Add", [b.op("MatMul", [x, b.w(cin, cout)]), b.w(cout)])
-        return b.model([y])
-    if k == "gemm":  # classifier head as torchvision exports it
-        x = b.input([1, p["cin"]])
-        y = b.op("Gemm", [x, b.w(p["cout"], p["cin"]), b.w(p["cout"])], alpha=1.0, beta=1.0, transB=1)
-        if p.get("act"):
-            y = b.op("Relu", [y])
-        return b.model([y])
-    if k == "matmul":
-        hd, n, d = p["heads"], p["n"], p["d"]
-        q = b.input([1, hd, n, d], "x")
-        kt = b.input([1, hd, d, n], "kt")
-        return b.model([b.op("MatMul", [q, kt])])
-    if k == "layernorm":
-        h, ch = p["h"], p["c"]
-        x = b.input([1, h, h, ch])
-        return b.model([b.op("LayerNormalization", [x, b.w(ch), b.w(ch)], axis=-1, epsilon=1e-6)])
-    if k == "gelu":  # Div / Erf / Add / Mul / Mul, as torch exports nn.GELU at opset 17
-        x = b.input([1, p["h"], p["h"], p["c"]])
-        e = b.op("Erf", [b.op("Div", [x, b.const(np.array(1.4142135, dtype=np.float32))])])
-        a = b.op("Add", [e, b.const(np.array(1.0, dtype=np.float32))])
-        y = b.op("Mul", [b.op("Mul", [x, a]), b.const(np.array(0.5, dtype=np.float32))])
-        return b.model([y])
-    if k == "softmax":
-        x = b.input([1, p["heads"], p["n"], p["n"]])
-        return b.model([b.op("Softmax", [x], axis=-1)])
-    if k in ("add", "scale_last", "scale_ch", "relu", "hardswish", "sigmoid"):
-        h, ch = p["h"], p["c"]
-        shape = [1, h, h, ch] if k == "scale_last" else [1, ch, h, h]
-        x = b.input(shape)
-        if k == "add":
-            y = b.op("Add", [x, b.input(shape, "x2")])
-        elif k == "scale_last":
-            y = b.op("Mul", [b.w(ch), x])
-        elif k == "scale_ch":
-            y = b.op("Mul", [b.w(1, ch, 1, 1), x])
-        else:
-            y = b.op({"relu": "Relu", "hardswish": "HardSwish", "sigmoid": "Sigmoid"}[k], [x])
-        return b.model([y])
-    if k == "transpose":
-        h, ch = p["h"], p["c"]
-        x = b.input([1, ch, h, h] if p["dir"] == 0 else [1, h, h, ch])
-        return b.model([b.op("Transpose", [x], perm=[0, 2, 3, 1] if p["dir"] == 0 else [0, 3, 1, 2])])
-    if k in ("maxpool", "avgpool"):
-        h, ch, ks, s = p["h"], p["c"], p["k"], p["s"]
-        x = b.input([1, ch, h, h])
-        op = "MaxPool" if k == "maxpool" else "AveragePool"
-        return b.model(
-            [b.op(op, [x], kernel_shape=[ks, ks], strides=[s, s], pads=[ks // 2 if ks % 2 else 0] * 4)]
-        )
-    if k == "globalpool":
-        x = b.input([1, p["c"], p["h"], p["h"]])
-        if p["mean"]:
-            return b.model([b.op("ReduceMean", [x], axes=[2, 3], keepdims=0)])
-        return b.model([b.op("GlobalAveragePool", [x])])
-    if k == "concat":
-        h, ch, n = p["h"], p["c"], p["n"]
-        xs = [b.input([1, ch, h, h], f"x{i}" if i else "x") for i in range(n)]
-        return b.model([b.op("Concat", xs, axis=1)])
-    if k == "split":
-        x = b.input([1, p["c"], p["h"], p["h"]])
-        from onnx import helper
+    builder = _BUILDERS.get(c.kind)
+    if builder is None:
+        raise ValueError(f"unknown kernel kind {c.kind!r}")
+    return builder(_B(), c.kind, c.p())
 
-        outs = [b.name("s"), b.name("s")]
-        b.nodes.append(
-            helper.make_node("Split", [x, b.i64([p["c"] // 2, p["c"] - p["c"] // 2])], outs, axis=1)
-        )
-        return b.model(outs)
-    if k == "slice":
-        x = b.input([1, p["c"], p["h"], p["h"]])
-        return b.model([b.op("Slice", [x, b.i64([0]), b.i64([p["c"] // 2]), b.i64([1])])])
-    if k == "reshape":
-        x = b.input([1, p["c"], p["h"], p["h"]])
-        return b.model([b.op("Reshape", [x, b.i64([1, p["c"], p["h"] * p["h"]])])])
-    raise ValueError(f"unknown kernel kind {k!r}")
+
+def _conv(b: _B, k: str, p: dict) -> bytes:
+    cin, cout, h, ks, s = p["cin"], p["cout"], p["h"], p["k"], p["s"]
+    g = cin if k == "dwconv" else 1
+    if k == "dwconv":
+        cout = cin
+    x = b.input([1, cin, h, h])
+    pad = ks // 2 if ks % 2 else 0
+    y = b.op(
+        "Conv",
+        [x, b.w(cout, cin // g, ks, ks), b.w(cout)],
+        group=g,
+        kernel_shape=[ks, ks],
+        strides=[s, s],
+        pads=[pad] * 4,
+    )
+    if p.get("act"):
+        y = b.op("Relu", [y])
+    return b.model([y])
+
+
+def _quadconv(b: _B, k: str, p: dict) -> bytes:
+    """The exporter's spelling of QuadraConv2d (grouped conv, 3C outputs)."""
+    ch, h, ks = p["c"], p["h"], p["k"]
+    x = b.input([1, ch, h, h])
+    y = b.op(
+        "Conv",
+        [x, b.w(3 * ch, 1, ks, ks)],
+        group=ch,
+        kernel_shape=[ks, ks],
+        strides=[1, 1],
+        pads=[ks // 2] * 4,
+        dilations=[1, 1],
+    )
+    r = b.op("Reshape", [y, b.i64([1, ch, 3, h, h])])
+    ga, gb, gc = (b.op("Gather", [r, b.const(np.array(i, dtype=np.int64))], axis=2) for i in range(3))
+    z = b.op("Add", [b.op("Mul", [ga, gb]), gc])
+    z = b.op("Add", [z, b.w(1, ch, 1, 1)])
+    return b.model([z])
+
+
+def _linear(b: _B, k: str, p: dict) -> bytes:
+    """Channels-last MatMul + bias, as nn.Linear on (N,H,W,C) exports."""
+    h, cin, cout = p["h"], p["cin"], p["cout"]
+    x = b.input([1, h, h, cin] if h > 0 else [1, cin])
+    y = b.op("Add", [b.op("MatMul", [x, b.w(cin, cout)]), b.w(cout)])
+    return b.model([y])
+
+
+def _gemm(b: _B, k: str, p: dict) -> bytes:
+    """Classifier head as torchvision exports it."""
+    x = b.input([1, p["cin"]])
+    y = b.op("Gemm", [x, b.w(p["cout"], p["cin"]), b.w(p["cout"])], alpha=1.0, beta=1.0, transB=1)
+    if p.get("act"):
+        y = b.op("Relu", [y])
+    return b.model([y])
+
+
+def _matmul(b: _B, k: str, p: dict) -> bytes:
+    hd, n, d = p["heads"], p["n"], p["d"]
+    q = b.input([1, hd, n, d], "x")
+    kt = b.input([1, hd, d, n], "kt")
+    return b.model([b.op("MatMul", [q, kt])])
+
+
+def _layernorm(b: _B, k: str, p: dict) -> bytes:
+    h, ch = p["h"], p["c"]
+    x = b.input([1, h, h, ch])
+    return b.model([b.op("LayerNormalization", [x, b.w(ch), b.w(ch)], axis=-1, epsilon=1e-6)])
+
+
+def _gelu(b: _B, k: str, p: dict) -> bytes:
+    """Div / Erf / Add / Mul / Mul, as torch exports nn.GELU at opset 17."""
+    x = b.input([1, p["h"], p["h"], p["c"]])
+    e = b.op("Erf", [b.op("Div", [x, b.const(np.array(1.4142135, dtype=np.float32))])])
+    a = b.op("Add", [e, b.const(np.array(1.0, dtype=np.float32))])
+    y = b.op("Mul", [b.op("Mul", [x, a]), b.const(np.array(0.5, dtype=np.float32))])
+    return b.model([y])
+
+
+def _softmax(b: _B, k: str, p: dict) -> bytes:
+    x = b.input([1, p["heads"], p["n"], p["n"]])
+    return b.model([b.op("Softmax", [x], axis=-1)])
+
+
+def _pointwise(b: _B, k: str, p: dict) -> bytes:
+    h, ch = p["h"], p["c"]
+    shape = [1, h, h, ch] if k == "scale_last" else [1, ch, h, h]
+    x = b.input(shape)
+    if k == "add":
+        y = b.op("Add", [x, b.input(shape, "x2")])
+    elif k == "scale_last":
+        y = b.op("Mul", [b.w(ch), x])
+    elif k == "scale_ch":
+        y = b.op("Mul", [b.w(1, ch, 1, 1), x])
+    else:
+        y = b.op({"relu": "Relu", "hardswish": "HardSwish", "sigmoid": "Sigmoid"}[k], [x])
+    return b.model([y])
+
+
+def _transpose(b: _B, k: str, p: dict) -> bytes:
+    h, ch = p["h"], p["c"]
+    x = b.input([1, ch, h, h] if p["dir"] == 0 else [1, h, h, ch])
+    return b.model([b.op("Transpose", [x], perm=[0, 2, 3, 1] if p["dir"] == 0 else [0, 3, 1, 2])])
+
+
+def _pool(b: _B, k: str, p: dict) -> bytes:
+    h, ch, ks, s = p["h"], p["c"], p["k"], p["s"]
+    x = b.input([1, ch, h, h])
+    op = "MaxPool" if k == "maxpool" else "AveragePool"
+    return b.model(
+        [b.op(op, [x], kernel_shape=[ks, ks], strides=[s, s], pads=[ks // 2 if ks % 2 else 0] * 4)]
+    )
+
+
+def _globalpool(b: _B, k: str, p: dict) -> bytes:
+    x = b.input([1, p["c"], p["h"], p["h"]])
+    if p["mean"]:
+        return b.model([b.op("ReduceMean", [x], axes=[2, 3], keepdims=0)])
+    return b.model([b.op("GlobalAveragePool", [x])])
+
+
+def _concat(b: _B, k: str, p: dict) -> bytes:
+    h, ch, n = p["h"], p["c"], p["n"]
+    xs = [b.input([1, ch, h, h], f"x{i}" if i else "x") for i in range(n)]
+    return b.model([b.op("Concat", xs, axis=1)])
+
+
+def _split(b: _B, k: str, p: dict) -> bytes:
+    x = b.input([1, p["c"], p["h"], p["h"]])
+    from onnx import helper
+
+    outs = [b.name("s"), b.name("s")]
+    b.nodes.append(
+        helper.make_node("Split", [x, b.i64([p["c"] // 2, p["c"] - p["c"] // 2])], outs, axis=1)
+    )
+    return b.model(outs)
+
+
+def _slice(b: _B, k: str, p: dict) -> bytes:
+    x = b.input([1, p["c"], p["h"], p["h"]])
+    return b.model([b.op("Slice", [x, b.i64([0]), b.i64([p["c"] // 2]), b.i64([1])])])
+
+
+def _reshape(b: _B, k: str, p: dict) -> bytes:
+    x = b.input([1, p["c"], p["h"], p["h"]])
+    return b.model([b.op("Reshape", [x, b.i64([1, p["c"], p["h"] * p["h"]])])])
+
+
+# kernel kind → its one-kernel ONNX model
+_BUILDERS = {
+    "conv": _conv,
+    "dwconv": _conv,
+    "quadconv": _quadconv,
+    "linear": _linear,
+    "gemm": _gemm,
+    "matmul": _matmul,
+    "layernorm": _layernorm,
+    "gelu": _gelu,
+    "softmax": _softmax,
+    "add": _pointwise,
+    "scale_last": _pointwise,
+    "scale_ch": _pointwise,
+    "relu": _pointwise,
+    "hardswish": _pointwise,
+    "sigmoid": _pointwise,
+    "transpose": _transpose,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "globalpool": _globalpool,
+    "concat": _concat,
+    "split": _split,
+    "slice": _slice,
+    "reshape": _reshape,
+}
 
 
 # --- the prior over configurations ------------------------------------------------------
