@@ -256,7 +256,7 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
 
     device="meta" runs nothing; device="cpu" really runs the module (random input) for
     models whose shapes depend on values (e.g. detectors that select queries by score)."""
-    import torch
+    import torch  # lazily: fresh timing children import the predictor and never record modules
     from torch.utils._python_dispatch import TorchDispatchMode
 
     rec = _Recorder()
@@ -265,76 +265,7 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
-            name = func.overloadpacket.__name__.rstrip("_")
-            inplace = func.overloadpacket.__name__.endswith("_") and name != "copy"
-            ins = _tensors(list(args) + list(kwargs.values()))
-            if not ins:
-                return out
-            in_names = [rec.name_of(t) for t in ins]
-            is_data = any(n in rec.data for n in in_names)
-            outs = _tensors(out)
-            if name in (
-                "zeros_like",
-                "ones_like",
-                "full_like",
-                "empty_like",
-                "_local_scalar_dense",
-                "new_zeros",
-                "new_ones",
-                "new_full",
-                "new_empty",
-            ):
-                return out  # reads only the shape (or syncs a scalar): not a kernel on the data
-            if name.startswith("_scaled_dot_product") or name == "scaled_dot_product_attention":
-                _attention(rec, args, outs[0], is_data)
-                return out
-            if name in ("convolution", "_convolution"):
-                op = "ConvTranspose" if args[6] else "Conv"
-                in_names = [rec.name_of(args[0]), rec.name_of(args[1])] + (
-                    [rec.name_of(args[2])] if args[2] is not None else []
-                )
-            elif name == "addmm":  # bias + a @ b  → Gemm(a, b, bias)
-                op = "Gemm"
-                in_names = [rec.name_of(args[1]), rec.name_of(args[2]), rec.name_of(args[0])]
-            elif name in ("mean", "amax"):
-                op = "ReduceMean" if name == "mean" else "ReduceMax"
-            elif name in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
-                op = "GlobalAveragePool" if tuple(outs[0].shape[-2:]) == (1, 1) else "AveragePool"
-            elif name == "silu":
-                sig = rec.const(None)
-                rec.shapes[sig] = tuple(int(d) for d in outs[0].shape)
-                rec.nodes.append(Node(f"n{len(rec.nodes)}", "Sigmoid", in_names[:1], [sig]))
-                if is_data:
-                    rec.data.add(sig)
-                op, in_names = "Mul", [in_names[0], sig]
-            elif name in ("copy",) or name in (
-                "zeros",
-                "ones",
-                "full",
-                "arange",
-                "empty",
-                "scalar_tensor",
-                "zeros_like",
-                "ones_like",
-                "ne",
-                "eq",
-                "fill",
-            ):
-                if name != "copy":
-                    return out  # constants built from shapes: folded at load time
-                op = "Identity"
-            else:
-                op = _SIMPLE.get(name, f"aten::{name}")
-            if op in ("LayerNormalization", "BatchNormalization", "MaxPool", "GroupNormalization"):
-                outs = outs[:1]  # mean / rstd / indices are not used at inference
-            # scalar operands of binary ops are constants
-            if op in ("Add", "Sub", "Mul", "Div", "Pow") and len(in_names) == 1:
-                in_names = in_names + [rec.const(None)]
-            out_names = [rec.fresh(t) for t in outs] if not inplace else [rec.fresh(outs[0])]
-            attrs = _attrs(op, name, args, out)
-            rec.nodes.append(Node(f"n{len(rec.nodes)}_{name}", op, in_names, out_names, attrs))
-            if is_data:
-                rec.data.update(out_names)
+            _record_op(rec, func, args, kwargs, out)
             return out
 
     was_training = module.training
@@ -361,3 +292,66 @@ def record(module, input_shape: tuple[int, ...], device: str = "meta") -> Graph:
         for t in n.inputs:
             rec.shapes.setdefault(t, ())
     return Graph(runtime, rec.shapes, rec.data, ["input"], outputs, folded)
+
+
+# ops that read only a shape (or sync a scalar): not kernels on the data
+_SHAPE_ONLY = {"zeros_like", "ones_like", "full_like", "empty_like", "_local_scalar_dense", "new_zeros",
+               "new_ones", "new_full", "new_empty"}
+# constants built from shapes: folded at load time
+_FOLDED = {"zeros", "ones", "full", "arange", "empty", "scalar_tensor", "zeros_like", "ones_like", "ne", "eq",
+           "fill"}
+
+
+def _record_op(rec: _Recorder, func, args, kwargs: dict, out) -> None:
+    """One dispatched aten op as a graph node (or nothing, for shape-only and constant ops)."""
+    name = func.overloadpacket.__name__.rstrip("_")
+    inplace = func.overloadpacket.__name__.endswith("_") and name != "copy"
+    ins = _tensors(list(args) + list(kwargs.values()))
+    if not ins:
+        return
+    in_names = [rec.name_of(t) for t in ins]  # names every input, even of ops dropped below
+    is_data = any(n in rec.data for n in in_names)
+    outs = _tensors(out)
+    if name in _SHAPE_ONLY:
+        return
+    if name.startswith("_scaled_dot_product") or name == "scaled_dot_product_attention":
+        _attention(rec, args, outs[0], is_data)
+        return
+    if name in _FOLDED:
+        return
+    op, in_names = _op_and_inputs(rec, name, args, outs, in_names, is_data)
+    if op in ("LayerNormalization", "BatchNormalization", "MaxPool", "GroupNormalization"):
+        outs = outs[:1]  # mean / rstd / indices are not used at inference
+    # scalar operands of binary ops are constants
+    if op in ("Add", "Sub", "Mul", "Div", "Pow") and len(in_names) == 1:
+        in_names = in_names + [rec.const(None)]
+    out_names = [rec.fresh(t) for t in outs] if not inplace else [rec.fresh(outs[0])]
+    attrs = _attrs(op, name, args, out)
+    rec.nodes.append(Node(f"n{len(rec.nodes)}_{name}", op, in_names, out_names, attrs))
+    if is_data:
+        rec.data.update(out_names)
+
+
+def _op_and_inputs(rec: _Recorder, name: str, args, outs, in_names: list[str], is_data: bool):
+    """The ONNX-style op an aten op maps to, and its inputs in that op's order."""
+    if name in ("convolution", "_convolution"):
+        op = "ConvTranspose" if args[6] else "Conv"
+        return op, [rec.name_of(args[0]), rec.name_of(args[1])] + (
+            [rec.name_of(args[2])] if args[2] is not None else []
+        )
+    if name == "addmm":  # bias + a @ b  → Gemm(a, b, bias)
+        return "Gemm", [rec.name_of(args[1]), rec.name_of(args[2]), rec.name_of(args[0])]
+    if name in ("mean", "amax"):
+        return ("ReduceMean" if name == "mean" else "ReduceMax"), in_names
+    if name in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
+        return ("GlobalAveragePool" if tuple(outs[0].shape[-2:]) == (1, 1) else "AveragePool"), in_names
+    if name == "silu":  # x · sigmoid(x): a Sigmoid node, then the Mul
+        sig = rec.const(None)
+        rec.shapes[sig] = tuple(int(d) for d in outs[0].shape)
+        rec.nodes.append(Node(f"n{len(rec.nodes)}", "Sigmoid", in_names[:1], [sig]))
+        if is_data:
+            rec.data.add(sig)
+        return "Mul", [in_names[0], sig]
+    if name == "copy":
+        return "Identity", in_names
+    return _SIMPLE.get(name, f"aten::{name}"), in_names
