@@ -39,8 +39,11 @@ test-slow: venv sysdeps
 quickstart: venv
 	$(BIN)/edgedet quickstart
 
+# ruff, then the layer contract (pyproject [tool.importlinter]; .ci/lint_imports.py says why
+# it runs lint-imports on an assembled copy of the package).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/python .ci/lint_imports.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,1 +1,1 @@
-"""edgedet.bench: the measurement harness; `suites/` reproduce paper tables."""
+"""edgedet.bench: the measurement harness; `reproduce/` reproduces paper tables and performance claims."""

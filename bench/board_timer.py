@@ -10,11 +10,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgedet.bench.harness import LoopConfig
 from edgedet.bench.runner import run_child
-from edgedet.bench.runtimes import SessionSpec, parse_rpc
 from edgedet.errors import EdgedetError
 from edgedet.exporters.tvm import build_library, get_target, require_tvm
+from edgedet.runtimes import SessionSpec, parse_rpc
+from edgedet.runtimes.timing import LoopConfig
 
 
 def rpc_device(rpc: str | None) -> str:

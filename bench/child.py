@@ -14,10 +14,10 @@ import os
 import sys
 import time
 
-from edgedet.bench.harness import LoopConfig, time_loop
 from edgedet.bench.memory import MIB, hwm_bytes, method, reset_hwm, rss_bytes
-from edgedet.bench.runtimes import SessionSpec, first_line, module
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import SessionSpec, first_line, module
+from edgedet.runtimes.timing import LoopConfig, time_loop
 
 
 def measure(spec: SessionSpec, loop: LoopConfig) -> dict:

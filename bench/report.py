@@ -3,7 +3,7 @@ warnings, and plots (latency distribution per batch, throughput vs batch)."""
 
 from __future__ import annotations
 
-from edgedet.atomic import atomic_output
+from edgedet.io.atomic import atomic_output
 
 
 def headline(result: dict) -> str:

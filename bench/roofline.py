@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from edgedet import flops as flop_count
 from edgedet.errors import EdgedetError
+from edgedet.kernels import openvino_extension
 
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}
 
@@ -97,8 +99,6 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
     import numpy as np
     import openvino as ov
 
-    from edgedet.kernels import openvino_extension
-
     core = openvino_extension.core_for(path)  # must outlive the model when it holds extension ops
     try:
         model = core.read_model(path)
@@ -129,16 +129,16 @@ def openvino_cost(path: str, input_shapes: dict[str, list[int]]) -> GraphCost:
         x, w = list(op.input(0).get_shape()), list(op.input(1).get_shape())
         y = list(op.output(0).get_shape())
         if kind == "Convolution":
-            flops += 2 * math.prod(y) * math.prod(w[1:])
-        elif kind == "GroupConvolution":  # weights [G, O/G, I/G, k...]
-            flops += 2 * math.prod(y) * math.prod(w[2:])
+            flops += flop_count.conv(y, w)
+        elif kind == "GroupConvolution":  # weights [G, O/G, I/G, k...]: per group, as [O/G, I/G, k...]
+            flops += flop_count.conv(y, w[1:])
         elif kind == "QuadraConv":  # edgedet's fused op: three depthwise convs, weights [C, 1, k, k]
-            flops += 3 * 2 * math.prod(y) * math.prod(w[2:])
+            flops += flop_count.quadconv(y, w)
         elif kind == "ConvolutionBackpropData":
-            flops += 2 * math.prod(x) * math.prod(w[1:])
+            flops += flop_count.conv_transpose(x, w)
         else:
             k = x[-2] if op.get_attributes().get("transpose_a") else x[-1]
-            flops += 2 * math.prod(y) * k
+            flops += flop_count.matmul(y, k)
     io = sum(nbytes(p) for p in model.inputs) + sum(nbytes(p) for p in model.outputs)
     return GraphCost(flops=flops, weight_bytes=weight_bytes, io_bytes=io, uncounted=uncounted)
 
@@ -151,16 +151,15 @@ def _node_flops(n, known) -> int | None:
         if w is None or y is None or x is None:
             return None
         if op == "ConvTranspose":
-            return 2 * math.prod(x) * math.prod(w[1:])
-        convs = 3 if op.lower().startswith("quadra") else 1  # y = (Wa⊛x)(Wb⊛x) + Wc⊛x
-        return convs * 2 * math.prod(y) * math.prod(w[1:])
+            return flop_count.conv_transpose(x, w)
+        return flop_count.quadconv(y, w) if op.lower().startswith("quadra") else flop_count.conv(y, w)
     if op in ("MatMul", "Gemm", "MatMulInteger", "FusedMatMul"):
         a, y = known(n.input[0]), known(n.output[0])
         if a is None or y is None:
             return None
         trans_a = any(at.name == "transA" and at.i for at in n.attribute)
         k = a[-2] if (op == "Gemm" and trans_a) else a[-1]
-        return 2 * math.prod(y) * k
+        return flop_count.matmul(y, k)
     return 0
 
 

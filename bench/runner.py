@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 from edgedet import precision
 from edgedet.bench import hostinfo as host
-from edgedet.bench.harness import LoopConfig
 from edgedet.bench.roofline import GraphCost, onnx_cost, openvino_cost, roofline
-from edgedet.bench.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
 from edgedet.bench.schema import SCHEMA_VERSION, validate
 from edgedet.bench.stats import summarize, throughput_items_per_s
 from edgedet.bench.target import Target, resolve
 from edgedet.errors import EdgedetError
+from edgedet.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
+from edgedet.runtimes.timing import LoopConfig
 
 HIGH_COV = 0.10
 MAX_SAMPLES = 20000
@@ -169,12 +169,40 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     remote = cfg.device.startswith("rpc://")
     threads = cfg.threads or (0 if remote else host.usable_cpus())  # 0: the board's own default
     device_info = host.fingerprint()
-    loop = LoopConfig(
-        warmup_s=cfg.warmup_s,
-        duration_s=cfg.duration_s,
-        min_iters=cfg.min_iters,
-        chunk=16 if cfg.device.startswith("rpc://") else 1,
-    )
+    warnings = _machine_warnings(device_info, threads, remote)
+    children = _measure_batches(cfg, target, threads, progress)
+    local_cpu = cfg.device in ("cpu", "CPU") and cfg.runtime != "tensorrt"
+    peak = _peak(cfg, threads) if cfg.roofline and local_cpu else None
+    results = []
+    for c in children:
+        st = summarize(c["latencies_ms"])
+        results.append(_batch_result(c, st, target, peak, remote))
+        warnings.extend(_batch_warnings(c, st))
+    first = children[0]
+    version = next(iter(first["versions"].values()), "unknown")
+    out = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "measured",
+        "device": _device(cfg.device, device_info, target)
+        if remote
+        else {"name": cfg.device, **device_info, "remote": None},
+        "runtime": {
+            "name": cfg.runtime,
+            "version": str(version),
+            "versions": first["versions"],
+            "effective": first["runtime_info"],
+        },
+        "settings": _settings(cfg, target, threads, remote, first),
+        "results": results,
+        "warnings": warnings,
+        "roofline": {"peak": peak} if peak is not None else None,
+    }
+    validate(out)
+    return out
+
+
+def _machine_warnings(device_info: dict, threads: int, remote: bool) -> list[str]:
+    """A busy or oversubscribed host, said before any number is read."""
     warnings: list[str] = []
     load = device_info.get("load_average_1m")
     if not remote and load is not None and load > 0.5 * device_info["usable_cpus"]:
@@ -182,11 +210,21 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             f"the machine was busy when bench started (1-min load {load} on "
             f"{device_info['usable_cpus']} CPUs): timings are noisy; re-run on an idle machine"
         )
-    if not cfg.device.startswith("rpc://") and threads > device_info["usable_cpus"]:
+    if not remote and threads > device_info["usable_cpus"]:
         warnings.append(
             f"--threads {threads} exceeds the {device_info['usable_cpus']} usable CPUs (oversubscribed)"
         )
+    return warnings
 
+
+def _measure_batches(cfg: BenchConfig, target, threads: int, progress: Callable[[str], None] | None) -> list[dict]:
+    """One fresh child process per batch (its raw latencies and memory)."""
+    loop = LoopConfig(
+        warmup_s=cfg.warmup_s,
+        duration_s=cfg.duration_s,
+        min_iters=cfg.min_iters,
+        chunk=16 if cfg.device.startswith("rpc://") else 1,
+    )
     children = []
     for b in cfg.batches:
         if progress:
@@ -205,95 +243,84 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             inputs=target.inputs,
         )
         children.append(run_child(spec, loop, cfg.child_timeout_s))
+    return children
 
-    local_cpu = cfg.device in ("cpu", "CPU") and cfg.runtime != "tensorrt"
-    peak = _peak(cfg, threads) if cfg.roofline and local_cpu else None
-    results = []
-    for c in children:
-        st = summarize(c["latencies_ms"])
-        b, n = c["batch"], len(c["latencies_ms"])
-        r = {
-            "batch": b,
-            "latency_ms": st.as_dict(),
-            "cov": st.cov,
-            "throughput_items_per_s": throughput_items_per_s(b, n, sum(c["latencies_ms"]) / 1e3),
-            "throughput_batches_per_s": throughput_items_per_s(1, n, sum(c["latencies_ms"]) / 1e3),
-            "peak_memory_mib": None if remote else c["peak_memory_mib"],
-            "baseline_rss_mib": c["baseline_rss_mib"],
-            "first_inference_ms": c["first_inference_ms"],
-            "load_ms": c["load_ms"],
-            "iterations": n,
-            "measured_s": c["measured_wall_s"],
-            "warmup_iterations": c["warmup_iterations"],
-            "inputs": c["inputs"],
-            "samples_ms": c["latencies_ms"][:: _stride(n)],
-            "samples_stride": _stride(n),
-        }
-        if "gpu_memory" in c:
-            r["gpu_memory"] = c["gpu_memory"]
-        if peak is not None:
-            cost, source = _cost(target, c)
-            if cost is not None:
-                rl = roofline(cost, peak)
-                r["roofline"] = {
-                    **rl.as_dict(),
-                    "achieved_fraction": rl.achieved(st.median),
-                    "gflops": cost.flops / 1e9,
-                    "min_mbytes": cost.min_bytes / 1e6,
-                    "cost_source": source,
-                    "uncounted_nodes": len(cost.uncounted),
-                }
-            else:
-                r["roofline"] = None
-                r["roofline_missing"] = source
-        results.append(r)
-        if st.cov > HIGH_COV:
-            warnings.append(
-                f"batch {b}: CoV {st.cov:.0%} is high (noisy machine or throttling); trust the median, "
-                "re-run on an idle machine"
-            )
-        if c["first_inference_ms"] > max(FIRST_DOMINATES * st.median, FIRST_DOMINATES_MIN_MS):
-            warnings.append(
-                f"batch {b}: the first inference took {c['first_inference_ms']:.1f} ms, "
-                f"{c['first_inference_ms'] / st.median:.0f}× the median: an application that runs "
-                "a few inferences per start is dominated by it"
-            )
-    first = children[0]
-    version = next(iter(first["versions"].values()), "unknown")
-    out = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "measured",
-        "device": _device(cfg.device, device_info, target)
-        if remote
-        else {"name": cfg.device, **device_info, "remote": None},
-        "runtime": {
-            "name": cfg.runtime,
-            "version": str(version),
-            "versions": first["versions"],
-            "effective": first["runtime_info"],
-        },
-        "settings": {
-            "target": cfg.target,
-            "model": target.as_dict(),
-            "device": cfg.device,
-            "threads": threads,
-            "streams": cfg.streams,
-            "precision": cfg.precision,
-            "batches": list(cfg.batches),
-            "warmup_s": cfg.warmup_s,
-            "duration_s": cfg.duration_s,
-            "min_iters": cfg.min_iters,
-            "input_size": cfg.input_size,
-            "timing": timing_method(cfg.runtime, cfg.device),
-            "memory_method": "not measured on a remote board (the child only drives it over RPC)"
-            if remote
-            else first["memory_method"],
-            "throughput_method": "batch × iterations / sum of measured latencies (sequential, one stream)",
-            "process": "one fresh child process per batch (python -m edgedet.bench.child)",
-        },
-        "results": results,
-        "warnings": warnings,
-        "roofline": {"peak": peak} if peak is not None else None,
+
+def _batch_result(c: dict, st, target, peak: dict | None, remote: bool) -> dict:
+    """One `results[]` entry: latency statistics, throughput, memory and the roofline bound."""
+    b, n = c["batch"], len(c["latencies_ms"])
+    r = {
+        "batch": b,
+        "latency_ms": st.as_dict(),
+        "cov": st.cov,
+        "throughput_items_per_s": throughput_items_per_s(b, n, sum(c["latencies_ms"]) / 1e3),
+        "throughput_batches_per_s": throughput_items_per_s(1, n, sum(c["latencies_ms"]) / 1e3),
+        "peak_memory_mib": None if remote else c["peak_memory_mib"],
+        "baseline_rss_mib": c["baseline_rss_mib"],
+        "first_inference_ms": c["first_inference_ms"],
+        "load_ms": c["load_ms"],
+        "iterations": n,
+        "measured_s": c["measured_wall_s"],
+        "warmup_iterations": c["warmup_iterations"],
+        "inputs": c["inputs"],
+        "samples_ms": c["latencies_ms"][:: _stride(n)],
+        "samples_stride": _stride(n),
     }
-    validate(out)
+    if "gpu_memory" in c:
+        r["gpu_memory"] = c["gpu_memory"]
+    if peak is not None:
+        cost, source = _cost(target, c)
+        if cost is not None:
+            rl = roofline(cost, peak)
+            r["roofline"] = {
+                **rl.as_dict(),
+                "achieved_fraction": rl.achieved(st.median),
+                "gflops": cost.flops / 1e9,
+                "min_mbytes": cost.min_bytes / 1e6,
+                "cost_source": source,
+                "uncounted_nodes": len(cost.uncounted),
+            }
+        else:
+            r["roofline"] = None
+            r["roofline_missing"] = source
+    return r
+
+
+def _batch_warnings(c: dict, st) -> list[str]:
+    """Noisy samples, or a first inference that dominates a short-lived application."""
+    b, out = c["batch"], []
+    if st.cov > HIGH_COV:
+        out.append(
+            f"batch {b}: CoV {st.cov:.0%} is high (noisy machine or throttling); trust the median, "
+            "re-run on an idle machine"
+        )
+    if c["first_inference_ms"] > max(FIRST_DOMINATES * st.median, FIRST_DOMINATES_MIN_MS):
+        out.append(
+            f"batch {b}: the first inference took {c['first_inference_ms']:.1f} ms, "
+            f"{c['first_inference_ms'] / st.median:.0f}× the median: an application that runs "
+            "a few inferences per start is dominated by it"
+        )
     return out
+
+
+def _settings(cfg: BenchConfig, target, threads: int, remote: bool, first: dict) -> dict:
+    """The `settings` block: what was asked for and how each figure was measured."""
+    return {
+        "target": cfg.target,
+        "model": target.as_dict(),
+        "device": cfg.device,
+        "threads": threads,
+        "streams": cfg.streams,
+        "precision": cfg.precision,
+        "batches": list(cfg.batches),
+        "warmup_s": cfg.warmup_s,
+        "duration_s": cfg.duration_s,
+        "min_iters": cfg.min_iters,
+        "input_size": cfg.input_size,
+        "timing": timing_method(cfg.runtime, cfg.device),
+        "memory_method": "not measured on a remote board (the child only drives it over RPC)"
+        if remote
+        else first["memory_method"],
+        "throughput_method": "batch × iterations / sum of measured latencies (sequential, one stream)",
+        "process": "one fresh child process per batch (python -m edgedet.bench.child)",
+    }

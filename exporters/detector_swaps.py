@@ -12,13 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from edgedet.exporters.boxrpb_onnx import BoxRPBExport
+from edgedet.models.asag import ASAG
 from edgedet.models.boxrpb import BoxRPBCrossAttention
+from edgedet.models.plain_detr import PlainDETR, postprocess
 
 
 def is_detector(model: nn.Module) -> bool:
-    from edgedet.models.asag import ASAG
-    from edgedet.models.plain_detr import PlainDETR
-
     return isinstance(model, PlainDETR | ASAG)
 
 
@@ -34,7 +33,6 @@ class DetectorOutputs(nn.Module):
 
     def __init__(self, det: nn.Module) -> None:
         super().__init__()
-        from edgedet.models.asag import ASAG
 
         self.det = det
         self.asag = isinstance(det, ASAG)
@@ -45,7 +43,6 @@ class DetectorOutputs(nn.Module):
         out = self.det(image)
         if self.asag:
             return out["labels"], out["boxes"], out["scores"]
-        from edgedet.models.plain_detr import postprocess
 
         h, w = image.shape[-2:]
         sizes = torch.tensor([[h, w]], dtype=image.dtype).expand(image.shape[0], 2)

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.exporters import quadraconv_onnx
+from edgedet.exporters import boxrpb_onnx, quadraconv_onnx
+from edgedet.exporters.detection_ops_onnx import patched
+from edgedet.exporters.onnx_fold import fold_static, inferred_dims
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
@@ -27,15 +30,10 @@ DEFAULT_OPSET = 17
 
 def _function_builders() -> dict[str, Callable[[int], object]]:
     """Custom op type → builder of its FunctionProto (given the model's default opset)."""
-    builders: dict[str, Callable[[int], object]] = {
-        quadraconv_onnx.OP_TYPE: quadraconv_onnx.quadraconv_function
+    return {
+        quadraconv_onnx.OP_TYPE: quadraconv_onnx.quadraconv_function,
+        boxrpb_onnx.OP_TYPE: boxrpb_onnx.boxrpb_function,
     }
-    try:
-        from edgedet.exporters import boxrpb_onnx
-    except ImportError:  # the detector stack is optional for classifier exports
-        return builders
-    builders[boxrpb_onnx.OP_TYPE] = boxrpb_onnx.boxrpb_function
-    return builders
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,6 @@ def export_onnx(
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {n: {0: "batch"} for n in [*input_names, *output_names]}
-    from edgedet.exporters.detection_ops_onnx import patched
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), patched(opset, onnx_nms):
@@ -254,7 +251,6 @@ def resolve_output_dims(model, keep: set[str]) -> int:
     TopK whose k it computed from a shape, as in ASAG's static NMS as standard ops): fold a
     copy's shape arithmetic and take the dims shape inference then proves. Dims named in
     `keep` (the dynamic batch) stay symbolic. Returns how many dims were fixed."""
-    from edgedet.exporters.onnx_fold import fold_static, inferred_dims
 
     def symbolic(model) -> bool:
         return any(
@@ -298,11 +294,4 @@ def used_custom_ops(model) -> list[str]:
 
 def run_onnxruntime(model_bytes: bytes, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
     """Run a serialized ONNX model on ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+    return ort_runtime.session(model_bytes, threads).run(None, feeds)

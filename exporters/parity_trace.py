@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters import tvm as tx
 from edgedet.exporters.parity import Tolerance, compare_output
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 TRACE_RUNTIMES = ("onnxruntime", "openvino", "tvm")
 _PASS_THROUGH = ("Identity", "Constant", "ConstantOfShape", "Shape")  # no arithmetic: left out of growth rows
@@ -209,13 +212,8 @@ def reference_tensors(model, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np
         return dict(zip(names, values, strict=True)), "the exporter's graph in float64 (onnx.reference)"
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
-    import onnxruntime as ort
-
     marked = mark_outputs(model, names)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(marked.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_runtime.session(marked.SerializeToString(), optimize=False)
     outs = [o.name for o in sess.get_outputs()]
     values = dict(zip(outs, sess.run(outs, feeds), strict=True))
     return values, f"the exporter's graph in fp32, ONNX Runtime without optimisations (onnx.reference: {why})"
@@ -227,17 +225,10 @@ def runtime_tensors(
     """`names` of `model` as `runtime` computes them (every one marked as a graph output)."""
     marked = mark_outputs(model, names)
     if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(marked.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = ort_runtime.session(marked.SerializeToString(), threads)
         outs = [o.name for o in sess.get_outputs()]
         return dict(zip(outs, sess.run(outs, feeds), strict=True))
     if runtime == "openvino":
-        from edgedet.exporters import openvino as ovx
-
         # the export's own lowering: edgedet's fused op for every QuadraConv node kept
         ov_model = ovx.convert(marked.SerializeToString(), use_extensions=True, fused=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -247,8 +238,6 @@ def runtime_tensors(
             values = ovx.run_compiled(compiled, feeds)
             return {o.get_any_name(): v for o, v in zip(compiled.outputs, values, strict=True)}
     if runtime == "tvm":
-        from edgedet.exporters import tvm as tx
-
         with tempfile.TemporaryDirectory() as tmp:
             lib = Path(tmp) / "trace.so"
             tx.build_library(marked, tx.TARGETS["host"], lib)

@@ -18,12 +18,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgedet import models
 from edgedet import precision as precision_names
 from edgedet.errors import EdgedetError
-from edgedet.exporters import artifact, parity
+from edgedet.exporters import artifact, parity, parity_trace, weights
+from edgedet.exporters import onnx as onnx_export
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters import tensorrt as trtx
+from edgedet.exporters import tvm as tx
 from edgedet.exporters.artifact import FORMATS
+from edgedet.exporters.onnx import run_onnxruntime
+from edgedet.exporters.prepare import custom_ops_in, prepare
+from edgedet.exporters.tensorrt import require_tensorrt
+from edgedet.exporters.tvm import require_tvm
 from edgedet.io.atomic import write_json_atomic
 from edgedet.io.checkpoint import load_model_weights
+from edgedet.kernels import openvino_extension
 
 PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is not offered yet
 
@@ -107,8 +117,6 @@ Log = Callable[[str], None]
 
 def build_model(req: ExportRequest) -> tuple[torch.nn.Module, dict]:
     """The model with its weights (checkpoint, or seeded init) and the manifest's weights entry."""
-    from edgedet import models
-    from edgedet.exporters import weights
 
     torch.manual_seed(req.seed)
     overrides = dict(req.model_overrides)
@@ -137,9 +145,6 @@ def default_input_size(model: torch.nn.Module) -> int:
 
 def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResult:
     """Run one export end to end; raises EdgedetError (bad input) or ParityFailed."""
-    from edgedet.exporters import onnx as onnx_export
-    from edgedet.exporters.prepare import prepare
-
     req.validate()
     t0 = time.perf_counter()
     _require_runtime(req)
@@ -149,65 +154,11 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
     tolerance = req.tolerance()
     decompose = req.decompose or req.format == "tvm"
-    ops = "standard ops only" if decompose else "edgedet ops as local functions"
-    log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
-    ex = onnx_export.export_onnx(
-        form.module,
-        form.example(1, req.seed),
-        form.input_names,
-        form.output_names,
-        opset=req.opset,
-        dynamic_batch=req.dynamic_batch,
-        decompose=decompose,
-        onnx_nms=req.format != "tvm",  # TVM: static NMS as standard ops (see detection_ops_onnx)
-    )
+    ex = _to_onnx(req, form, decompose, log)
     inlined = [] if ex.custom_ops or not decompose else sorted(set(_custom_ops_of(form)))
-
-    def make_inputs(b: int) -> list[np.ndarray]:
-        return [t.numpy() for t in form.example(b, req.seed + 1)]
-
-    def reference(x: list[np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = form.reference(*[torch.from_numpy(a) for a in x])
-        out = out if isinstance(out, tuple | list) else (out,)
-        return [o.numpy() for o in out]
-
     with artifact.staging_dir(req.out) as stage:
-        writer = {
-            "onnx": _onnx_files,
-            "openvino": _openvino_files,
-            "tvm": _tvm_files,
-            "tensorrt": _tensorrt_files,
-        }[req.format]
-        try:
-            files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
-            log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
-            res = parity.check(
-                form.output_names,
-                make_inputs,
-                reference,
-                run,
-                batches,
-                runtime_name=runtime_info["name"],
-                precision=req.precision,
-                tolerance=tolerance,
-                seed=req.seed + 1,
-                note=runtime_info.get("parity_note", ""),
-            )
-        except EdgedetError:
-            raise
-        except Exception as e:  # the runtime could not convert/run this model: one clear line
-            first = (str(e).strip().splitlines() or [""])[-1][:300]
-            raise EdgedetError(
-                f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
-            ) from e
-        trace = None
-        if req.debug_parity or not res.passed:
-            trace = _trace(req, ex, form, make_inputs(batches[0]), runtime_info["name"], tolerance, log)
-        if not res.passed:
-            report = report_path(req.out)
-            write_json_atomic(report, _failure_report(req, res, trace))
-            raise ParityFailed(res, trace, report)
+        files, model_file, runtime_info, res, trace = _write_and_check(req, ex, form, stage, batches, tolerance,
+                                                                       log)
         manifest = {
             "schema_version": artifact.SCHEMA_VERSION,
             "edgedet_version": _edgedet_version(),
@@ -243,9 +194,71 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     return ExportResult(Path(req.out), manifest, res, time.perf_counter() - t0)
 
 
+def _to_onnx(req: ExportRequest, form, decompose: bool, log: Log):
+    """The export-ready module as ONNX: edgedet's ops as local functions, or decomposed."""
+    ops = "standard ops only" if decompose else "edgedet ops as local functions"
+    log(f"exporting {req.model} to ONNX (opset {req.opset}, {ops})")
+    return onnx_export.export_onnx(
+        form.module,
+        form.example(1, req.seed),
+        form.input_names,
+        form.output_names,
+        opset=req.opset,
+        dynamic_batch=req.dynamic_batch,
+        decompose=decompose,
+        onnx_nms=req.format != "tvm",  # TVM: static NMS as standard ops (see detection_ops_onnx)
+    )
+
+
+def _write_and_check(req: ExportRequest, ex, form, stage: Path, batches: tuple[int, ...], tolerance, log: Log):
+    """Write the format's files into `stage`, then check parity against PyTorch on seeded
+    inputs; a failure writes the report beside the output and raises ParityFailed."""
+
+    def make_inputs(b: int) -> list[np.ndarray]:
+        return [t.numpy() for t in form.example(b, req.seed + 1)]
+
+    def reference(x: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = form.reference(*[torch.from_numpy(a) for a in x])
+        out = out if isinstance(out, tuple | list) else (out,)
+        return [o.numpy() for o in out]
+
+    writer = {"onnx": _onnx_files, "openvino": _openvino_files, "tvm": _tvm_files,
+              "tensorrt": _tensorrt_files}[req.format]
+    try:
+        files, model_file, runtime_info, run = writer(req, ex, form, stage, log)
+        log(f"parity vs PyTorch on seeded inputs, batch {', '.join(map(str, batches))}")
+        res = parity.check(
+            form.output_names,
+            make_inputs,
+            reference,
+            run,
+            batches,
+            runtime_name=runtime_info["name"],
+            precision=req.precision,
+            tolerance=tolerance,
+            seed=req.seed + 1,
+            note=runtime_info.get("parity_note", ""),
+        )
+    except EdgedetError:
+        raise
+    except Exception as e:  # the runtime could not convert/run this model: one clear line
+        first = (str(e).strip().splitlines() or [""])[-1][:300]
+        raise EdgedetError(
+            f"{req.format} export of {req.model} failed in the runtime: {type(e).__name__}: {first}"
+        ) from e
+    trace = None
+    if req.debug_parity or not res.passed:
+        trace = _trace(req, ex, form, make_inputs(batches[0]), runtime_info["name"], tolerance, log)
+    if not res.passed:
+        report = report_path(req.out)
+        write_json_atomic(report, _failure_report(req, res, trace))
+        raise ParityFailed(res, trace, report)
+    return files, model_file, runtime_info, res, trace
+
+
 def _trace(req: ExportRequest, ex, form, inputs: list[np.ndarray], runtime: str, tol, log: Log):
     """The layer-by-layer trace within its time cap, or a string saying why there is none."""
-    from edgedet.exporters import parity_trace
 
     if runtime not in parity_trace.TRACE_RUNTIMES:
         return f"no layer-by-layer trace for {runtime} here (traces run on {', '.join(parity_trace.TRACE_RUNTIMES)})"
@@ -282,8 +295,6 @@ def _failure_report(req: ExportRequest, res: parity.ParityResult, trace) -> dict
 
 
 def _custom_ops_of(form) -> list[str]:
-    from edgedet.exporters.prepare import custom_ops_in
-
     return custom_ops_in(form.module)
 
 
@@ -351,12 +362,8 @@ def _edgedet_version() -> str:
 
 def _require_runtime(req: ExportRequest) -> None:
     if req.format == "tvm":
-        from edgedet.exporters.tvm import require_tvm
-
         require_tvm()
     elif req.format == "tensorrt":
-        from edgedet.exporters.tensorrt import require_tensorrt
-
         require_tensorrt()
 
 
@@ -365,8 +372,6 @@ def _require_runtime(req: ExportRequest) -> None:
 
 def _onnx_files(req, ex, form, stage: Path, log: Log):
     import onnxruntime as ort
-
-    from edgedet.exporters.onnx import run_onnxruntime
 
     (stage / "model.onnx").write_bytes(ex.serialize())
     data = (stage / "model.onnx").read_bytes()
@@ -383,9 +388,6 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
     import shutil
 
     import openvino as ov
-
-    from edgedet.exporters import openvino as ovx
-    from edgedet.kernels import openvino_extension
 
     log(f"converting to OpenVINO IR (precision {req.precision}, explicit INFERENCE_PRECISION_HINT)")
     ov_model = ovx.convert(ex.serialize(), use_extensions=True, fused=not ex.decomposed)
@@ -415,8 +417,6 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
 
 def _tvm_files(req, ex, form, stage: Path, log: Log):
     import tvm
-
-    from edgedet.exporters import tvm as tx
 
     target = tx.get_target(req.target)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
@@ -468,6 +468,4 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
 
 
 def _tensorrt_files(req, ex, form, stage: Path, log: Log):
-    from edgedet.exporters import tensorrt as trtx
-
     return trtx.build_artifact(req, ex, form, stage, log)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from edgedet.exporters import detector_swaps
+from edgedet.exporters.detector_swaps import DetectorOutputs
 from edgedet.exporters.quadraconv_onnx import QuadraConvExport
 from edgedet.kernels.quadratic import QuadraConv2d
 
@@ -53,10 +55,6 @@ def swap_modules(model: nn.Module) -> list[str]:
 
 
 def _swap_detector_layer(child: nn.Module) -> tuple[nn.Module, list[str]] | None:
-    try:
-        from edgedet.exporters import detector_swaps
-    except ImportError:
-        return None
     return detector_swaps.swap(child)
 
 
@@ -78,8 +76,6 @@ def prepare(model: nn.Module, input_size: int, in_chans: int = 3) -> ExportForm:
     swap_modules(m)
     shape = (1, in_chans, input_size, input_size)
     if is_detector(m):
-        from edgedet.exporters.detector_swaps import DetectorOutputs
-
         return ExportForm(
             DetectorOutputs(m),
             "detector",
@@ -94,10 +90,6 @@ def prepare(model: nn.Module, input_size: int, in_chans: int = 3) -> ExportForm:
 
 
 def is_detector(model: nn.Module) -> bool:
-    try:
-        from edgedet.exporters import detector_swaps
-    except ImportError:
-        return False
     return detector_swaps.is_detector(model)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.errors import EdgedetError
+from edgedet.kernels import trt_plugins
+from edgedet.kernels.trt_plugins import plugin_onnx
 
 INSTALL_HINT = "TensorRT is not installed: pip install 'edgedet[tensorrt]' (needs an NVIDIA GPU with CUDA)"
 
@@ -68,8 +70,6 @@ def build_engine(
     """Parse ONNX (plugins resolve edgedet nodes), build and serialize the engine."""
     import tensorrt as trt
 
-    from edgedet.kernels import trt_plugins
-
     trt_plugins.register()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -101,8 +101,6 @@ def run_engine(engine_path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarr
     import tensorrt as trt
     import torch
 
-    from edgedet.kernels import trt_plugins
-
     trt_plugins.register()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
@@ -131,7 +129,6 @@ def run_engine(engine_path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarr
 
 def build_artifact(req, ex, form, stage: Path, log) -> tuple[list[str], str, dict, object]:
     """Pipeline writer: model.onnx + model.engine + timing.cache."""
-    from edgedet.kernels.trt_plugins import plugin_onnx
 
     require_tensorrt()
     (stage / "model.onnx").write_bytes(

@@ -1,1 +1,2 @@
-"""edgedet.nas: search space, supernet, search loop and latency predictors."""
+"""edgedet.nas: search space, supernet, latency look-up table and search loop (the latency
+predictor it prices blocks with is `edgedet.profiles`)."""

@@ -28,6 +28,7 @@ from edgedet.nas.search import Reporter, SearchConfig, SearchResult, _jsonable, 
 from edgedet.nas.space import SearchSpace, build_block, skeleton
 from edgedet.nas.supernet_eval import proxy_batch
 from edgedet.nas.zerocost import PROXIES, score
+from edgedet.profiles import load_profile
 
 ZERO_COST_LIMIT_S = 170.0  # the zero-cost strategy finishes in ≤ 3 minutes, LUT included
 
@@ -70,10 +71,6 @@ class JobResult:
 
 def load_device(device: str) -> tuple[Any, ModuleCost, dict[str, Any]]:
     """Profile, its block-cost function, and what arch.json records about it."""
-    try:
-        from edgedet.nas.latency import load_profile
-    except ImportError as e:
-        raise EdgedetError(f"latency prediction is unavailable ({e})") from None
     profile = load_profile(device)
     return profile, profile_cost(profile), profile_source(profile)
 

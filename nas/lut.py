@@ -26,6 +26,7 @@ from edgedet.errors import EdgedetError
 from edgedet.io.atomic import write_json_atomic
 from edgedet.models.skeleton import MacroNet
 from edgedet.nas.space import SearchSpace, build_block
+from edgedet.profiles import predict_module
 
 LUT_VERSION = 1  # bump when block definitions change, to invalidate persisted block costs
 
@@ -149,7 +150,7 @@ def build_lut(space: SearchSpace, cost: ModuleCost | BlockCostCache,
 
 
 class ProfileCost:
-    """Latency predicted by `edgedet.nas.latency.predict_module` on a device profile: a whole
+    """Latency predicted by `edgedet.profiles.predict_module` on a device profile: a whole
     network includes the runtime's per-inference cost, a block only its kernels."""
 
     def __init__(self, profile: Any):
@@ -166,13 +167,9 @@ class ProfileCost:
         self.cache_key = f"{getattr(profile, 'id', 'profile')}-{digest}"
 
     def __call__(self, module: nn.Module, shape: tuple[int, int, int, int]) -> float:
-        from edgedet.nas.latency import predict_module
-
         return float(predict_module(module, shape, self.profile).latency_ms)
 
     def block(self, module: nn.Module, shape: tuple[int, int, int, int]) -> float:
-        from edgedet.nas.latency import predict_module
-
         return float(predict_module(module, shape, self.profile).kernel_ms)
 
 

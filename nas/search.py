@@ -45,7 +45,6 @@ from edgedet.nas.timebox import measure_steps, plan_epochs, replan
 
 LOSSES = ("abs", "mul", "add")
 CHECKPOINT_NAME = "search.ckpt"  # OUT/search.ckpt, rewritten atomically each epoch
-_batch = proxy_batch  # the name bench/suites/nas.py imports (until it moves)
 SAMPLED_EVAL_PATHS = 3  # random sub-networks scored at the end of the warm-up
 
 

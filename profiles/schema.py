@@ -77,17 +77,7 @@ def validate(doc: Any, src: str) -> dict:
     eb = _get(doc, "element_bytes", float, src, "")
     if eb not in (1.0, 2.0, 4.0):
         raise _bad(src, "element_bytes", f"must be 1, 2 or 4, got {eb}")
-    hw = _get(doc, "hardware", dict, src, "")
-    _get(hw, "name", str, src, "hardware")
-    if kind == "predicted":
-        for k in ("peak_gflops", "bandwidth_gbs"):
-            if _nonneg(hw, k, src, "hardware") <= 0:
-                raise _bad(src, f"hardware.{k}", "must be > 0")
-        if "onchip_bytes" in hw:
-            _nonneg(hw, "onchip_bytes", src, "hardware")
-        srcs = _get(hw, "sources", list, src, "hardware")
-        if not srcs or not all(isinstance(s, str) and s for s in srcs):
-            raise _bad(src, "hardware.sources", "must be a non-empty list of strings")
+    _check_hardware(_get(doc, "hardware", dict, src, ""), kind, src)
     fus = doc.get("fusion", {})
     if not isinstance(fus, dict):
         raise _bad(src, "fusion", "must be an object")
@@ -95,7 +85,26 @@ def validate(doc: Any, src: str) -> dict:
         isinstance(fus["epilogues"], list) and all(isinstance(e, str) for e in fus["epilogues"])
     ):
         raise _bad(src, "fusion.epilogues", "must be a list of strings")
-    pred = _get(doc, "predictor", dict, src, "")
+    _check_predictor(_get(doc, "predictor", dict, src, ""), src)
+    _check_calibration(_get(doc, "calibration", dict, src, ""), ver, kind, src)
+    return doc
+
+
+def _check_hardware(hw: dict, kind: str, src: str) -> None:
+    _get(hw, "name", str, src, "hardware")
+    if kind != "predicted":
+        return
+    for k in ("peak_gflops", "bandwidth_gbs"):
+        if _nonneg(hw, k, src, "hardware") <= 0:
+            raise _bad(src, f"hardware.{k}", "must be > 0")
+    if "onchip_bytes" in hw:
+        _nonneg(hw, "onchip_bytes", src, "hardware")
+    srcs = _get(hw, "sources", list, src, "hardware")
+    if not srcs or not all(isinstance(s, str) and s for s in srcs):
+        raise _bad(src, "hardware.sources", "must be a non-empty list of strings")
+
+
+def _check_predictor(pred: dict, src: str) -> None:
     ptype = _get(pred, "type", str, src, "predictor")
     if ptype not in PREDICTOR_TYPES:
         raise _bad(src, "predictor.type", f"must be one of {PREDICTOR_TYPES}, got {ptype!r}")
@@ -103,26 +112,7 @@ def validate(doc: Any, src: str) -> dict:
     if not classes:
         raise _bad(src, "predictor.classes", "must not be empty")
     for cls, spec in classes.items():
-        where = f"predictor.classes.{cls}"
-        if not isinstance(spec, dict):
-            raise _bad(src, where, "must be an object")
-        if ptype == "roofline":
-            for k in ("overhead_us", "compute_scale", "memory_scale"):
-                _nonneg(spec, k, src, where)
-            if "spill_scale" in spec:
-                _nonneg(spec, "spill_scale", src, where)
-        else:
-            key = "log_coef" if "log_coef" in spec else "coef"
-            coef = _get(spec, key, dict, src, where)
-            if not coef:
-                raise _bad(src, f"{where}.{key}", "must not be empty")
-            for f, v in coef.items():
-                if f not in LINEAR_FEATURES:
-                    raise _bad(src, f"{where}.{key}.{f}", f"is not a known feature {LINEAR_FEATURES}")
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise _bad(src, f"{where}.{key}.{f}", "must be a finite number")
-            if "min_us" in spec:
-                _nonneg(spec, "min_us", src, where)
+        _check_class(spec, ptype, src, f"predictor.classes.{cls}")
     if ptype == "roofline":
         _nonneg(pred, "fixed_us", src, "predictor")
     for opt in ("fixed_us", "kernel_overhead_us"):
@@ -135,7 +125,31 @@ def validate(doc: Any, src: str) -> dict:
                 raise _bad(src, f"predictor.context_scale.{c}", "names no class of predictor.classes")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise _bad(src, f"predictor.context_scale.{c}", "must be a finite number > 0")
-    cal = _get(doc, "calibration", dict, src, "")
+
+
+def _check_class(spec: Any, ptype: str, src: str, where: str) -> None:
+    if not isinstance(spec, dict):
+        raise _bad(src, where, "must be an object")
+    if ptype == "roofline":
+        for k in ("overhead_us", "compute_scale", "memory_scale"):
+            _nonneg(spec, k, src, where)
+        if "spill_scale" in spec:
+            _nonneg(spec, "spill_scale", src, where)
+        return
+    key = "log_coef" if "log_coef" in spec else "coef"
+    coef = _get(spec, key, dict, src, where)
+    if not coef:
+        raise _bad(src, f"{where}.{key}", "must not be empty")
+    for f, v in coef.items():
+        if f not in LINEAR_FEATURES:
+            raise _bad(src, f"{where}.{key}.{f}", f"is not a known feature {LINEAR_FEATURES}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _bad(src, f"{where}.{key}.{f}", "must be a finite number")
+    if "min_us" in spec:
+        _nonneg(spec, "min_us", src, where)
+
+
+def _check_calibration(cal: dict, ver: int, kind: str, src: str) -> None:
     for k in ("mape", "within10"):
         v = _get(cal, k, float, src, "calibration")
         if v < 0:
@@ -150,4 +164,3 @@ def validate(doc: Any, src: str) -> dict:
             raise _bad(src, "calibration.lofo_mape", "is missing (null when the data is one family)")
         if cal["lofo_mape"] is not None:
             _nonneg(cal, "lofo_mape", src, "calibration")
-    return doc

@@ -176,7 +176,7 @@ def test_adapt_bad_inputs_one_line_errors(mabn_checkpoint, tmp_path, cli):
 
 
 def test_reproduce_mabn_aggregates_seeds_and_targets(tmp_path):
-    from edgedet.bench.suites.mabn import aggregate, plot, summary
+    from edgedet.bench.reproduce.mabn import aggregate, plot, summary
 
     rows = [{"net": "resnet-bn", "norm": "BN", "seed": s, "target": t, "images": n, "method": m,
              "acc": 10.0 * s + (5.0 if t == "a" else 15.0) + (1.0 if m == "mabn" else 0.0)}

@@ -601,7 +601,7 @@ def test_acceptance_synthetic_ap50(tmp_path, monkeypatch) -> None:
     """ASAG on QuadraNet25-xxs reaches AP50 ≥ 0.5 on the synthetic set within 30 minutes on
     two CPU cores: the recipe of `edgedet reproduce det-train` (28-minute budget that the
     cosine schedule is fitted into, final evaluation included)."""
-    from edgedet.bench.suites.det_train import run_one
+    from edgedet.bench.reproduce.det_train import run_one
 
     monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path / "cache"))
     row = run_one("asag", None, tmp_path / "run")

@@ -14,12 +14,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgedet.bench.harness import LoopConfig, time_loop
-from edgedet.bench.inputs import InputSpec, resolve_shape
 from edgedet.bench.roofline import onnx_cost
 from edgedet.bench.schema import errors, validate
 from edgedet.bench.stats import summarize
 from edgedet.errors import EdgedetError
+from edgedet.runtimes.inputs import InputSpec, resolve_shape
+from edgedet.runtimes.timing import LoopConfig, time_loop
 
 QUICK = ["--duration-s", "0.2", "--min-iters", "5", "--warmup-s", "0.05", "--threads", "1"]
 
@@ -339,7 +339,7 @@ def test_bad_input_is_one_line_and_nonzero(case, tmp_path, cli):
 
 
 def _tensorrt_missing() -> bool:
-    from edgedet.bench.runtimes import tensorrt
+    from edgedet.runtimes import tensorrt
 
     return tensorrt.missing("cuda") is not None
 
@@ -370,7 +370,7 @@ def test_peak_memory_agrees_with_usr_bin_time(tmp_path):
     if not os.path.exists("/usr/bin/time"):
         pytest.skip("/usr/bin/time is not installed")
     from edgedet.bench.runner import run_child
-    from edgedet.bench.runtimes import SessionSpec
+    from edgedet.runtimes import SessionSpec
 
     peaks = []
     for hidden in (2048, 8192):  # 16 MiB and 64 MiB of weights
@@ -423,7 +423,7 @@ def test_benchmark_app_is_run_and_parsed(tmp_path):
     """The agreement suite's two sides on a tiny IR (no timing comparison here: that is the suite's job)."""
     import openvino as ov
 
-    from edgedet.bench.suites.bench_agreement import run_benchmark_app, run_edgedet
+    from edgedet.bench.reproduce.bench_agreement import run_benchmark_app, run_edgedet
 
     xml = str(tmp_path / "m.xml")
     ov.save_model(ov.convert_model(conv_relu(tmp_path / "m.onnx")), xml, compress_to_fp16=False)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgedet.bench.suites.export_matrix import COLUMNS, MODELS, run_matrix
+from edgedet.bench.reproduce.export_matrix import COLUMNS, MODELS, run_matrix
 from edgedet.cli.main import main
 
 

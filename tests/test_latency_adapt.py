@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedet.nas.latency.adapt import Correction, adapted_document, diverse_order, fit_correction
-from edgedet.nas.latency.context import ContextRow
 from edgedet.profiles import from_document, load_profile
+from edgedet.profiles.adapt import Correction, adapted_document, diverse_order, fit_correction
+from edgedet.profiles.context import ContextRow
 
 
 def _rows(g: float, overhead: float, fixed: float, n: int = 12) -> list[ContextRow]:
@@ -39,9 +39,9 @@ def test_diverse_order_starts_central_and_spreads():
 
 def test_adapted_document_folds_the_correction_into_the_roofline():
     """Pricing with the adapted profile equals fixed + Σ g·s_c·(base kernel µs) + o·n."""
-    from edgedet.nas.latency import predict_onnx
-    from edgedet.nas.latency.adapt import base_row
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles import predict_onnx
+    from edgedet.profiles.adapt import base_row
+    from edgedet.profiles.calibrate import data_root
 
     base = load_profile("cortex-a76")
     mb = (data_root() / "latency-reference" / "onnx" / "squeezenet.onnx").read_bytes()

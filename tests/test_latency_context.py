@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.context import ContextRow, fit_context, loo_errors, plain_cnn, predict_row
+from edgedet.profiles.context import ContextRow, fit_context, loo_errors, plain_cnn, predict_row
 
 
 def _rows(scales: dict[str, float], overhead: float, fixed: float, n: int = 30) -> list[ContextRow]:
@@ -70,8 +70,8 @@ def _conv_chain():
 
 
 def test_onnxruntime_reorders_sit_at_layout_boundaries_only():
-    from edgedet.nas.latency.graph import build_graph
-    from edgedet.nas.latency.layout import fill_weights, onnxruntime_reorders
+    from edgedet.profiles.graph import build_graph
+    from edgedet.profiles.layout import fill_weights, onnxruntime_reorders
 
     m = _conv_chain()
     ks = onnxruntime_reorders(m, build_graph(m, ["x"]).shapes)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedet.nas.latency.crossval import FitChoice, choose, family_of, folds, nested
 from edgedet.profiles import load_profile, shipped_ids
+from edgedet.profiles.crossval import FitChoice, choose, family_of, folds, nested
 
 
 def test_families_group_designs():
@@ -92,7 +92,7 @@ def test_reproduce_predictor_part_a_lists_family_out_error(tmp_path):
 @pytest.mark.slow
 def test_calibration_regenerates_the_shipped_family_out_figure():
     """The shipped cortex-a76 figures are what `calibrate` computes (minutes: nested fits)."""
-    from edgedet.nas.latency.calibrate import calibrate
+    from edgedet.profiles.calibrate import calibrate
 
     doc = calibrate("cortex-a76")
     shipped = load_profile("cortex-a76").calibration

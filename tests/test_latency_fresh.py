@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.fresh import time_fresh
+from edgedet.profiles.fresh import time_fresh
 
 
 def _model() -> bytes:

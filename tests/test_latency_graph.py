@@ -12,16 +12,16 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency.fusion import FusionRules, fuse
-from edgedet.nas.latency.graph import build_graph
-from edgedet.nas.latency.module_graph import record
+from edgedet.profiles.fusion import FusionRules, fuse
+from edgedet.profiles.graph import build_graph
+from edgedet.profiles.module_graph import record
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def reference_onnx():
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles.calibrate import data_root
 
     return data_root() / "latency-reference" / "onnx"
 

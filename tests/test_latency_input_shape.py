@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency import predict_onnx
+from edgedet.profiles import predict_onnx
 
 
 def _conv_model(h: int | str, w: int | str) -> bytes:
@@ -86,9 +86,9 @@ def test_cli_dynamic_graph_needs_input_size(tmp_path, capsys):
 
 def test_asymmetric_kernels_take_no_square_variant():
     """A 1×7 / 7×1 / 3×1 conv is priced by the generic conv entry, not a k×k variant."""
-    from edgedet.nas.latency.cost import variant_key
-    from edgedet.nas.latency.kernel import Kernel
-    from edgedet.nas.latency.measure import class_key
+    from edgedet.profiles.cost import variant_key
+    from edgedet.profiles.kernel import Kernel
+    from edgedet.profiles.measure import class_key
 
     classes = {"conv": {}, "conv:k3s1": {}, "conv:k3": {}, "conv:k1": {}}
 

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from edgedet.cpu import vector_isa
-from edgedet.nas.latency.kernel_models import KINDS, build, sample
-from edgedet.nas.latency.measure import build_measured_profile, class_key, featurise, refit_profile
 from edgedet.profiles import from_document
+from edgedet.profiles.kernel_models import KINDS, build, sample
+from edgedet.profiles.measure import build_measured_profile, class_key, featurise, refit_profile
 
 EXPECTED = {
     "conv": "conv",
@@ -51,7 +51,7 @@ def test_every_kernel_model_is_one_kernel_of_its_class():
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_tiny_measured_profile_is_valid_and_predicts(runtime):
     from edgedet.models.quadranet import QuadraBlock
-    from edgedet.nas.latency import predict_module
+    from edgedet.profiles import predict_module
 
     kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "add", "scale_last", "reshape"]
     if runtime == "openvino":  # compiling is slower there; fewer kinds still cover the block
@@ -78,8 +78,8 @@ def test_in_context_calibration_fits_scales_on_real_networks():
     """A tiny ONNX Runtime profile over every kernel kind, then whole calibration networks:
     the profile gains per-class context scales, a per-kernel overhead, the lone kernels'
     layout conversions as a `reorder` class, and a leave-one-out whole-network error."""
-    from edgedet.nas.latency import predict_onnx
-    from edgedet.nas.latency.context import calibration_networks
+    from edgedet.profiles import predict_onnx
+    from edgedet.profiles.context import calibration_networks
 
     # in-process timing keeps this test short (fresh-process timing: tests/test_latency_fresh.py);
     # 20 s of kernels, then the 8 networks: the context budget is generous so that a loaded

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.nas.latency import load_profile, predict_module, predict_onnx
+from edgedet.profiles import load_profile, predict_module, predict_onnx
 
 torch.set_num_threads(1)
 
@@ -44,7 +44,7 @@ def test_meta_and_onnx_routes_agree():
 
 def test_predicted_roofline_reproduces_its_calibration():
     """The cost code and the calibration code compute the same model."""
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles.calibrate import data_root
 
     for pid in ("cortex-a76", "myriad-vpu"):
         p = load_profile(pid)
@@ -98,7 +98,7 @@ def test_cli_predict_json(tmp_path):
 
 def test_cli_predict_structure_only_onnx(capsys):
     from edgedet.cli.main import main
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles.calibrate import data_root
 
     path = data_root() / "latency-reference" / "onnx" / "mobilenet_v2.onnx"
     assert main(["predict", "--onnx", str(path), "--device", "cortex-a76"]) == 0
@@ -123,7 +123,7 @@ def test_cli_errors_are_one_line(capsys, args, msg):
 
 
 def test_batch_override_scales_work():
-    from edgedet.nas.latency.calibrate import data_root
+    from edgedet.profiles.calibrate import data_root
 
     path = data_root() / "a100-reference" / "onnx" / "resnet50.onnx"
     one = predict_onnx(path, "a100-trt")

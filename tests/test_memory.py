@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from edgedet.bench.suites.memory import KINDS, build_stack, count_saved, measure
+from edgedet.bench.reproduce.memory import KINDS, build_stack, count_saved, measure
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ import random
 import pytest
 from scipy import stats
 
-from edgedet.bench.suites.nas import kendall, pareto_plot, spearman
+from edgedet.bench.reproduce.nas import kendall, pareto_plot, spearman
 
 
 @pytest.mark.parametrize("seed", [0, 1])

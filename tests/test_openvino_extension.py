@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedet.bench.runtimes import SessionSpec
-from edgedet.bench.runtimes import openvino as ov_runtime
 from edgedet.errors import EdgedetError
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters.artifact import load_manifest, sha256_file
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
 from edgedet.kernels import openvino_extension
+from edgedet.runtimes import SessionSpec
+from edgedet.runtimes import openvino as ov_runtime
 
 torch.set_num_threads(1)
 

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from edgedet.adapt.aux_heads import AuxNet
 from edgedet.adapt.norm_affine import freeze_for_adaptation
-from edgedet.nas.latency.predict import predict_module
 from edgedet.profiles import load_profile
+from edgedet.profiles.predict import predict_module
 
 
 @dataclass

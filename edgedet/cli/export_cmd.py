@@ -69,11 +69,11 @@ def register(app: typer.Typer) -> None:
         """Export MODEL and check it against PyTorch; the artifact is written only if parity passes."""
         import torch
 
-        from edgedet.exporters.pipeline import ExportRequest, ParityFailed, export_artifact
+        from edgedet.exporters.pipeline import ExportRequest
 
         torch.set_num_threads(max(1, threads))
         safe = model.replace(":", "-").replace("/", "_")
-        req = ExportRequest(
+        _run(ExportRequest(
             model=model,
             format=fmt,
             out=out or Path("exports") / f"{safe}-{fmt}",
@@ -91,16 +91,22 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             rpc=rpc,
             threads=threads,
-        )
-        try:
-            res = export_artifact(req, log=lambda s: print(f"· {s}", file=sys.stderr))
-        except ParityFailed as e:
-            for batch, o in e.result.failing():
-                print(f"  batch {batch} {o.line()}", file=sys.stderr)
-            raise EdgedetError(
-                f"{e}; no artifact was written, only {e.report} (--atol / --rtol accept a larger error)"
-            ) from None
-        m = res.manifest
-        ops = "; ".join(f"{op}: {how}" for op, how in m["custom_ops_converted"].items()) or "none"
-        print(f"wrote {res.out} ({m['format']}, {m['precision']}) in {res.seconds:.1f} s; edgedet ops: {ops}")
-        print(res.parity.summary())
+        ))
+
+
+def _run(req) -> None:
+    """Export, print the parity failures as lines (and raise) or the artifact's summary."""
+    from edgedet.exporters.pipeline import ParityFailed, export_artifact  # at run time: CLI start-up
+
+    try:
+        res = export_artifact(req, log=lambda s: print(f"· {s}", file=sys.stderr))
+    except ParityFailed as e:
+        for batch, o in e.result.failing():
+            print(f"  batch {batch} {o.line()}", file=sys.stderr)
+        raise EdgedetError(
+            f"{e}; no artifact was written, only {e.report} (--atol / --rtol accept a larger error)"
+        ) from None
+    m = res.manifest
+    ops = "; ".join(f"{op}: {how}" for op, how in m["custom_ops_converted"].items()) or "none"
+    print(f"wrote {res.out} ({m['format']}, {m['precision']}) in {res.seconds:.1f} s; edgedet ops: {ops}")
+    print(res.parity.summary())

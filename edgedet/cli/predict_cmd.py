@@ -42,8 +42,8 @@ def run_prediction(
 
     `input_size` None: an ONNX file's own static H×W (required when it is dynamic), 224 for
     registered models and arch files. `batch` None: the file's batch, else 1."""
-    from edgedet.nas.latency import predict_module, predict_onnx
-    from edgedet.nas.latency.nnmeter import is_nnmeter, predict_nnmeter
+    from edgedet.profiles import predict_module, predict_onnx
+    from edgedet.profiles.nnmeter import is_nnmeter, predict_nnmeter
 
     given = [x for x in (model, onnx, arch) if x is not None]
     if len(given) != 1:

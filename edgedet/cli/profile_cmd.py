@@ -46,21 +46,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure kernels on this machine and fit a profile (or --calibrate a predicted one, or
         --adapt one to this machine from a few whole-network measurements)."""
-        from edgedet.io.atomic import write_json_atomic
-
         if calibrate is not None:
-            from edgedet.nas.latency.calibrate import calibrate as fit_device
-            from edgedet.profiles import PROFILE_DIR
-
-            doc = fit_device(calibrate)
-            dest = out or PROFILE_DIR / f"{calibrate}.json"
-            write_json_atomic(dest, doc)
-            c = doc["calibration"]
-            lofo = "n/a (one family)" if c["lofo_mape"] is None else f"{100 * c['lofo_mape']:.1f}%"
-            typer.echo(
-                f"{calibrate}: leave-one-family-out MAPE {lofo}, leave-one-out MAPE {100 * c['loo_mape']:.1f}%, "
-                f"{100 * c['within10']:.0f}% within ±10% ({c['error_basis']}, n={c['n']}) → {dest}"
-            )
+            _calibrate(calibrate, out)
             return
         if runtime not in ("onnxruntime", "openvino", "tvm"):
             raise EdgedetError(f"--runtime must be onnxruntime, openvino or tvm, got {runtime!r}")
@@ -74,37 +61,68 @@ def register(app: typer.Typer) -> None:
         if out is None:
             raise EdgedetError("--out PATH is required (e.g. --out profiles/my-host.json)")
         if adapt is not None:
-            from edgedet.nas.latency.adapt import adapt_profile
-            from edgedet.profiles import load_profile
-
-            base = load_profile(adapt)
-            timer = runtime_doc = None
-            if runtime == "tvm":
-                import tvm
-
-                from edgedet.bench.board_timer import rpc_device, tvm_timer
-
-                timer = tvm_timer(target, rpc, threads)
-                runtime_doc = {"name": "tvm", "version": tvm.__version__, "target": target,
-                               "device": rpc_device(rpc), "threads": threads,
-                               "timing": "time_evaluator on the device, fresh child process per network"}
-            doc = adapt_profile(base, runtime, threads, measure, profile_id, timer=timer, runtime_doc=runtime_doc)
-            write_json_atomic(out, doc)
-            c = doc["calibration"]
-            typer.echo(
-                f"adapted profile '{doc['id']}' (from '{doc['adapted_from']['id']}', {measure} networks measured "
-                f"with {runtime}, {threads} thread(s)): leave-one-out MAPE {100 * c['mape']:.1f}%, "
-                f"{100 * c['within10']:.0f}% within ±10%, mean signed {100 * c['mean_signed_error']:+.1f}% → {out}"
-            )
+            _adapt(adapt, runtime, target, rpc, threads, measure, profile_id, out)
             return
-        from edgedet.nas.latency.measure import build_measured_profile
+        _measure(runtime, threads, time_budget_s or (240.0 if quick else 1800.0), quick, profile_id, seed, out)
 
-        budget = time_budget_s or (240.0 if quick else 1800.0)
-        doc = build_measured_profile(runtime, threads, budget, quick=quick, profile_id=profile_id, seed=seed)
-        write_json_atomic(out, doc)
-        c = doc["calibration"]
-        typer.echo(
-            f"measured profile '{doc['id']}' ({doc['hardware']['name']}, {doc['runtime']['name']}, "
-            f"{threads} thread(s)): held-out kernel MAPE {100 * c['mape']:.1f}%, "
-            f"{100 * c['within10']:.0f}% within ±10% → {out}"
-        )
+
+# The modes import their work when run: every verb module is imported when `edgedet` starts.
+def _calibrate(device: str, out: Path | None) -> None:
+    """--calibrate: refit a predicted profile on the reference data."""
+    from edgedet.io.atomic import write_json_atomic
+    from edgedet.profiles import PROFILE_DIR
+    from edgedet.profiles.calibrate import calibrate as fit_device
+
+    doc = fit_device(device)
+    dest = out or PROFILE_DIR / f"{device}.json"
+    write_json_atomic(dest, doc)
+    c = doc["calibration"]
+    lofo = "n/a (one family)" if c["lofo_mape"] is None else f"{100 * c['lofo_mape']:.1f}%"
+    typer.echo(
+        f"{device}: leave-one-family-out MAPE {lofo}, leave-one-out MAPE {100 * c['loo_mape']:.1f}%, "
+        f"{100 * c['within10']:.0f}% within ±10% ({c['error_basis']}, n={c['n']}) → {dest}"
+    )
+
+
+def _adapt(base_id: str, runtime: str, target: str, rpc: str | None, threads: int, measure: int,
+           profile_id: str | None, out: Path) -> None:
+    """--adapt: few-shot adaptation of a predicted profile from whole-network measurements."""
+    from edgedet.io.atomic import write_json_atomic
+    from edgedet.profiles import load_profile
+    from edgedet.profiles.adapt import adapt_profile
+
+    base = load_profile(base_id)
+    timer = runtime_doc = None
+    if runtime == "tvm":
+        import tvm
+
+        from edgedet.bench.board_timer import rpc_device, tvm_timer
+
+        timer = tvm_timer(target, rpc, threads)
+        runtime_doc = {"name": "tvm", "version": tvm.__version__, "target": target,
+                       "device": rpc_device(rpc), "threads": threads,
+                       "timing": "time_evaluator on the device, fresh child process per network"}
+    doc = adapt_profile(base, runtime, threads, measure, profile_id, timer=timer, runtime_doc=runtime_doc)
+    write_json_atomic(out, doc)
+    c = doc["calibration"]
+    typer.echo(
+        f"adapted profile '{doc['id']}' (from '{doc['adapted_from']['id']}', {measure} networks measured "
+        f"with {runtime}, {threads} thread(s)): leave-one-out MAPE {100 * c['mape']:.1f}%, "
+        f"{100 * c['within10']:.0f}% within ±10%, mean signed {100 * c['mean_signed_error']:+.1f}% → {out}"
+    )
+
+
+def _measure(runtime: str, threads: int, budget: float, quick: bool, profile_id: str | None, seed: int,
+             out: Path) -> None:
+    """Default: time single kernels on this machine and fit a measured profile."""
+    from edgedet.io.atomic import write_json_atomic
+    from edgedet.profiles.measure import build_measured_profile
+
+    doc = build_measured_profile(runtime, threads, budget, quick=quick, profile_id=profile_id, seed=seed)
+    write_json_atomic(out, doc)
+    c = doc["calibration"]
+    typer.echo(
+        f"measured profile '{doc['id']}' ({doc['hardware']['name']}, {doc['runtime']['name']}, "
+        f"{threads} thread(s)): held-out kernel MAPE {100 * c['mape']:.1f}%, "
+        f"{100 * c['within10']:.0f}% within ±10% → {out}"
+    )

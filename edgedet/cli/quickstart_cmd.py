@@ -142,7 +142,7 @@ DEPLOY_SIZE = 224
 def _predict_step(ctx: QuickstartContext) -> list[str]:
     """Predicted latency of the trained architecture at 224×224 on shipped device profiles."""
     from edgedet import models
-    from edgedet.nas.latency import load_profile, predict_module
+    from edgedet.profiles import load_profile, predict_module
 
     net = models.create(ctx.results["model"]).eval()
     lines = [f"Predicted latency of that network at {DEPLOY_SIZE}×{DEPLOY_SIZE}, batch 1 (no device here; "

@@ -1,5 +1,5 @@
 """`edgedet reproduce NAME`: paper tables and performance claims, each a suite in
-`edgedet.bench.suites` that registers its own sub-command."""
+`edgedet.bench.reproduce` that registers its own sub-command."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import typer
 
 # Each module defines register(reproduce_app).
 SUITE_MODULES = [
-    "edgedet.bench.suites.memory",
-    "edgedet.bench.suites.bench_agreement",
-    "edgedet.bench.suites.throughput",
-    "edgedet.bench.suites.predictor",
-    "edgedet.bench.suites.boxrpb",
-    "edgedet.bench.suites.asag_speed",
-    "edgedet.bench.suites.det_train",
-    "edgedet.bench.suites.asag_nms_tuning",
-    "edgedet.bench.suites.export_matrix",
-    "edgedet.bench.suites.nas",
-    "edgedet.bench.suites.mabn",
-    "edgedet.bench.suites.kernels",
+    "edgedet.bench.reproduce.memory_cmd",
+    "edgedet.bench.reproduce.bench_agreement_cmd",
+    "edgedet.bench.reproduce.throughput_cmd",
+    "edgedet.bench.reproduce.predictor_cmd",
+    "edgedet.bench.reproduce.boxrpb_cmd",
+    "edgedet.bench.reproduce.asag_speed_cmd",
+    "edgedet.bench.reproduce.det_train_cmd",
+    "edgedet.bench.reproduce.asag_nms_tuning_cmd",
+    "edgedet.bench.reproduce.export_matrix_cmd",
+    "edgedet.bench.reproduce.nas_cmd",
+    "edgedet.bench.reproduce.mabn_cmd",
+    "edgedet.bench.reproduce.kernels_cmd",
 ]
 
 

@@ -1,0 +1,83 @@
+"""`edgedet reproduce throughput`: the command; the experiment is `edgedet.bench.reproduce.throughput`
+(imported when the command runs, so `edgedet --help` stays quick)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(reproduce: typer.Typer) -> None:
+    @reproduce.command("throughput")
+    def throughput(
+        json_path: str = typer.Option(None, "--json", help="Write the table JSON here."),
+        threads: int = typer.Option(None, "--threads", min=1, help="Default: every usable CPU."),
+        input_size: int = typer.Option(224, "--input-size", min=32),
+        batch: int = typer.Option(32, "--batch", min=1, help="Batch for the throughput column."),
+        duration_s: float = typer.Option(10.0, "--duration-s", min=0.1),
+        quick: bool = typer.Option(False, "--quick", help="Batch 8 and 2 s per measurement (a few minutes)."),
+    ) -> None:
+        """QuadraNet25/36-t vs FLOPs-matched ConvNet / SwinNet / HorNet on ONNX Runtime and OpenVINO."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from edgedet.arch import write_json_atomic
+        from edgedet.bench.hostinfo import usable_cpus
+        from edgedet.bench.reproduce.throughput import run  # the experiment, when run
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
+        n = threads or usable_cpus()
+        cfg = {
+            "threads": n,
+            "input_size": input_size,
+            "batches": [1, 8 if quick else batch],
+            "duration_s": 2.0 if quick else duration_s,
+            "warmup_s": 0.5 if quick else 2.0,
+            "min_iters": 3 if quick else 10,
+            "quick": quick,
+        }
+        res = run(cfg, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        bn = cfg["batches"][-1]
+        t = Table(
+            title=f"measured on {res['device']['cpu_model']}, {n} threads, 1 stream, f32, "
+            f"{input_size}×{input_size} (peak {res['peak']['gemm_gflops']:.0f} GFLOP/s, "
+            f"{res['peak']['copy_gbps']:.1f} GB/s)"
+        )
+        for col in (
+            "model",
+            "runtime",
+            "params M",
+            "GFLOPs",
+            "b1 median ms",
+            f"b{bn} items/s",
+            f"b{bn} peak MiB",
+            "roofline b1",
+            f"roofline b{bn}",
+        ):
+            t.add_column(col, justify="right")
+        for r in res["rows"]:
+            frac = [
+                f"{v:.1%}" if v is not None else "—"
+                for v in (r["roofline_fraction_b1"], r["roofline_fraction_bn"])
+            ]
+            t.add_row(
+                r["name"],
+                r["runtime"],
+                f"{r['params_m']:.2f}",
+                f"{r['gflops']:.3f}",
+                f"{r['latency_b1_ms']:.2f}",
+                f"{r['throughput_items_per_s']:.1f}",
+                f"{r['peak_memory_mib']:.0f}",
+                *frac,
+            )
+        console.print(t)
+        for runtime, rs in res["throughput_ratios"].items():
+            console.print(
+                f"{runtime} throughput ratios at batch {bn}: "
+                + ", ".join(f"{k} = {v:.2f}×" for k, v in rs.items())
+            )
+        console.print(f"[dim]{res['paper']}[/dim]")
+        if json_path:
+            write_json_atomic(json_path, res)
+            console.print(f"wrote {json_path}")
