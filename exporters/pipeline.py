@@ -417,17 +417,23 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
 
     from edgedet.exporters import tvm as tx
 
-    target = tx.get_target(req.target)
+    target = tx.get_target(req.target, req.threads)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
-    tx.build_library(ex.model, target, stage / "model.so")
+    report = tx.build_library(ex.model, target, stage / "model.so")
     info = {
         "name": "tvm",
         "version": tvm.__version__,
         "executor": "relax.VirtualMachine",
         "entry": "main",
         "target": target.target,
+        "target_name": target.name,
+        "requires_cpu_flags": list(target.requires_cpu_flags),
         "library": "model.so (weights embedded as constants)",
+        **report.to_json(),
     }
+    unscheduled = report.schedules.unscheduled
+    log(f"{report.tuning}; default schedules on {len(report.schedules.applied)} functions"
+        + (f", {len(unscheduled)} left to TVM's plain lowering: {', '.join(sorted(unscheduled))}" if unscheduled else ""))
     if target.compiler:
         elf = tx.elf_info(stage / "model.so")
         if not (elf.get("elf") and elf.get("shared_object") and elf.get("machine") == target.elf_machine):
@@ -449,7 +455,7 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
             return ["model.so"], "model.so", info, run
         log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
         host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
-        tx.build_library(ex.model, tx.TARGETS["host"], host_lib)
+        tx.build_library(ex.model, tx.get_target("host"), host_lib)
         info["parity_note"] = (
             "host (x86_64) build of the same Relax module; the aarch64 library itself "
             "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)"
