@@ -102,3 +102,30 @@ def test_bench_says_untuned_and_refuses_missing_features(featured_artifact, tmp_
     assert code != 0
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lacking in lines[0] and "lacks" in lines[0]
+
+
+def test_a_rule_that_raises_on_one_function_leaves_only_that_function_unscheduled(monkeypatch):
+    """dlight's CPU GEMV asserts (`expr.extent == 1`) on some of ASAG's functions: the build
+    must try the next rule for that function instead of failing the whole export."""
+    from tvm import te
+
+    from edgedet.exporters import tvm_schedules as ts
+
+    class Crashing:
+        def apply(self, func, target, tunable):
+            raise AssertionError("expr.extent == 1")
+
+    monkeypatch.setattr(ts, "_dlight_rules", lambda: [("crashing", Crashing())])
+    a = te.placeholder((4, 32), name="a")
+    k = te.reduce_axis((0, 32), "k")
+    row_sum = te.compute((4,), lambda i: te.sum(a[i, k], axis=k), name="row_sum")
+    double = te.compute((4, 32), lambda i, j: a[i, j] * 2.0, name="double")
+    target = tvm.target.Target(tt.get_target("host").target)
+    new, how = ts.schedule_function(te.create_prim_func([a, row_sum]), target, 8)
+    assert new is None and "crashing: AssertionError" in how
+    new, how = ts.schedule_function(te.create_prim_func([a, double]), target, 8)
+    assert new is not None and how == "vectorized_injective"
+    report = ts.ScheduleReport()
+    mod = tvm.IRModule({"row_sum": te.create_prim_func([a, row_sum]), "double": te.create_prim_func([a, double])})
+    ts.default_schedule_pass(target, 8, report)(mod)
+    assert report.applied == {"double": "vectorized_injective"} and list(report.unscheduled) == ["row_sum"]

@@ -1,0 +1,212 @@
+"""MetaSchedule tuning of a Relax module's fused operators, cached per (task, target).
+
+Tasks (one per distinct fused PrimFunc) are tuned heaviest first — weight = FLOP estimate ×
+calls — each with up to `trials` measured candidates, until the wall-clock budget runs out.
+Candidates are built by the local builder (the cross-compiler for a board) and timed by the
+local runner on this CPU, or by the RPC runner on the board behind a tracker (`HOST:PORT/KEY`).
+Every measured record lands in the cache `$EDGEDET_TVM_CACHE` (default ~/.cache/edgedet/tvm)
+`/<target>-<sha12>/`, a MetaSchedule JSON database: a task with `trials` records there is not
+tuned again (another model with the same layers, or a run cut short: resumable), a task with
+fewer gets only the missing trials. `export_database` writes the best record of each of this
+model's tasks into the artifact, from which `compile_module` rebuilds the same library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgedet.errors import EdgedetError
+from edgedet.exporters.tvm_target import TvmTarget
+
+TRIALS_PER_ITER = 16
+BUILD_TIMEOUT_S = 120  # a candidate build in a fresh worker on a loaded 2-core machine
+DB_FILES = ("database_workload.json", "database_tuning_record.json")
+
+
+@dataclass
+class TaskResult:
+    """One tuned task: its fused function, weight (calls), FLOPs, trials measured / cached, best ms."""
+
+    name: str
+    calls: int
+    flops: float
+    trials_run: int
+    trials_cached: int
+    best_ms: float | None
+    seconds: float
+
+
+@dataclass
+class TuneResult:
+    tasks: list[TaskResult] = field(default_factory=list)
+    skipped_for_budget: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    runner: str = "local"
+    cache: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "runner": self.runner,
+            "cache": self.cache,
+            "seconds": round(self.seconds, 1),
+            "tasks": [asdict(t) for t in self.tasks],
+            "skipped_for_budget": self.skipped_for_budget,
+        }
+
+
+def cache_dir(target: TvmTarget) -> Path:
+    """The record cache of one target (its TVM target JSON, hashed)."""
+    base = Path(os.environ.get("EDGEDET_TVM_CACHE", Path.home() / ".cache" / "edgedet" / "tvm"))
+    key = dict(target.target)
+    key.pop("num-cores", None)  # the same code runs with any thread count
+    sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return base / f"{target.name}-{sha}"
+
+
+def open_database(folder: Path):
+    from tvm.s_tir import meta_schedule as ms
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(str(folder / DB_FILES[0]), str(folder / DB_FILES[1]), allow_missing=True)
+
+
+def extract(mod, target: TvmTarget) -> list:
+    """MetaSchedule tasks of `mod` (after the same fusion as the build), heaviest (FLOPs × calls) first."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgedet.exporters.tvm import fused_primfuncs
+
+    fused = fused_primfuncs(mod, target)
+    tasks = ms.relax_integration.extract_tasks(fused, tvm.target.Target(target.target))
+    return sorted(tasks, key=lambda t: -_flops(t) * t.weight)
+
+
+def _flops(task) -> float:
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    try:
+        return float(estimate_tir_flops(task.dispatched[0]))
+    except Exception:  # an opaque function: count it as light
+        return 0.0
+
+
+def _runner(rpc: str | None):
+    from tvm.s_tir import meta_schedule as ms
+
+    if not rpc:
+        return ms.runner.LocalRunner(timeout_sec=30), "local"
+    host, _, rest = rpc.partition(":")
+    port, _, key = rest.partition("/")
+    if not key or not port.isdigit():
+        raise EdgedetError(f"--rpc {rpc}: tuning over RPC needs a tracker, HOST:PORT/KEY")
+    cfg = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key, session_timeout_sec=120)
+    return ms.runner.RPCRunner(rpc_config=cfg, max_workers=1), f"rpc tracker {host}:{port} key {key}"
+
+
+def _builder(target: TvmTarget):
+    from tvm.s_tir import meta_schedule as ms
+
+    if not target.compiler:
+        return ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S)
+    return ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S, f_export=_cross_export(target.compiler))
+
+
+def _cross_export(compiler: str):
+    def export(mod) -> str:
+        from tvm.support import cc
+
+        path = os.path.join(tempfile.mkdtemp(prefix="edgedet-ms-"), "tmp.so")
+        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+        return path
+
+    return export
+
+
+def _records(db, task, k: int) -> list:
+    return list(db.get_top_k(db.commit_workload(task.dispatched[0]), k))
+
+
+def tune(
+    mod,
+    target: TvmTarget,
+    trials: int,
+    budget_s: float | None = None,
+    rpc: str | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[object, TuneResult]:
+    """Tune `mod`'s tasks into the target's cache; returns (cache database, result)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if trials < 1:
+        raise EdgedetError(f"--tune-trials must be at least 1, got {trials}")
+    folder = cache_dir(target)
+    db = open_database(folder)
+    runner, runner_name = _runner(rpc)
+    builder = _builder(target)
+    tasks = extract(mod, target)
+    res = TuneResult(runner=runner_name, cache=str(folder))
+    t0 = time.perf_counter()
+    log(f"tuning {len(tasks)} tasks, ≤ {trials} trials each ({runner_name}); cache {folder}")
+    spent: list[float] = []
+    for i, task in enumerate(tasks):
+        have = len(_records(db, task, trials))
+        todo = trials - have
+        elapsed = time.perf_counter() - t0
+        if todo > 0 and budget_s is not None and elapsed > budget_s:
+            res.skipped_for_budget.append(task.task_name)
+            continue
+        t1 = time.perf_counter()
+        if todo > 0:
+            with tempfile.TemporaryDirectory(prefix="edgedet-ms-") as work:
+                ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts([task], work, num_threads=1)
+                ms.tune_tasks(tasks=ctxs, task_weights=[1.0], work_dir=work, max_trials_global=todo,
+                              max_trials_per_task=todo, num_trials_per_iter=min(TRIALS_PER_ITER, todo),
+                              builder=builder, runner=runner, database=db, cost_model="random",
+                              measure_callbacks="default")
+            spent.append(time.perf_counter() - t1)
+        best = _records(db, task, 1)
+        best_ms = float(sum(float(s) for s in best[0].run_secs) / len(best[0].run_secs)) * 1e3 if best else None
+        res.tasks.append(TaskResult(task.task_name, int(task.weight), _flops(task), max(todo, 0), have,
+                                    best_ms, time.perf_counter() - t1))
+        left = sum(1 for t in tasks[i + 1:] if len(_records(db, t, trials)) < trials)
+        eta = (sum(spent) / len(spent) * left) if spent else 0.0
+        log(f"[{i + 1}/{len(tasks)}] {task.task_name}: best {best_ms or float('nan'):.3f} ms "
+            f"({todo if todo > 0 else 0} trials, {have} cached); {time.perf_counter() - t0:.0f} s, ~{eta:.0f} s left")
+    res.seconds = time.perf_counter() - t0
+    if res.skipped_for_budget:
+        log(f"budget of {budget_s:g} s spent: {len(res.skipped_for_budget)} tasks keep their default schedule")
+    return db, res
+
+
+def export_database(db, mod, target: TvmTarget, folder: Path) -> list[str]:
+    """Write the best cached record of each of `mod`'s tasks to `folder` (a JSON database);
+    returns the file names written."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    out = open_database(folder)
+    for task in extract(mod, target):
+        best = _records(db, task, 1)
+        if not best:
+            continue
+        wl = out.commit_workload(task.dispatched[0])
+        r = best[0]
+        out.commit_tuning_record(ms.database.TuningRecord(r.trace, wl, r.run_secs, r.target, r.args_info))
+    return list(DB_FILES)
+
+
+def load_database(folder: Path):
+    """The artifact's database (for a rebuild), or None if it has none."""
+    if not all((folder / f).is_file() for f in DB_FILES):
+        return None
+    return open_database(folder)
