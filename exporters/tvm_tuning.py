@@ -28,7 +28,8 @@ from edgedet.exporters.tvm_target import TvmTarget
 
 TRIALS_PER_ITER = 16
 BUILD_TIMEOUT_S = 120  # a candidate build in a fresh worker on a loaded 2-core machine
-DB_FILES = ("database_workload.json", "database_tuning_record.json")
+DB_FILES = ("database_workload.json", "database_tuning_record.json")  # the cache's file names
+ARTIFACT_FILES = ("tuning_workload.json", "tuning_records.json")  # in the artifact folder
 
 
 @dataclass
@@ -71,11 +72,11 @@ def cache_dir(target: TvmTarget) -> Path:
     return base / f"{target.name}-{sha}"
 
 
-def open_database(folder: Path):
+def open_database(folder: Path, names: tuple[str, str] = DB_FILES):
     from tvm.s_tir import meta_schedule as ms
 
     folder.mkdir(parents=True, exist_ok=True)
-    return ms.database.JSONDatabase(str(folder / DB_FILES[0]), str(folder / DB_FILES[1]), allow_missing=True)
+    return ms.database.JSONDatabase(str(folder / names[0]), str(folder / names[1]), allow_missing=True)
 
 
 def extract(mod, target: TvmTarget) -> list:
@@ -99,11 +100,63 @@ def _flops(task) -> float:
         return 0.0
 
 
+def _in_process():
+    """A builder and runner inside this process (MetaSchedule's popen-worker pools hung on this
+    2-core machine: every candidate build timed out); candidates are built and timed one by one."""
+    import tvm
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, PyRunner, PyRunnerFuture, RunnerResult
+    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class InProcessBuilder(PyBuilder):
+        def build(self, build_inputs):
+            out = []
+            for bi in build_inputs:
+                try:
+                    out.append(BuilderResult(default_export(default_build(bi.mod, bi.target, None)), None))
+                except Exception as e:  # an invalid candidate: MetaSchedule records the error
+                    out.append(BuilderResult(None, f"{type(e).__name__}: {str(e)[-300:]}"))
+            return out
+
+    @derived_object
+    class Ready(PyRunnerFuture):
+        def __init__(self, result):
+            super().__init__()
+            self.res = result
+
+        def done(self):
+            return True
+
+        def result(self):
+            return self.res
+
+    config = EvaluatorConfig._normalized(EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20))
+
+    @derived_object
+    class InProcessRunner(PyRunner):
+        def run(self, runner_inputs):
+            futures = []
+            for ri in runner_inputs:
+                try:
+                    rt_mod = tvm.runtime.load_module(ri.artifact_path)
+                    dev = tvm.cpu()
+                    args = default_alloc_argument(dev, [a.as_json() for a in ri.args_info], 1)
+                    futures.append(Ready(RunnerResult(default_run_evaluator(rt_mod, dev, config, args), None)))
+                except Exception as e:
+                    futures.append(Ready(RunnerResult(None, f"{type(e).__name__}: {str(e)[-300:]}")))
+            return futures
+
+    return InProcessBuilder(), InProcessRunner()
+
+
 def _runner(rpc: str | None):
     from tvm.s_tir import meta_schedule as ms
 
     if not rpc:
-        return ms.runner.LocalRunner(timeout_sec=30), "local"
+        return None, "local (in this process)"
     host, _, rest = rpc.partition(":")
     port, _, key = rest.partition("/")
     if not key or not port.isdigit():
@@ -152,6 +205,8 @@ def tune(
     db = open_database(folder)
     runner, runner_name = _runner(rpc)
     builder = _builder(target)
+    if runner is None:
+        builder, runner = _in_process()
     tasks = extract(mod, target)
     res = TuneResult(runner=runner_name, cache=str(folder))
     t0 = time.perf_counter()
@@ -188,25 +243,37 @@ def tune(
 
 
 def export_database(db, mod, target: TvmTarget, folder: Path) -> list[str]:
-    """Write the best cached record of each of `mod`'s tasks to `folder` (a JSON database);
-    returns the file names written."""
+    """Write the best cached record of each of `mod`'s tasks into `folder` (ARTIFACT_FILES, a
+    MetaSchedule JSON database); returns the file names written."""
     from tvm.s_tir import meta_schedule as ms
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    out = open_database(folder)
+    for name in ARTIFACT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    out = open_database(folder, ARTIFACT_FILES)
     for task in extract(mod, target):
         best = _records(db, task, 1)
-        if not best:
-            continue
-        wl = out.commit_workload(task.dispatched[0])
-        r = best[0]
-        out.commit_tuning_record(ms.database.TuningRecord(r.trace, wl, r.run_secs, r.target, r.args_info))
-    return list(DB_FILES)
+        if best:
+            r = best[0]
+            wl = out.commit_workload(task.dispatched[0])
+            out.commit_tuning_record(ms.database.TuningRecord(r.trace, wl, r.run_secs, r.target, r.args_info))
+    return list(ARTIFACT_FILES)
 
 
 def load_database(folder: Path):
-    """The artifact's database (for a rebuild), or None if it has none."""
-    if not all((folder / f).is_file() for f in DB_FILES):
+    """An artifact's tuning database (to rebuild from it), or None if it has none."""
+    if not all((Path(folder) / f).is_file() for f in ARTIFACT_FILES):
         return None
-    return open_database(folder)
+    return open_database(Path(folder), ARTIFACT_FILES)
+
+
+def seed_cache(artifact_db, target: TvmTarget) -> int:
+    """Copy an artifact's records into the target's cache (a rebuild then tunes nothing new)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    cache = open_database(cache_dir(target))
+    n = 0
+    for r in artifact_db.get_all_tuning_records():
+        wl = cache.commit_workload(r.workload.mod)
+        cache.commit_tuning_record(ms.database.TuningRecord(r.trace, wl, r.run_secs, r.target, r.args_info))
+        n += 1
+    return n
