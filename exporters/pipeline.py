@@ -64,6 +64,8 @@ class ExportRequest:
     rpc: str | None = None  # "host:port" of a TVM RPC server that runs the target library
     threads: int = 1
     model_overrides: dict = field(default_factory=dict)
+    tune_trials: int | None = None  # TVM: MetaSchedule trials per task (None: untuned)
+    tune_budget_s: float | None = None  # TVM: wall-clock cap of the tuning
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -80,6 +82,17 @@ class ExportRequest:
             raise EdgedetError(f"--target {self.target} applies to --format tvm only")
         if self.rpc and self.format != "tvm":
             raise EdgedetError("--rpc applies to --format tvm only")
+        if (self.tune_trials is not None or self.tune_budget_s is not None) and self.format != "tvm":
+            raise EdgedetError("--tune-trials / --tune-budget-s apply to --format tvm only")
+        if self.tune_trials is not None and self.tune_trials < 1:
+            raise EdgedetError(f"--tune-trials must be at least 1, got {self.tune_trials}")
+        if self.tune_budget_s is not None and not self.tune_budget_s > 0:
+            raise EdgedetError(f"--tune-budget-s must be positive, got {self.tune_budget_s}")
+        if self.tune_trials is not None and self.target != "host":
+            raise EdgedetError(
+                "tuning runs on this CPU only for now (--target host); tuning a board over an RPC "
+                "tracker is not wired yet"
+            )
         if self.input_size is not None and self.input_size < 32:
             raise EdgedetError(f"--input-size must be at least 32, got {self.input_size}")
         for name, v in (("--atol", self.atol), ("--rtol", self.rtol)):
@@ -419,7 +432,8 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
 
     target = tx.get_target(req.target, req.threads)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
-    report = tx.build_library(ex.model, target, stage / "model.so")
+    database, tuning_files, tuning = _tvm_tuning(req, ex, target, stage, log)
+    report = tx.build_library(ex.model, target, stage / "model.so", database=database)
     info = {
         "name": "tvm",
         "version": tvm.__version__,
@@ -430,6 +444,7 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
         "requires_cpu_flags": list(target.requires_cpu_flags),
         "library": "model.so (weights embedded as constants)",
         **report.to_json(),
+        **({"tuning_run": tuning, "tuning_database": tuning_files} if tuning else {}),
     }
     unscheduled = report.schedules.unscheduled
     log(f"{report.tuning}; default schedules on {len(report.schedules.applied)} functions"
@@ -464,12 +479,36 @@ def _tvm_files(req, ex, form, stage: Path, log: Log):
         def run_proxy(x):
             return tx.run_library(host_lib, x)
 
-        return ["model.so"], "model.so", info, run_proxy
+        return ["model.so", *tuning_files], "model.so", info, run_proxy
 
     def run_host(x):
         return tx.run_library(stage / "model.so", x)
 
-    return ["model.so"], "model.so", info, run_host
+    return ["model.so", *tuning_files], "model.so", info, run_host
+
+
+def _tvm_tuning(req, ex, target, stage: Path, log: Log):
+    """(database for the build, artifact files, tuning summary) — MetaSchedule when asked,
+    else the database of an existing artifact at `req.out` (a rebuild reuses its tuning)."""
+    from edgedet.exporters import tvm as tx
+    from edgedet.exporters import tvm_tuning
+
+    previous = tvm_tuning.load_database(req.out) if Path(req.out).is_dir() else None
+    if req.tune_trials is None:
+        if previous is None:
+            return None, [], None
+        log(f"reusing the tuning database of {req.out}")
+        n = tvm_tuning.seed_cache(previous, target)
+        db = tvm_tuning.open_database(tvm_tuning.cache_dir(target))
+        files = tvm_tuning.export_database(db, tx.import_onnx(ex.model), target, stage)
+        return tvm_tuning.load_database(stage), files, {"reused_records": n, "from": str(req.out)}
+    if previous is not None:
+        tvm_tuning.seed_cache(previous, target)  # resume from what the artifact already holds
+    mod = tx.import_onnx(ex.model)
+    db, result = tvm_tuning.tune(mod, target, req.tune_trials, req.tune_budget_s, None, log)
+    files = tvm_tuning.export_database(db, mod, target, stage)
+    return tvm_tuning.load_database(stage), files, {"trials_per_task": req.tune_trials,
+                                                    "budget_s": req.tune_budget_s, **result.to_json()}
 
 
 def _tensorrt_files(req, ex, form, stage: Path, log: Log):
