@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ROWS = 4  # register-tile height of tiled_reduction
+MAX_BLOCKS = 32  # dlight tries to inline block after block: minutes on ASAG's fused NMS functions
 LOCAL_KINDS = {0: "S", 2: "R"}  # IterVar.iter_type: DataPar, CommReduce
 
 
@@ -103,6 +104,9 @@ def _vectorize_block(sch, block, vec: int) -> bool:
     """Fuse an all-spatial block's loops, vectorise the inner lanes, parallelise the rest."""
     if set(_kinds(sch, block)) != {"S"}:
         return False
+    st = sch.get(block)
+    if any(str(r.source.dtype) == "bool" for r in [*st.reads, *st.writes]):
+        return False  # TVM's lowering of bool vectors stores int8 lanes into a bool buffer and fails
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     lanes = _lanes(_extent(sch, fused), vec)
@@ -142,6 +146,15 @@ def _has_window_reduction(func) -> bool:
 
 def schedule_function(func, target, vec: int) -> tuple[object | None, str]:
     """(scheduled PrimFunc or None, rule name or why none applied)."""
+    from tvm import s_tir
+
+    try:
+        sch = s_tir.Schedule(func)
+        n_blocks = len(sch.get_child_blocks(sch.get_sblock("root")))
+    except Exception:  # no root block: an extern call (e.g. tvm.contrib.sort.topk)
+        return None, "no schedulable blocks (an extern call)"
+    if n_blocks > MAX_BLOCKS:
+        return None, f"{n_blocks} blocks (> {MAX_BLOCKS}): left to TVM's lowering"
     rules: list[tuple[str, Callable]] = [("tiled_reduction", lambda f: tiled_reduction(f, vec))]
     if not _has_window_reduction(func):  # dlight's Reduction slows convolutions down 10×
         rules += [(name, lambda f, r=rule: r.apply(f, target, False)) for name, rule in _dlight_rules()]

@@ -27,6 +27,7 @@ from edgedet.errors import EdgedetError
 from edgedet.exporters.tvm_target import TvmTarget
 
 TRIALS_PER_ITER = 16
+POPULATION = 64  # candidates per evolutionary-search generation
 BUILD_TIMEOUT_S = 120  # a candidate build in a fresh worker on a loaded 2-core machine
 DB_FILES = ("database_workload.json", "database_tuning_record.json")  # the cache's file names
 ARTIFACT_FILES = ("tuning_workload.json", "tuning_records.json")  # in the artifact folder
@@ -184,6 +185,15 @@ def _cross_export(compiler: str):
     return export
 
 
+def _strategy():
+    """Evolutionary search sized for a small machine: MetaSchedule's default (population 512,
+    4 generations) spends over a minute per task here before the first measurement."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.search_strategy.EvolutionarySearch(population_size=POPULATION, init_min_unmeasured=16,
+                                                 genetic_num_iters=2)
+
+
 def _records(db, task, k: int) -> list:
     return list(db.get_top_k(db.commit_workload(task.dispatched[0]), k))
 
@@ -222,7 +232,9 @@ def tune(
         t1 = time.perf_counter()
         if todo > 0:
             with tempfile.TemporaryDirectory(prefix="edgedet-ms-") as work:
-                ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts([task], work, num_threads=1)
+                ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                    [task], work, strategy=_strategy(), num_threads=1
+                )
                 ms.tune_tasks(tasks=ctxs, task_weights=[1.0], work_dir=work, max_trials_global=todo,
                               max_trials_per_task=todo, num_trials_per_iter=min(TRIALS_PER_ITER, todo),
                               builder=builder, runner=runner, database=db, cost_model="random",
