@@ -9,12 +9,13 @@ from edgedet.io.atomic import atomic_output
 def headline(result: dict) -> str:
     """'measured: <runtime> <version> on <device> (<cpu>), N threads, S stream(s), <precision>'."""
     rt, st, dev = result["runtime"], result["settings"], result["device"]
+    build = f" ({rt['build']})" if rt.get("build") else ""  # TVM: tuned / untuned, target
     where = dev["name"] if dev.get("remote") else f"{dev['name']} ({dev['cpu_model']})"
     gpus = dev.get("gpus") or []
     if dev["name"] in ("cuda", "GPU") and gpus:
         where = f"{dev['name']} ({gpus[0]['name']})"
     return (
-        f"measured: {rt['name']} {rt['version']} on {where}, {st['threads'] or 'board-default'} threads, "
+        f"measured: {rt['name']} {rt['version']}{build} on {where}, {st['threads'] or 'board-default'} threads, "
         f"{st['streams']} stream(s), {st['precision']}"
     )
 

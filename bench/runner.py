@@ -19,6 +19,7 @@ from edgedet.bench.schema import SCHEMA_VERSION, validate
 from edgedet.bench.stats import summarize, throughput_items_per_s
 from edgedet.bench.target import Target, resolve
 from edgedet.errors import EdgedetError
+from edgedet.exporters.tvm_target import check_cpu_flags
 from edgedet.runtimes import RUNTIMES, SessionSpec, check_available, parse_rpc
 from edgedet.runtimes.timing import LoopConfig
 
@@ -161,12 +162,24 @@ def _device(url: str, host_info: dict, target: Target) -> dict:
     }
 
 
+def _tvm_build(target: Target, remote: bool) -> str:
+    """'tuned|untuned, built for <target>' from a TVM artifact's manifest; refuses (one line) a
+    host library needing CPU features this CPU lacks."""
+    info = (target.manifest or {}).get("runtime") or {}
+    if not remote:
+        check_cpu_flags(info, target.path)
+    tuning = info.get("tuning", "untuned")
+    built = info.get("target_name") or (target.manifest or {}).get("target") or "unknown target"
+    return f"{tuning}, built for {built}"
+
+
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Measure every batch of `cfg` and return the validated result JSON."""
     check_config(cfg)
     check_available(cfg.runtime, "cpu" if cfg.device.startswith("rpc://") else cfg.device)
     target = resolve(cfg.target, cfg.runtime)
     remote = cfg.device.startswith("rpc://")
+    tvm_build = _tvm_build(target, remote) if cfg.runtime == "tvm" else None
     threads = cfg.threads or (0 if remote else host.usable_cpus())  # 0: the board's own default
     device_info = host.fingerprint()
     warnings = _machine_warnings(device_info, threads, remote)
@@ -191,6 +204,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             "version": str(version),
             "versions": first["versions"],
             "effective": first["runtime_info"],
+            **({"build": tvm_build} if tvm_build else {}),
         },
         "settings": _settings(cfg, target, threads, remote, first),
         "results": results,

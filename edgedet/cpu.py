@@ -67,6 +67,11 @@ def _raw_flags() -> set[str]:
     return set()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's raw /proc/cpuinfo flags (x86 'flags', Arm 'Features'); empty if unreadable."""
+    return _raw_flags()
+
+
 @dataclass(frozen=True)
 class VectorIsa:
     """Vector features in edgedet's vocabulary (avx2, avx512f, avx512_bf16, amx, neon, …)."""

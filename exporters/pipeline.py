@@ -21,11 +21,10 @@ import torch
 from edgedet import models
 from edgedet import precision as precision_names
 from edgedet.errors import EdgedetError
-from edgedet.exporters import artifact, parity, parity_trace, weights
+from edgedet.exporters import artifact, parity, parity_trace, tvm_artifact, weights
 from edgedet.exporters import onnx as onnx_export
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters import tensorrt as trtx
-from edgedet.exporters import tvm as tx
 from edgedet.exporters.artifact import FORMATS
 from edgedet.exporters.onnx import run_onnxruntime
 from edgedet.exporters.prepare import custom_ops_in, prepare
@@ -75,6 +74,8 @@ class ExportRequest:
     rpc: str | None = None  # "host:port" of a TVM RPC server that runs the target library
     threads: int = 1
     model_overrides: dict = field(default_factory=dict)
+    tune_trials: int | None = None  # TVM: MetaSchedule trials per task (None: untuned)
+    tune_budget_s: float | None = None  # TVM: wall-clock cap of the tuning
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -91,6 +92,17 @@ class ExportRequest:
             raise EdgedetError(f"--target {self.target} applies to --format tvm only")
         if self.rpc and self.format != "tvm":
             raise EdgedetError("--rpc applies to --format tvm only")
+        if (self.tune_trials is not None or self.tune_budget_s is not None) and self.format != "tvm":
+            raise EdgedetError("--tune-trials / --tune-budget-s apply to --format tvm only")
+        if self.tune_trials is not None and self.tune_trials < 1:
+            raise EdgedetError(f"--tune-trials must be at least 1, got {self.tune_trials}")
+        if self.tune_budget_s is not None and not self.tune_budget_s > 0:
+            raise EdgedetError(f"--tune-budget-s must be positive, got {self.tune_budget_s}")
+        if self.tune_trials is not None and self.target != "host":
+            raise EdgedetError(
+                "tuning runs on this CPU only for now (--target host); tuning a board over an RPC "
+                "tracker is not wired yet"
+            )
         if self.input_size is not None and self.input_size < 32:
             raise EdgedetError(f"--input-size must be at least 32, got {self.input_size}")
         for name, v in (("--atol", self.atol), ("--rtol", self.rtol)):
@@ -416,55 +428,7 @@ def _openvino_files(req, ex, form, stage: Path, log: Log):
 
 
 def _tvm_files(req, ex, form, stage: Path, log: Log):
-    import tvm
-
-    target = tx.get_target(req.target)
-    log(f"building TVM Relax library for {target.name} ({target.description()})")
-    tx.build_library(ex.model, target, stage / "model.so")
-    info = {
-        "name": "tvm",
-        "version": tvm.__version__,
-        "executor": "relax.VirtualMachine",
-        "entry": "main",
-        "target": target.target,
-        "library": "model.so (weights embedded as constants)",
-    }
-    if target.compiler:
-        elf = tx.elf_info(stage / "model.so")
-        if not (elf.get("elf") and elf.get("shared_object") and elf.get("machine") == target.elf_machine):
-            raise RuntimeError(f"cross-compiled library is not an {target.elf_machine} shared object: {elf}")
-        info.update(compiler=target.compiler, elf=elf)
-        if req.rpc:
-            host, _, port = req.rpc.rpartition(":")
-            from tvm import rpc
-
-            try:
-                session = rpc.connect(host, int(port))
-            except Exception as e:
-                raise EdgedetError(f"cannot reach the TVM RPC server at {req.rpc}: {e}") from None
-            info["parity_note"] = f"ran the {target.name} library on the RPC server {req.rpc}"
-
-            def run(x):
-                return tx.run_remote(session, stage / "model.so", x)
-
-            return ["model.so"], "model.so", info, run
-        log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
-        host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
-        tx.build_library(ex.model, tx.TARGETS["host"], host_lib)
-        info["parity_note"] = (
-            "host (x86_64) build of the same Relax module; the aarch64 library itself "
-            "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)"
-        )
-
-        def run_proxy(x):
-            return tx.run_library(host_lib, x)
-
-        return ["model.so"], "model.so", info, run_proxy
-
-    def run_host(x):
-        return tx.run_library(stage / "model.so", x)
-
-    return ["model.so"], "model.so", info, run_host
+    return tvm_artifact.build_artifact(req, ex, form, stage, log)
 
 
 def _tensorrt_files(req, ex, form, stage: Path, log: Log):

@@ -17,44 +17,39 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters import tvm_target
+from edgedet.exporters.tvm_schedules import ScheduleReport, default_schedule_pass
+from edgedet.exporters.tvm_target import CROSS_GCC, TvmTarget  # noqa: F401  (re-exported)
 
 
-@dataclass(frozen=True)
-class TvmTarget:
-    """A named compile target: TVM target (JSON-dict form) and the C compiler that links it."""
-
-    name: str
-    target: dict
-    compiler: str | None  # None: TVM's default host compiler
-    elf_machine: str  # "x86_64" / "aarch64" as in `file`/ELF e_machine
-
-    def description(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.target.items())
+def get_target(name: str, threads: int = 1) -> TvmTarget:
+    return tvm_target.get_target(name, threads)
 
 
-CROSS_GCC = "aarch64-linux-gnu-gcc"
-TARGETS = {
-    "host": TvmTarget("host", {"kind": "llvm"}, None, "host"),
-    "cortex-a76": TvmTarget(
-        "cortex-a76",
-        {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon"]},
-        CROSS_GCC,
-        "aarch64",
-    ),
-}
+class _Targets(Mapping):
+    """TARGETS[name] → TvmTarget (host computed from this CPU's flags when asked)."""
+
+    def __getitem__(self, name: str) -> TvmTarget:
+        if name not in tvm_target.TARGET_NAMES:
+            raise KeyError(name)
+        return tvm_target.get_target(name)
+
+    def __iter__(self):
+        return iter(tvm_target.TARGET_NAMES)
+
+    def __len__(self) -> int:
+        return len(tvm_target.TARGET_NAMES)
 
 
-def get_target(name: str) -> TvmTarget:
-    if name not in TARGETS:
-        raise EdgedetError(f"unknown TVM target '{name}' (choose {', '.join(TARGETS)})")
-    return TARGETS[name]
+TARGETS = _Targets()
 
 
 def require_tvm() -> None:
@@ -65,11 +60,103 @@ def require_tvm() -> None:
         raise EdgedetError("TVM is not installed: pip install 'edgedet[tvm]' (apache-tvm with Relax)") from e
 
 
-def build_library(onnx_model, target: TvmTarget, out_path: Path) -> None:
-    """Import an ONNX model (standard ops only) into Relax, compile and export `out_path`."""
-    require_tvm()
+@dataclass
+class BuildReport:
+    """How a library was compiled: target, schedules, tuning records applied."""
+
+    target: TvmTarget
+    schedules: ScheduleReport = field(default_factory=ScheduleReport)
+    default_schedules: bool = True
+    database: str | None = None  # folder of the MetaSchedule database that was applied
+    seconds: float = 0.0
+
+    @property
+    def tuning(self) -> str:
+        return "tuned" if self.schedules.tuned else "untuned"
+
+    def to_json(self) -> dict:
+        return {
+            "tuning": self.tuning,
+            "default_schedules": self.default_schedules,
+            "schedules": self.schedules.to_json(),
+            "build_s": round(self.seconds, 2),
+        }
+
+
+def import_onnx(onnx_model, fast_math: bool = True):
+    """ONNX (standard ops, no local functions) → Relax IRModule with weights as constants;
+    `fast_math`: erf / exp / tanh as vectorisable polynomials (TVM's FastMathTransform)."""
     import tvm
     from tvm.relax.frontend.onnx import from_onnx
+    from tvm.relax.transform import FastMathTransform
+
+    from edgedet.exporters.onnx_fold import fold_static
+
+    if len(onnx_model.functions):
+        raise ValueError("inline the ONNX local functions before TVM import (onnx.inliner)")
+    onnx_model = copy.deepcopy(onnx_model)
+    fold_static(onnx_model)  # shape arithmetic → constants (Relax needs static pads, reshapes…)
+    mod = from_onnx(onnx_model, keep_params_in_input=False)
+    if fast_math:
+        mod = FastMathTransform()(mod)
+    return tvm.relax.transform.FoldConstant()(mod)
+
+
+def fused_primfuncs(mod, target: TvmTarget):
+    """The Relax module after legalisation and operator fusion (the functions that get scheduled
+    or tuned): the same passes `compile_module` runs, so database keys match."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    tgt = tvm.target.Target(target.target)
+    with tgt:
+        return tvm.transform.Sequential(cpu.library_dispatch_passes(tgt) + cpu.legalize_passes(tgt))(mod)
+
+
+def _relax_pipeline(tgt, report: BuildReport, use_database: bool):
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+    from tvm.relax.transform import MetaScheduleApplyDatabase
+
+    @tvm.transform.module_pass(opt_level=0, name="EdgedetCpuPipeline")
+    def _pipeline(mod, _ctx):
+        with tgt:
+            mod = tvm.transform.Sequential(cpu.library_dispatch_passes(tgt) + cpu.legalize_passes(tgt))(mod)
+            if use_database:
+                mod = MetaScheduleApplyDatabase()(mod)
+            if report.default_schedules:
+                vec = max(4, report.target.vector_width_bits // 32)
+                mod = default_schedule_pass(tgt, vec, report.schedules)(mod)
+            return tvm.transform.Sequential(cpu.dataflow_lower_passes(tgt) + cpu.finalize_passes(tgt))(mod)
+
+    return _pipeline
+
+
+def compile_module(mod, target: TvmTarget, default_schedules: bool = True, database=None):
+    """Relax module → (VM executable, BuildReport); `database` a MetaSchedule Database whose
+    records replace the default schedule of the functions they cover."""
+    import tvm
+
+    t0 = time.perf_counter()
+    report = BuildReport(target, default_schedules=default_schedules)
+    tgt = tvm.target.Target(target.target)
+    pipeline = _relax_pipeline(tgt, report, database is not None)
+    if database is None:
+        executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
+    else:
+        with database, tvm.transform.PassContext(opt_level=3):
+            executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
+    report.seconds = time.perf_counter() - t0
+    return executable, report
+
+
+def build_library(
+    onnx_model, target: TvmTarget, out_path: Path, default_schedules: bool | None = None, database=None
+) -> BuildReport:
+    """Import an ONNX model (standard ops only) into Relax, compile and export `out_path`.
+
+    `default_schedules` None: on for every target but `host-generic` (today's plain build)."""
+    require_tvm()
     from tvm.support import cc
 
     if target.compiler and shutil.which(target.compiler) is None:
@@ -77,19 +164,17 @@ def build_library(onnx_model, target: TvmTarget, out_path: Path) -> None:
             f"cross compiler '{target.compiler}' not found: apt-get install gcc-aarch64-linux-gnu "
             "(or `make sysdeps`)"
         )
-    if len(onnx_model.functions):
-        raise ValueError("inline the ONNX local functions before TVM import (onnx.inliner)")
-    from edgedet.exporters.onnx_fold import fold_static
-
-    onnx_model = copy.deepcopy(onnx_model)
-    fold_static(onnx_model)  # shape arithmetic → constants (Relax needs static pads, reshapes…)
-    mod = from_onnx(onnx_model, keep_params_in_input=False)
-    executable = tvm.compile(mod, target=tvm.target.Target(target.target))
+    plain = target.name == "host-generic"
+    if default_schedules is None:
+        default_schedules = not plain
+    mod = import_onnx(onnx_model, fast_math=default_schedules)
+    executable, report = compile_module(mod, target, default_schedules, database)
     fcompile = cc.cross_compiler(target.compiler) if target.compiler else None
     if fcompile is None:
         executable.export_library(str(out_path))
     else:
         executable.export_library(str(out_path), fcompile=fcompile)
+    return report
 
 
 def run_library(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -26,7 +26,11 @@ def register(app: typer.Typer) -> None:
             "-c",
             help="Training checkpoint or state_dict (torch.save); default: seeded init.",
         ),
-        target: str = typer.Option("host", "--target", help="TVM target: host | cortex-a76."),
+        target: str = typer.Option(
+            "host",
+            "--target",
+            help="TVM target: host (this CPU's features) | host-generic (no features, no schedules) | cortex-a76.",
+        ),
         precision: str = typer.Option(
             "fp32", "--precision", help="fp32|f32, fp16|f16 or bf16 (the last two: openvino, tensorrt)."
         ),
@@ -65,6 +69,15 @@ def register(app: typer.Typer) -> None:
             None, "--rpc", help="HOST:PORT of a TVM RPC server on the target board for parity."
         ),
         threads: int = typer.Option(1, "--threads", help="Threads for export-time runs."),
+        tune_trials: int = typer.Option(
+            None,
+            "--tune-trials",
+            help="TVM: tune each task with up to N MetaSchedule trials on this CPU (records cached in "
+            "~/.cache/edgedet/tvm; the database ships in the artifact). Default: untuned, rule-based schedules.",
+        ),
+        tune_budget_s: float = typer.Option(
+            None, "--tune-budget-s", help="TVM: stop tuning new tasks after S seconds (heaviest tasks go first)."
+        ),
     ) -> None:
         """Export MODEL and check it against PyTorch; the artifact is written only if parity passes."""
         import torch
@@ -91,6 +104,8 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             rpc=rpc,
             threads=threads,
+            tune_trials=tune_trials,
+            tune_budget_s=tune_budget_s,
         ))
 
 
