@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_bench import QUICK, conv_relu, run_cli
+from test_bench import QUICK, conv_relu
 
 from edgedet.cpu import cpu_flags
 from edgedet.exporters import tvm_target as tt
@@ -85,10 +85,10 @@ def test_featured_build_matches_onnxruntime(featured_artifact):
     np.testing.assert_allclose(got, ref, atol=1e-5 * max(1.0, float(np.abs(ref).max())), rtol=1e-5)
 
 
-def test_bench_says_untuned_and_refuses_missing_features(featured_artifact, tmp_path, capsys):
+def test_bench_says_untuned_and_refuses_missing_features(featured_artifact, tmp_path, cli):
     folder, _ = featured_artifact
     out = tmp_path / "r.json"
-    code, text, err = run_cli(["bench", str(folder), "--runtime", "tvm", *QUICK, "--json", str(out)], capsys)
+    code, text, err = cli("bench", str(folder), "--runtime", "tvm", *QUICK, "--json", str(out))
     assert code == 0, err
     assert json.loads(out.read_text())["runtime"]["build"] == "untuned, built for host"
     assert "untuned" in text
@@ -98,7 +98,7 @@ def test_bench_says_untuned_and_refuses_missing_features(featured_artifact, tmp_
     lacking = next(f for f in RARE_FLAGS if f not in cpu_flags())
     m["runtime"]["requires_cpu_flags"].append(lacking)
     (alien / "manifest.json").write_text(json.dumps(m))
-    code, text, err = run_cli(["bench", str(alien), "--runtime", "tvm", *QUICK], capsys)
+    code, text, err = cli("bench", str(alien), "--runtime", "tvm", *QUICK)
     assert code != 0
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lacking in lines[0] and "lacks" in lines[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_bench import run_cli
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters import tvm_target
@@ -41,11 +40,11 @@ def test_bad_tuning_options_are_refused(kwargs, message, tmp_path):
 
 
 @pytest.mark.slow
-def test_tuned_export_ships_and_reuses_its_database(tmp_path, monkeypatch, capsys):
+def test_tuned_export_ships_and_reuses_its_database(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("EDGEDET_TVM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "art"
     args = ["export", "resnet-bn", "-f", "tvm", "--input-size", "32", "-o", str(out)]
-    code, text, err = run_cli([*args, "--tune-trials", "2", "--tune-budget-s", "1"], capsys)
+    code, text, err = cli(*args, "--tune-trials", "2", "--tune-budget-s", "1")
     assert code == 0, err
     m = json.loads((out / "manifest.json").read_text())
     rt = m["runtime"]
@@ -53,7 +52,7 @@ def test_tuned_export_ships_and_reuses_its_database(tmp_path, monkeypatch, capsy
     assert {"tuning_workload.json", "tuning_records.json"} <= set(m["files"])
     assert rt["tuning_run"]["tasks"][0]["trials_run"] == 2 and rt["tuning_run"]["skipped_for_budget"]
     assert m["parity"]["passed"]
-    code, text, err = run_cli(args, capsys)  # a rebuild into the same folder reuses the database
+    code, text, err = cli(*args)  # a rebuild into the same folder reuses the database
     assert code == 0, err
     rt2 = json.loads((out / "manifest.json").read_text())["runtime"]
     assert rt2["tuning"] == "tuned" and rt2["tuning_run"]["reused_records"] >= 1
