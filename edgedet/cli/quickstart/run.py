@@ -78,7 +78,7 @@ def summary(out: Path, html: Path, wall_s: float, console: Any) -> None:
     for c in ("what", "value", "how it was obtained"):
         t.add_column(c)
     for r in sec["search"]["rows"]:
-        t.add_row(f"search {r['device']}", f"{r['predicted_latency_ms']:.3g} ms of {r['budget_ms']:g} ms budget",
+        t.add_row(f"{Path(r['search']).parent}", f"{r['predicted_latency_ms']:.3g} ms of {r['budget_ms']:g} ms budget",
                   r["latency_label"])
     for r in sec["training"]["rows"]:
         t.add_row(f"train {Path(r['metrics']).parent}", f"val acc {100 * r['final_val_acc']:.1f}% "
@@ -90,7 +90,8 @@ def summary(out: Path, html: Path, wall_s: float, console: Any) -> None:
         t.add_row(f"bench {r['runtime']}", f"median {r['median_ms']:.3g} ms (p99 {r['p99_ms']:.3g})",
                   r["latency_label"])
     for r in sec["predictions"]["rows"]:
-        t.add_row(f"predict {r['profile']}", f"{r['latency_ms']:.3g} ms", r["latency_label"])
+        net = Path(str(r["model"]).removeprefix("quadranet-arch:")).parent.name
+        t.add_row(f"predict {net} on {r['profile']}", f"{r['latency_ms']:.3g} ms", r["latency_label"])
     for r in sec["predicted_vs_measured"]["rows"]:
         t.add_row(f"pred vs meas {r['runtime']}", f"{100 * r['error']:+.0f}%",
                   f"{r['predicted_ms']:.3g} predicted / {r['measured_median_ms']:.3g} ms measured")

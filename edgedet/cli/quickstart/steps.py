@@ -42,7 +42,7 @@ class Plan:
 
     @property
     def train_images(self) -> int:
-        return max(512, int(self.minutes * 250)) // 32 * 32
+        return max(1024, min(6000, int(self.minutes * 500))) // 32 * 32
 
 
 def cli(*args: Any) -> None:
@@ -117,7 +117,8 @@ def step_search(p: Plan, key: str, budget: dict[str, Any], log) -> Path:
 def step_train(p: Plan, key: str, arch: Path, log) -> Path:
     """c. brief training of the found net on the synthetic data (accuracy vs chance)."""
     out = p.out / f"train-{key}"
-    args = ["train", f"quadranet-arch:{arch}", "--data", "synthetic", "--out", out, "--epochs", 4,
+    args = ["train", f"quadranet-arch:{arch}", "--data", "synthetic", "--out", out, "--epochs", 8,
+            "--warmup-epochs", 0.5, "--batch-size", 32,
             "--img-size", TRAIN_IMG, "--train-size", p.train_images, "--val-size", 500, "--threads", p.threads]
     run_step(p.out, f"train-{key}", {"args": args}, [arch], [out / "checkpoint.pt", out / "metrics.json"],
              lambda: cli(*args), log)
