@@ -37,7 +37,7 @@ test: venv sysdeps
 test-slow: venv sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
-quickstart: venv
+quickstart: venv sysdeps
 	$(BIN)/edgedet quickstart
 
 lint: venv
