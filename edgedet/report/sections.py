@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedet.report.labels import measured_label, predicted_label, profile_error
-from edgedet.report.sources import RunInputs, Source
+from edgedet.report.sources import RunInputs
 
 
 @dataclass
@@ -244,6 +244,3 @@ BUILDERS = (search_section, architecture_section, training_section, exports_sect
 def build_sections(run: RunInputs) -> list[Section]:
     return [b(run) for b in BUILDERS]
 
-
-def source_paths(sources: list[Source]) -> list[str]:
-    return [s.path for s in sources]
