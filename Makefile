@@ -23,12 +23,13 @@ kernels:
 	-$(BIN)/python -c "from edgedet.kernels import openvino_extension as o, torch_extension as t; \
 	  print('built', o.build().library, t.load().__file__)"
 
-# System packages: Debian's aarch64 cross compiler (TVM Cortex-A76 libraries), installed
-# only when missing (needs root or sudo; apt-get only).
+# System packages: Debian's aarch64 cross compiler (TVM Cortex-A76 libraries) and chromium
+# (the report's browser test), each installed only when missing (needs root or sudo; apt-get only).
 sysdeps:
-	@command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { \
-	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q gcc-aarch64-linux-gnu; }
+	@SUDO=$$(test "$$(id -u)" = 0 || echo sudo); PKGS=""; \
+	  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || PKGS="$$PKGS gcc-aarch64-linux-gnu"; \
+	  command -v chromium >/dev/null 2>&1 || PKGS="$$PKGS chromium"; \
+	  test -z "$$PKGS" || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$PKGS; }
 
 test: venv sysdeps
 	$(BIN)/python -m pytest -q
@@ -36,7 +37,7 @@ test: venv sysdeps
 test-slow: venv sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
-quickstart: venv
+quickstart: venv sysdeps
 	$(BIN)/edgedet quickstart
 
 # ruff, then the layer contract (pyproject [tool.importlinter]; .ci/lint_imports.py says why

@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "edgedet.cli.detect_cmd",
     "edgedet.cli.convert_cmd",
     "edgedet.cli.adapt_cmd",
+    "edgedet.cli.report_cmd",
 ]
 
 for _mod in COMMAND_MODULES:
