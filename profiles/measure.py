@@ -22,7 +22,8 @@ from edgedet.profiles.fusion import FusionRules, fuse
 from edgedet.profiles.graph import build_graph
 from edgedet.profiles.host_timing import Runner, machine_info
 from edgedet.profiles.kernel import Kernel
-from edgedet.profiles.kernel_models import _B, KINDS, WEIGHTS, KernelConfig, build, neighbour, sample
+from edgedet.profiles.kernel_models import _B, KernelConfig, build
+from edgedet.profiles.kernel_prior import KINDS, WEIGHTS, neighbour, sample
 from edgedet.profiles.layout import REORDER_CLASS, reorder_kernel
 from edgedet.profiles.schema import SCHEMA_VERSION
 

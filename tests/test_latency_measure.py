@@ -9,7 +9,8 @@ import pytest
 
 from edgedet.cpu import vector_isa
 from edgedet.profiles import from_document
-from edgedet.profiles.kernel_models import KINDS, build, sample
+from edgedet.profiles.kernel_models import build
+from edgedet.profiles.kernel_prior import KINDS, sample
 from edgedet.profiles.measure import build_measured_profile, class_key, featurise, refit_profile
 
 EXPECTED = {

@@ -125,6 +125,6 @@ class DynamicDecoderLayer(nn.Module):
         q = q.reshape(bsz * nq, dim)
         q = self.norm2(q + self.inst_interact(q, roi))
         q = self.norm3(q + self.linear2(self.act(self.linear1(q))))
-        logits = self.class_logits(self.cls_branch(q)).view(bsz, nq, -1)
+        logits = self.class_logits(self.cls_branch(q)).view(bsz, nq, self.class_logits.out_features)
         deltas = self.bboxes_delta(self.reg_branch(q)).view(bsz, nq, 4)
         return logits, apply_deltas(deltas, boxes), q.view(bsz, nq, dim)
