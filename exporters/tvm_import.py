@@ -84,14 +84,15 @@ def _importer_class():
             x, wa = inputs[0], inputs[1]
             n, c, h, w = (int(v) for v in x.ty.shape)
             k = int(wa.ty.shape[-1])
-            strides, pads, dil = attrs.get("strides", (1, 1)), attrs.get("pads", (0,) * 4), attrs.get("dilations", (1, 1))
-            if len(set(strides)) != 1 or len(set(pads)) != 1 or len(set(dil)) != 1 or attrs.get("group", c) != c:
+            strides, pads = attrs.get("strides", (1, 1)), attrs.get("pads", (0,) * 4)
+            dil = attrs.get("dilations", (1, 1))
+            if any(len(set(v)) != 1 for v in (strides, pads, dil)) or attrs.get("group", c) != c:
                 raise ValueError(f"edgedet::QuadraConv with unequal strides/pads/dilations {strides}/{pads}/{dil}")
             spec = QuadConvSpec(n, c, h, w, k, int(strides[0]), int(pads[0]), int(dil[0]))
             name = f"edgedet_quadconv_c{c}_h{h}_k{k}"
             gv = self.bb.add_func(quadconv_func(spec).with_attr("global_symbol", name), name)
             self.report.fused[FUSED_OP] = self.report.fused.get(FUSED_OP, 0) + 1
-            out = relax.TensorStructInfo(spec.out_shape, "float32") if hasattr(relax, "TensorStructInfo") else relax.TensorType(spec.out_shape, "float32")
+            out = relax.TensorType(spec.out_shape, "float32")
             return relax.call_tir(gv, list(inputs[:5]), out)
 
     return EdgedetImporter
