@@ -165,7 +165,7 @@ def export_artifact(req: ExportRequest, log: Log = lambda s: None) -> ExportResu
     form = prepare(model, size)
     batches = tuple(req.batches) if req.batches else ((1, 2, 3) if req.dynamic_batch else (1,))
     tolerance = req.tolerance()
-    decompose = req.decompose or req.format == "tvm"
+    decompose = req.decompose  # TVM: edgedet.QuadraConv nodes become its fused kernel (tvm_import)
     ex = _to_onnx(req, form, decompose, log)
     inlined = [] if ex.custom_ops or not decompose else sorted(set(_custom_ops_of(form)))
     with artifact.staging_dir(req.out) as stage:
@@ -319,8 +319,11 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
             how = "TensorRT plugin (Triton kernel)"
     elif req.format == "openvino":
         how = "inlined to standard ONNX ops (--decompose)" if ex.decomposed else None
-    else:
-        how = "inlined to standard ONNX ops before Relax import"
+    elif ex.decomposed:
+        how = "inlined to standard ONNX ops before Relax import (--decompose)"
+    else:  # TVM: QuadraConv as edgedet's fused kernel, the other ops inlined before Relax import
+        fused = runtime_fused_ops(ex)
+        return {op: fused.get(op, "inlined to standard ONNX ops before Relax import") for op in ops}
     out = {}
     for op in ops:
         if how is None:
@@ -332,6 +335,13 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
         else:
             out[op] = how
     return out
+
+
+def runtime_fused_ops(ex) -> dict:
+    """TVM: edgedet op → how it reached Relax when not decomposed."""
+    from edgedet.exporters.tvm_import import FUSED_OP
+
+    return {FUSED_OP: "TVM fused kernel (one TE compute, edgedet.quadconv schedule; runtime.fused_ops)"}
 
 
 def _io_entries(values, initializers) -> list[dict]:

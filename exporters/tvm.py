@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.errors import EdgedetError
-from edgedet.exporters import tvm_target
-from edgedet.exporters.tvm_schedules import ScheduleReport, default_schedule_pass
+from edgedet.exporters import tvm_import, tvm_target
+from edgedet.exporters.tvm_import import ImportReport
+from edgedet.exporters.tvm_schedules import QUADCONV_RULE, ScheduleReport, default_schedule_pass
 from edgedet.exporters.tvm_target import CROSS_GCC, TvmTarget  # noqa: F401  (re-exported)
 
 
@@ -69,6 +70,7 @@ class BuildReport:
     default_schedules: bool = True
     database: str | None = None  # folder of the MetaSchedule database that was applied
     seconds: float = 0.0
+    imported: ImportReport = field(default_factory=ImportReport)
 
     @property
     def tuning(self) -> str:
@@ -79,24 +81,39 @@ class BuildReport:
             "tuning": self.tuning,
             "default_schedules": self.default_schedules,
             "schedules": self.schedules.to_json(),
+            "fused_ops": self.fused_ops(),
             "build_s": round(self.seconds, 2),
         }
 
+    def fused_ops(self) -> dict:
+        """edgedet op → how it reached the library: the fused kernel and its schedule, or why not."""
+        out = {}
+        for op, count in self.imported.fused.items():
+            sched = sum(1 for r in self.schedules.applied.values() if r == QUADCONV_RULE)
+            how = (f"{QUADCONV_RULE} schedule, {self.target.vector_width_bits}-bit vectors "
+                   f"({max(4, self.target.vector_width_bits // 32)} fp32 lanes) × 4 rows" if sched else
+                   "unscheduled (plain TVM lowering)" if not self.default_schedules else "tuning record")
+            out[op] = {"kernel": "fused TE compute (three accumulators, one read per tap)", "nodes": count,
+                       "schedule": how}
+        for op, why in self.imported.decomposed.items():
+            out[op] = {"kernel": f"inlined to standard ops ({why})"}
+        return out
 
-def import_onnx(onnx_model, fast_math: bool = True):
-    """ONNX (standard ops, no local functions) → Relax IRModule with weights as constants;
-    `fast_math`: erf / exp / tanh as vectorisable polynomials (TVM's FastMathTransform)."""
+
+def import_onnx(onnx_model, fast_math: bool = True, fused: bool = True, report: ImportReport | None = None):
+    """ONNX → Relax IRModule with weights as constants. Local functions are inlined to standard
+    ops, except edgedet.QuadraConv when `fused` (one fused TVM kernel, see tvm_import);
+    `fast_math`: erf / exp / tanh as vectorisable polynomials (TVM's FastMathTransform);
+    `report` (filled) says which edgedet ops reached Relax fused."""
     import tvm
-    from tvm.relax.frontend.onnx import from_onnx
     from tvm.relax.transform import FastMathTransform
 
     from edgedet.exporters.onnx_fold import fold_static
 
-    if len(onnx_model.functions):
-        raise ValueError("inline the ONNX local functions before TVM import (onnx.inliner)")
-    onnx_model = copy.deepcopy(onnx_model)
+    report = ImportReport() if report is None else report
+    onnx_model = tvm_import.inline_for_tvm(copy.deepcopy(onnx_model), fused, report)
     fold_static(onnx_model)  # shape arithmetic → constants (Relax needs static pads, reshapes…)
-    mod = from_onnx(onnx_model, keep_params_in_input=False)
+    mod = tvm_import.from_onnx(onnx_model, report)
     if fast_math:
         mod = FastMathTransform()(mod)
     return tvm.relax.transform.FoldConstant()(mod)
@@ -151,11 +168,13 @@ def compile_module(mod, target: TvmTarget, default_schedules: bool = True, datab
 
 
 def build_library(
-    onnx_model, target: TvmTarget, out_path: Path, default_schedules: bool | None = None, database=None
+    onnx_model, target: TvmTarget, out_path: Path, default_schedules: bool | None = None, database=None,
+    fused: bool = True,
 ) -> BuildReport:
-    """Import an ONNX model (standard ops only) into Relax, compile and export `out_path`.
+    """Import an ONNX model into Relax, compile and export `out_path`.
 
-    `default_schedules` None: on for every target but `host-generic` (today's plain build)."""
+    `default_schedules` None: on for every target but `host-generic` (today's plain build);
+    `fused`: edgedet.QuadraConv nodes as edgedet's fused kernel (False: inlined, --decompose)."""
     require_tvm()
     from tvm.support import cc
 
@@ -167,8 +186,10 @@ def build_library(
     plain = target.name == "host-generic"
     if default_schedules is None:
         default_schedules = not plain
-    mod = import_onnx(onnx_model, fast_math=default_schedules)
+    imported = ImportReport()
+    mod = import_onnx(onnx_model, fast_math=default_schedules, fused=fused, report=imported)
     executable, report = compile_module(mod, target, default_schedules, database)
+    report.imported = imported
     fcompile = cc.cross_compiler(target.compiler) if target.compiler else None
     if fcompile is None:
         executable.export_library(str(out_path))

@@ -20,7 +20,7 @@ def build_artifact(req, ex, form, stage: Path, log: Callable[[str], None]):
     target = tx.get_target(req.target, req.threads)
     log(f"building TVM Relax library for {target.name} ({target.description()})")
     database, tuning_files, tuning = _tuning(req, ex, target, stage, log)
-    report = tx.build_library(ex.model, target, stage / "model.so", database=database)
+    report = tx.build_library(ex.model, target, stage / "model.so", database=database, fused=not ex.decomposed)
     info = {
         "name": "tvm",
         "version": tvm.__version__,
@@ -57,7 +57,7 @@ def build_artifact(req, ex, form, stage: Path, log: Callable[[str], None]):
             return ["model.so"], "model.so", info, run
         log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
         host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
-        tx.build_library(ex.model, tx.get_target("host"), host_lib)
+        tx.build_library(ex.model, tx.get_target("host"), host_lib, fused=not ex.decomposed)
         info["parity_note"] = (
             "host (x86_64) build of the same Relax module; the aarch64 library itself "
             "was checked as an ELF aarch64 shared object, not run (use --rpc on a board)"

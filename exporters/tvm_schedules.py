@@ -2,7 +2,9 @@
 
 An unscheduled Relax build lowers every fused operator to plain loop nests: no vector code,
 no register tiles; a QuadraNet's pointwise matmuls then run an order of magnitude slower than
-in ONNX Runtime. Each PrimFunc gets the first rule that applies:
+in ONNX Runtime. edgedet's fused quadratic conv (`edgedet.kernels.tvm_quadconv`) gets its hand
+schedule for the target's vector lanes (`edgedet.quadconv`); every other PrimFunc gets the first
+rule that applies:
 1. `tiled_reduction` — matmul / conv-like functions (one reduction block, spatial axes first):
    the innermost spatial axis split into vector lanes, the next one into a register tile of
    rows, reduction loops moved between, accumulation in a local buffer, vector write-back;
@@ -18,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgedet.kernels import tvm_quadconv
+
+QUADCONV_RULE = "edgedet.quadconv"
 ROWS = 4  # register-tile height of tiled_reduction
 MAX_BLOCKS = 32  # dlight tries to inline block after block: minutes on ASAG's fused NMS functions
 LOCAL_KINDS = {0: "S", 2: "R"}  # IterVar.iter_type: DataPar, CommReduce
@@ -148,6 +153,9 @@ def schedule_function(func, target, vec: int) -> tuple[object | None, str]:
     """(scheduled PrimFunc or None, rule name or why none applied)."""
     from tvm import s_tir
 
+    spec = tvm_quadconv.spec_of(func)
+    if spec is not None:  # edgedet's fused quadratic conv: its own hand schedule
+        return tvm_quadconv.scheduled_quadconv(spec, tvm_quadconv.Tile(lanes=vec)), QUADCONV_RULE
     try:
         sch = s_tir.Schedule(func)
         n_blocks = len(sch.get_child_blocks(sch.get_sblock("root")))

@@ -103,8 +103,9 @@ def test_tvm_cortex_a76_cross_compile_is_aarch64_shared_object(host_lib, tmp_pat
     assert info == {"elf": True, "class": 64, "shared_object": True, "machine": "aarch64"}
 
 
-def test_tvm_refuses_local_functions(case, tmp_path):
-    form, _, _ = case
+def test_tvm_inlines_local_functions_but_fuses_quadraconv(case, tmp_path):
+    form, x, ref = case
     ex = export_onnx(form.module, form.example(), ["image"], ["logits"])
-    with pytest.raises(ValueError, match="inline"):
-        tx.build_library(ex.model, tx.TARGETS["host"], tmp_path / "m.so")
+    report = tx.build_library(ex.model, tx.TARGETS["host"], tmp_path / "m.so")
+    assert report.imported.fused == {"edgedet.QuadraConv": 25}
+    assert np.abs(tx.run_library(tmp_path / "m.so", [x])[0] - ref).max() < 1e-4
