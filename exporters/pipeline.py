@@ -30,10 +30,13 @@ from edgedet.exporters.onnx import run_onnxruntime
 from edgedet.exporters.prepare import custom_ops_in, prepare
 from edgedet.exporters.tensorrt import require_tensorrt
 from edgedet.exporters.tvm import require_tvm
+from edgedet.exporters.tvm_import import FUSED_OP
 from edgedet.io.atomic import write_json_atomic
 from edgedet.io.checkpoint import load_model_weights
 from edgedet.kernels import openvino_extension
 
+# TVM: edgedet ops that reach Relax as a fused kernel rather than inlined (exporters.tvm_import)
+TVM_FUSED = {FUSED_OP: "TVM fused kernel (one TE compute, edgedet.quadconv schedule; runtime.fused_ops)"}
 PRECISIONS = ("fp32", "fp16", "bf16")  # int8 (post-training quantisation) is not offered yet
 
 
@@ -322,8 +325,7 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
     elif ex.decomposed:
         how = "inlined to standard ONNX ops before Relax import (--decompose)"
     else:  # TVM: QuadraConv as edgedet's fused kernel, the other ops inlined before Relax import
-        fused = runtime_fused_ops(ex)
-        return {op: fused.get(op, "inlined to standard ONNX ops before Relax import") for op in ops}
+        return {op: TVM_FUSED.get(op, "inlined to standard ONNX ops before Relax import") for op in ops}
     out = {}
     for op in ops:
         if how is None:
@@ -335,13 +337,6 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
         else:
             out[op] = how
     return out
-
-
-def runtime_fused_ops(ex) -> dict:
-    """TVM: edgedet op → how it reached Relax when not decomposed."""
-    from edgedet.exporters.tvm_import import FUSED_OP
-
-    return {FUSED_OP: "TVM fused kernel (one TE compute, edgedet.quadconv schedule; runtime.fused_ops)"}
 
 
 def _io_entries(values, initializers) -> list[dict]:

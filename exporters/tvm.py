@@ -29,6 +29,7 @@ from edgedet.exporters import tvm_import, tvm_target
 from edgedet.exporters.tvm_import import ImportReport
 from edgedet.exporters.tvm_schedules import QUADCONV_RULE, ScheduleReport, default_schedule_pass
 from edgedet.exporters.tvm_target import CROSS_GCC, TvmTarget  # noqa: F401  (re-exported)
+from edgedet.kernels import tvm_quadconv
 
 
 def get_target(name: str, threads: int = 1) -> TvmTarget:
@@ -87,12 +88,13 @@ class BuildReport:
 
     def fused_ops(self) -> dict:
         """edgedet op → how it reached the library: the fused kernel and its schedule, or why not."""
+        lanes = self.target.fp32_lanes
+        scheduled = QUADCONV_RULE in self.schedules.applied.values()
+        how = (f"{QUADCONV_RULE} schedule, {self.target.vector_width_bits}-bit vectors "
+               f"({lanes} fp32 lanes) × {tvm_quadconv.Tile(lanes).rows} rows" if scheduled else
+               "unscheduled (plain TVM lowering)" if not self.default_schedules else "tuning record")
         out = {}
         for op, count in self.imported.fused.items():
-            sched = sum(1 for r in self.schedules.applied.values() if r == QUADCONV_RULE)
-            how = (f"{QUADCONV_RULE} schedule, {self.target.vector_width_bits}-bit vectors "
-                   f"({max(4, self.target.vector_width_bits // 32)} fp32 lanes) × 4 rows" if sched else
-                   "unscheduled (plain TVM lowering)" if not self.default_schedules else "tuning record")
             out[op] = {"kernel": "fused TE compute (three accumulators, one read per tap)", "nodes": count,
                        "schedule": how}
         for op, why in self.imported.decomposed.items():
@@ -142,7 +144,7 @@ def _relax_pipeline(tgt, report: BuildReport, use_database: bool):
             if use_database:
                 mod = MetaScheduleApplyDatabase()(mod)
             if report.default_schedules:
-                vec = max(4, report.target.vector_width_bits // 32)
+                vec = report.target.fp32_lanes
                 mod = default_schedule_pass(tgt, vec, report.schedules)(mod)
             return tvm.transform.Sequential(cpu.dataflow_lower_passes(tgt) + cpu.finalize_passes(tgt))(mod)
 

@@ -51,6 +51,11 @@ class TvmTarget:
     requires_cpu_flags: tuple[str, ...] = field(default=())
     vector_width_bits: int = 128
 
+    @property
+    def fp32_lanes(self) -> int:
+        """fp32 elements per vector register (at least 4), the lane count schedules split by."""
+        return max(4, self.vector_width_bits // 32)
+
     def description(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.target.items())
 

@@ -64,11 +64,6 @@ class Tile:
     rows: int = 4
 
 
-def tile_for(vector_bits: int) -> Tile:
-    """The tile for a target whose vector registers are `vector_bits` wide (fp32 lanes)."""
-    return Tile(lanes=max(4, vector_bits // 32), rows=4)
-
-
 def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
