@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgedet.errors import EdgedetError
-from edgedet.profiles.context import ContextRow, calibration_networks, fit_context, predict_row
+from edgedet.profiles.calibration_nets import SpaceNet, calibration_networks
+from edgedet.profiles.context import ContextRow, fit_context, predict_row
 from edgedet.profiles.cost import FREE_CLASSES, kernel_us, variant_key
 from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.host_timing import Runner, machine_info
@@ -152,10 +153,11 @@ def adapted_document(base: Profile, corr: Correction, rows: Sequence[ContextRow]
     return doc
 
 
-def adaptation_pool(n: int, base: Profile, progress: bool = True) -> list[tuple[ContextRow, bytes]]:
+def adaptation_pool(n: int, base: Profile, space_net: SpaceNet,
+                    progress: bool = True) -> list[tuple[ContextRow, bytes]]:
     """`n` candidate networks (ONNX bytes) with the base profile's per-class predictions."""
     out = []
-    for name, family, make in calibration_networks(n, seed=ADAPT_SEED):
+    for name, family, make in calibration_networks(n, space_net, seed=ADAPT_SEED):
         try:
             mb = make()
             out.append((base_row(name, family, mb, base), mb))
@@ -187,9 +189,9 @@ def host_timer(runtime: str, threads: int) -> Callable[[bytes], float]:
     return lambda mb: time_fresh(mb, runtime, threads, min_s=0.5, min_runs=5, max_runs=50).best_ms * 1e3
 
 
-def adapt_profile(base: Profile, runtime: str, threads: int, n: int, profile_id: str | None = None,
-                  pool_factor: int = 3, progress: bool = True, timer: Callable[[bytes], float] | None = None,
-                  runtime_doc: dict | None = None) -> dict:
+def adapt_profile(base: Profile, runtime: str, threads: int, n: int, space_net: SpaceNet,
+                  profile_id: str | None = None, pool_factor: int = 3, progress: bool = True,
+                  timer: Callable[[bytes], float] | None = None, runtime_doc: dict | None = None) -> dict:
     """Adapt `base` from `n` measured networks (see module doc). Default: `runtime` on this
     machine, each network in a fresh process; `timer` (bytes → µs) measures elsewhere (a
     board over TVM RPC), its per-inference cost then being part of the correction's fit."""
@@ -202,7 +204,7 @@ def adapt_profile(base: Profile, runtime: str, threads: int, n: int, profile_id:
         timer, runtime_doc = host_timer(runtime, threads), runner.describe()
     else:
         fixed = 0.0
-    pool = adaptation_pool(max(n * pool_factor, n + 4), base, progress)
+    pool = adaptation_pool(max(n * pool_factor, n + 4), base, space_net, progress)
     rows = measure_rows(pool, diverse_order([r for r, _ in pool], n), timer, progress)
     corr = fit_correction(rows, fixed)
     pid = profile_id or f"{base.id}-adapted-{runtime}-t{threads}"

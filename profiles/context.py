@@ -4,27 +4,22 @@ a chain of convs shares; caches are warm or cold differently; every node costs a
 So a measured profile also times whole *calibration* networks, and fits one scale per
 kernel class plus a per-kernel overhead so that Σ kernels matches the whole-model latency.
 
-The calibration networks are random and disjoint from every model `edgedet reproduce
-predictor` evaluates on: search-space samples from other skeletons and seeds, random MBConv
-networks and random plain CNNs (VGG/ResNet/SqueezeNet-like layouts, FC heads).
+The calibration networks (`calibration_nets`) are random and disjoint from every model
+`edgedet reproduce predictor` evaluates on.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import random
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgedet.profiles.calibration_nets import SpaceNet, calibration_networks
 from edgedet.profiles.cost import FREE_CLASSES, linear_us, variant_key
 from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.loader import from_document
 from edgedet.profiles.predict import kernels_of
-
-CALIBRATION_SEED = 10_000  # evaluation archs use seeds 0…n; calibration starts far above
 
 
 @dataclass
@@ -37,133 +32,6 @@ class ContextRow:
     per_class_us: dict[str, float]
     n_kernels: int
     measured_us: float
-
-
-def torch_onnx(module, size: int = 224) -> bytes:
-    """ONNX bytes of `module` with its weights, batch 1 at size×size (TorchScript exporter)."""
-    import warnings
-
-    import torch
-
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.randn(1, 3, size, size),), buf, dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["output"])
-    return buf.getvalue()
-
-
-def plain_cnn(r: random.Random):
-    """A random plain CNN: stem (+ max-pool), stages of VGG convs, residual blocks or
-    SqueezeNet fire modules, then a global-pool or a wide FC head."""
-    from torch import nn
-
-    class Residual(nn.Module):
-        def __init__(self, c: int, bottleneck: bool):
-            super().__init__()
-            m = c // 4 if bottleneck else c
-            layers = [nn.Conv2d(c, m, 1 if bottleneck else 3, padding=0 if bottleneck else 1), nn.BatchNorm2d(m),
-                      nn.ReLU(), nn.Conv2d(m, m, 3, padding=1), nn.BatchNorm2d(m), nn.ReLU()]
-            if bottleneck:
-                layers += [nn.Conv2d(m, c, 1), nn.BatchNorm2d(c)]
-            else:
-                layers = layers[:3] + [nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)]
-            self.body, self.act = nn.Sequential(*layers), nn.ReLU()
-
-        def forward(self, x):
-            return self.act(x + self.body(x))
-
-    class Fire(nn.Module):
-        def __init__(self, cin: int, s: int, e: int):
-            super().__init__()
-            self.squeeze = nn.Sequential(nn.Conv2d(cin, s, 1), nn.ReLU())
-            self.e1, self.e3 = nn.Conv2d(s, e, 1), nn.Conv2d(s, e, 3, padding=1)
-            self.act = nn.ReLU()
-
-        def forward(self, x):
-            import torch
-
-            y = self.squeeze(x)
-            return self.act(torch.cat([self.e1(y), self.e3(y)], 1))
-
-    class Inverted(nn.Module):
-        def __init__(self, cin: int, cout: int, k: int, s: int, t: int):
-            super().__init__()
-            h = cin * t
-            self.res = s == 1 and cin == cout
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, h, 1), nn.ReLU6(), nn.Conv2d(h, h, k, s, padding=k // 2, groups=h), nn.ReLU6(),
-                nn.Conv2d(h, cout, 1))
-
-        def forward(self, x):
-            return x + self.body(x) if self.res else self.body(x)
-
-    kind = r.choice(["vgg", "residual", "fire", "mobile"])
-    if kind == "mobile":  # stride-2 stem, stride-2 depthwise downsampling, odd widths
-        c = r.choice([16, 24, 32])
-        layers = [nn.Conv2d(3, c, 3, 2, padding=1), nn.ReLU6()]
-        for w in r.sample([16, 24, 40, 56, 80, 112, 160, 192, 320], r.choice([4, 5, 6])):
-            for j in range(r.choice([1, 2, 3])):
-                s = 2 if j == 0 and r.random() < 0.6 else 1
-                layers.append(Inverted(c, w, r.choice([3, 5]), s, r.choice([1, 3, 6])))
-                c = w
-        head = [nn.Conv2d(c, 4 * c, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * c, 1000)]
-        return nn.Sequential(*layers, *head), kind
-    c = r.choice([16, 24, 32, 48, 64])
-    ks, st = r.choice([(3, 2), (7, 2), (11, 4), (4, 4)])
-    layers: list = [nn.Conv2d(3, c, ks, st, padding=ks // 2 if ks % 2 else 0), nn.ReLU()]
-    if st == 2 or r.random() < 0.5:
-        layers.append(nn.MaxPool2d(3, 2, padding=1))
-    for stage in range(r.choice([3, 4])):
-        w = c * 2**stage
-        if stage:
-            layers.append(nn.MaxPool2d(2, 2) if kind != "residual" else nn.Conv2d(w // 2, w, 3, 2, padding=1))
-        cin = w // 2 if stage and kind != "residual" else w
-        for _ in range(r.choice([1, 2, 3])):
-            if kind == "vgg":
-                layers += [nn.Conv2d(cin, w, 3, padding=1), nn.ReLU()]
-            elif kind == "residual":
-                layers.append(Residual(w, r.random() < 0.4))
-            else:
-                layers.append(Fire(cin, max(8, w // 4), w // 2))
-            cin = w
-    if r.random() < 0.4:
-        side = r.choice([4, 6])
-        hidden = r.choice([512, 1024, 2048])
-        head = [nn.AdaptiveAvgPool2d(side), nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.ReLU(),
-                nn.Linear(hidden, 1000)]
-    else:
-        head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000)]
-    return nn.Sequential(*layers, *head), kind
-
-
-def calibration_networks(n: int, seed: int = CALIBRATION_SEED) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
-    """(name, family, ONNX bytes maker) of `n` calibration networks, families interleaved."""
-    # the NAS search space is a layer above (pyproject ignore_imports): imported only here
-    from edgedet.nas.driver import build_space_net
-    from edgedet.nas.space import sample_arch, skeleton
-
-    def searchable(block: str, i: int):
-        r = random.Random(seed + i)
-        sk = f"c{r.choice([8, 16, 24, 32])}-d{r.choice([16, 16, 25])}"
-        size = r.choice([160, 192, 224, 224])
-        space = skeleton(sk, block=block, input_size=size)
-        arch = sample_arch(space, r)
-        family = "QuadraNet (random)" if block == "quadra" else "MBConv (random)"
-        return f"{block}-{sk}-{size}-s{seed + i}", family, lambda: torch_onnx(build_space_net(space, arch, 1000), size)
-
-    for i in range(n):
-        fam = i % 4  # QuadraNet, MBConv, plain CNN ×2 (four layouts)
-        if fam == 0:
-            yield searchable("quadra", i)
-        elif fam == 1:
-            yield searchable("mbconv", i)
-        else:
-            r = random.Random(seed + i)
-            net, kind = plain_cnn(r)
-            size = r.choice([160, 192, 224])
-            yield (f"cnn-{kind}-{size}-s{seed + i}", "plain CNN (random)",
-                   lambda net=net, size=size: torch_onnx(net, size))
 
 
 # --- the fit (pure) ---------------------------------------------------------------------------
@@ -230,10 +98,11 @@ def row_of(name: str, family: str, model_bytes: bytes, profile, measured_us: flo
     return ContextRow(name, family, per, n, measured_us)
 
 
-def calibrate_in_context(doc: dict, runner, budget_s: float, progress: bool = True,
+def calibrate_in_context(doc: dict, runner, budget_s: float, space_net: SpaceNet, progress: bool = True,
                          max_networks: int = 60, fresh: bool = True) -> dict:
     """Time calibration networks for about `budget_s` seconds and return the document with
     `predictor.context_scale`, a refitted `kernel_overhead_us` and `calibration.context`.
+    `space_net` draws the search-space networks of the set.
     `fresh`: each network is timed in a new interpreter, as `bench` times a model (a model
     timed after many others in one process runs faster than it will for the user)."""
     import time
@@ -243,7 +112,7 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, progress: bool = Tr
     fixed = float(doc["predictor"].get("fixed_us", 0.0))
     t0 = time.perf_counter()
     rows: list[ContextRow] = []
-    for name, family, make in calibration_networks(max_networks):
+    for name, family, make in calibration_networks(max_networks, space_net):
         if time.perf_counter() - t0 > budget_s:
             break
         try:

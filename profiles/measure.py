@@ -11,11 +11,13 @@ from __future__ import annotations
 import random
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgedet.errors import EdgedetError
+from edgedet.profiles.calibration_nets import SpaceNet
 from edgedet.profiles.context import calibrate_in_context
 from edgedet.profiles.cost import features, linear_us
 from edgedet.profiles.fusion import FusionRules, fuse
@@ -278,10 +280,78 @@ def refit_profile(doc: dict, seed: int = 0) -> dict:
     return out
 
 
+@dataclass
+class KernelTimer:
+    """Times kernel configurations once each on `runner` and collects their samples: the
+    kernel's µs net of the per-call cost and of its own layout conversions, which become
+    samples of their own."""
+
+    runner: Runner
+    call_ms: float
+    quick: bool
+    flush_mib: float = 0.0  # sweeping L2 before each run over-priced small CNNs (see docs/latency.md)
+
+    def __post_init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.seen: set[KernelConfig] = set()
+
+    def measure(self, c: KernelConfig) -> None:
+        if c in self.seen:
+            return
+        self.seen.add(c)
+        try:
+            mb = build(c)
+            k = featurise(mb)
+            t = self.runner.time(mb, min_s=0.04 if self.quick else 0.15, min_runs=5 if self.quick else 10,
+                                 flush_mib=self.flush_mib).best_ms
+            reorders, share = self.runner.layout_nodes(mb)
+        except EdgedetError:
+            raise
+        except Exception:  # a configuration the runtime rejects is skipped, not fatal
+            return
+        us = max(0.05, (t - self.call_ms) * 1e3 * (1.0 - share))
+        self.samples.append(Sample(c, k, class_key(k), us, share))
+        for op, shape, reorder_us in reorders:
+            self.samples.append(reorder_sample(op, shape, reorder_us))
+
+
+def sample_prior(timer: KernelTimer, kinds: list[str], per_kind: int, rng: random.Random,
+                 until: Callable[[], bool], progress: bool) -> None:
+    """Every kind `per_kind` times, then weighted draws from the prior until `until()`."""
+    for k in kinds:
+        for _ in range(per_kind):
+            timer.measure(sample(k, rng))
+    weights = [WEIGHTS.get(k, 1) for k in kinds]
+    while not until():
+        before = len(timer.samples)
+        timer.measure(sample(rng.choices(kinds, weights)[0], rng))
+        if progress and len(timer.samples) != before and len(timer.samples) % 50 == 0:
+            print(f"  prior sampling: {len(timer.samples)} kernels timed", flush=True)
+
+
+def sample_adaptive(timer: KernelTimer, rng: random.Random, until: Callable[[], bool], progress: bool,
+                    max_rounds: int = 6) -> None:
+    """Rounds of neighbours of the worst-predicted tenth (cross-validated) until `until()`."""
+    for rounds in range(1, max_rounds + 1):
+        if until():
+            return
+        err = cv_errors(timer.samples, seed=rounds)
+        worst = sorted(range(len(timer.samples)), key=lambda i: -err[i])[: max(5, len(timer.samples) // 10)]
+        for i in worst:
+            if until():
+                break
+            if err[i] > 0.10 and timer.samples[i].config.kind != REORDER_CLASS:
+                timer.measure(neighbour(timer.samples[i].config, rng))
+        if progress:
+            print(f"  adaptive round {rounds}: {len(timer.samples)} kernels, worst CV error "
+                  f"{100 * max(err):.0f}%", flush=True)
+
+
 def build_measured_profile(
     runtime: str,
     threads: int,
     budget_s: float,
+    space_net: SpaceNet,
     quick: bool = False,
     profile_id: str | None = None,
     seed: int = 0,
@@ -293,74 +363,27 @@ def build_measured_profile(
     context_fresh: bool = True,
 ) -> dict:
     """Time kernels, then whole calibration networks (`context_share` of the budget; 0 skips
-    them; each in a fresh process unless `context_fresh` is False), for about `budget_s`
-    seconds, and return a measured profile document."""
+    them; each in a fresh process unless `context_fresh` is False; `space_net` draws their
+    search-space members), for about `budget_s` seconds, and return a measured profile document."""
     runner = Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
-    total_s, budget_s = budget_s, budget_s * (1.0 - context_share)
+    kernel_s = budget_s * (1.0 - context_share)
     info_start = machine_info()
-    call_ms = call_overhead_ms(runner)
-    flush = 0.0  # sweeping L2 before each run over-priced small CNNs (see docs/latency.md)
+    timer = KernelTimer(runner, call_overhead_ms(runner), quick)
     node_us = node_overhead_us(runner)
-    min_s = 0.04 if quick else 0.15
-    samples: list[Sample] = []
-    seen: set[KernelConfig] = set()
-
-    def measure(c: KernelConfig) -> None:
-        if c in seen:
-            return
-        seen.add(c)
-        try:
-            mb = build(c)
-            k = featurise(mb)
-            t = runner.time(mb, min_s=min_s, min_runs=5 if quick else 10, flush_mib=flush).best_ms
-            reorders, share = runner.layout_nodes(mb)
-        except EdgedetError:
-            raise
-        except Exception:  # a configuration the runtime rejects is skipped, not fatal
-            return
-        samples.append(Sample(c, k, class_key(k), max(0.05, (t - call_ms) * 1e3 * (1.0 - share)), share))
-        for op, shape, us in reorders:  # the lone kernel's layout conversions are samples of their own
-            samples.append(reorder_sample(op, shape, us))
 
     def elapsed() -> float:
         return time.perf_counter() - t_start
 
-    kinds = list(kinds or KINDS)
-    weights = [WEIGHTS.get(k, 1) for k in kinds]
-    # every kind at least a few times, then weighted prior sampling
-    for k in kinds:
-        for _ in range(per_kind):
-            measure(sample(k, rng))
-    while elapsed() < 0.55 * budget_s:
-        before = len(samples)
-        measure(sample(rng.choices(kinds, weights)[0], rng))
-        if progress and len(samples) != before and len(samples) % 50 == 0:
-            print(f"  prior sampling: {len(samples)} kernels timed, {elapsed():.0f}s", flush=True)
-    # adaptive: more samples around the configurations predicted worst
-    rounds = 0
-    while elapsed() < 0.85 * budget_s and rounds < 6:
-        rounds += 1
-        err = cv_errors(samples, seed=rounds)
-        worst = sorted(range(len(samples)), key=lambda i: -err[i])[: max(5, len(samples) // 10)]
-        for i in worst:
-            if elapsed() >= 0.85 * budget_s:
-                break
-            if err[i] > 0.10 and samples[i].config.kind != REORDER_CLASS:
-                measure(neighbour(samples[i].config, rng))
-        if progress:
-            print(
-                f"  adaptive round {rounds}: {len(samples)} kernels, worst CV error "
-                f"{100 * max(err):.0f}%, {elapsed():.0f}s",
-                flush=True,
-            )
-    classes, rel = fit_and_score(samples, rng)
-    doc = _document(runner, samples, classes, rel, call_ms, node_us, flush, quick, seed, profile_id,
-                    info_start, elapsed())
+    sample_prior(timer, list(kinds or KINDS), per_kind, rng, lambda: elapsed() >= 0.55 * kernel_s, progress)
+    sample_adaptive(timer, rng, lambda: elapsed() >= 0.85 * kernel_s, progress)
+    classes, rel = fit_and_score(timer.samples, rng)
+    doc = _document(runner, timer.samples, classes, rel, timer.call_ms, node_us, timer.flush_mib, quick, seed,
+                    profile_id, info_start, elapsed())
     if context_share > 0:
-        doc = calibrate_in_context(doc, runner, max(10.0, total_s - elapsed()), progress, context_networks,
-                                   fresh=context_fresh)
+        doc = calibrate_in_context(doc, runner, max(10.0, budget_s - elapsed()), space_net, progress,
+                                   context_networks, fresh=context_fresh)
     return doc
 
 

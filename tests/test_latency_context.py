@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgedet.errors import EdgedetError
-from edgedet.profiles.context import ContextRow, fit_context, loo_errors, plain_cnn, predict_row
+from edgedet.profiles.calibration_nets import plain_cnn
+from edgedet.profiles.context import ContextRow, fit_context, loo_errors, predict_row
 
 
 def _rows(scales: dict[str, float], overhead: float, fixed: float, n: int = 30) -> list[ContextRow]:

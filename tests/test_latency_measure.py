@@ -8,6 +8,7 @@ import random
 import pytest
 
 from edgedet.cpu import vector_isa
+from edgedet.nas.sampled_nets import random_space_net
 from edgedet.profiles import from_document
 from edgedet.profiles.kernel_models import build
 from edgedet.profiles.kernel_prior import KINDS, sample
@@ -58,7 +59,8 @@ def test_tiny_measured_profile_is_valid_and_predicts(runtime):
     if runtime == "openvino":  # compiling is slower there; fewer kinds still cover the block
         kinds = ["quadconv", "layernorm", "gelu", "linear", "transpose", "scale_last"]
     doc = build_measured_profile(
-        runtime, 1, budget_s=4.0, quick=True, profile_id="t", progress=False, per_kind=2, kinds=kinds,
+        runtime, 1, budget_s=4.0, space_net=random_space_net, quick=True, profile_id="t", progress=False,
+        per_kind=2, kinds=kinds,
         context_share=0.0,
     )
     prof = from_document(doc)
@@ -80,12 +82,13 @@ def test_in_context_calibration_fits_scales_on_real_networks():
     the profile gains per-class context scales, a per-kernel overhead, the lone kernels'
     layout conversions as a `reorder` class, and a leave-one-out whole-network error."""
     from edgedet.profiles import predict_onnx
-    from edgedet.profiles.context import calibration_networks
+    from edgedet.profiles.calibration_nets import calibration_networks
 
     # in-process timing keeps this test short (fresh-process timing: tests/test_latency_fresh.py);
     # 20 s of kernels, then the 8 networks: the context budget is generous so that a loaded
     # machine still times enough of them (it ends when the 8 are done)
-    doc = build_measured_profile("onnxruntime", 1, budget_s=80.0, quick=True, profile_id="t", progress=False,
+    doc = build_measured_profile("onnxruntime", 1, budget_s=80.0, space_net=random_space_net, quick=True,
+                                 profile_id="t", progress=False,
                                  per_kind=2, context_share=0.75, context_networks=8, context_fresh=False)
     prof = from_document(doc)
     pred = prof.predictor
@@ -97,5 +100,5 @@ def test_in_context_calibration_fits_scales_on_real_networks():
     # not a quality claim (it once read 5.35 under a loaded full suite: see docs/latency.md)
     assert len(ctx["networks"]) >= 6 and 0 <= ctx["loo_mape"] < float("inf")
     assert all(abs(n["loo_error"]) < float("inf") for n in ctx["networks"])
-    name, _, make = next(calibration_networks(1, seed=123))
+    name, _, make = next(calibration_networks(1, random_space_net, seed=123))
     assert predict_onnx(make(), prof).latency_ms > 0, name

@@ -158,3 +158,15 @@ def test_report_in_headless_chromium(built, tmp_path):
     im = Image.open(shot)
     lo, hi = im.convert("L").getextrema()
     assert im.width == 1300 and hi - lo > 100  # drawn, not blank
+
+
+def test_exports_say_how_each_custom_op_reached_the_runtime():
+    """A fused kernel leaves `custom_ops` empty; the report still names it and how it ran."""
+    from edgedet.report.sections import _custom_ops
+
+    fused = {"custom_ops": [], "custom_ops_converted": {"edgedet.QuadraConv": "OpenVINO CPU extension"}}
+    assert _custom_ops(fused) == "edgedet.QuadraConv: OpenVINO CPU extension"
+    op = "edgedet.QuadraConv"
+    local = {"custom_ops": [op], "custom_ops_converted": {op: "ONNX local function"}}
+    assert _custom_ops(local) == "edgedet.QuadraConv: ONNX local function"
+    assert _custom_ops({"custom_ops": []}) == "none"

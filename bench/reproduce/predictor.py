@@ -27,10 +27,11 @@ from edgedet import models as zoo
 from edgedet.bench.reproduce.predictor_adapt import adapted_profiles, score
 from edgedet.errors import EdgedetError
 from edgedet.models.quadranet import build_from_arch
+from edgedet.nas.sampled_nets import random_space_net
 from edgedet.nas.space import SearchSpace, sample_arch
 from edgedet.profiles import Profile, from_document, load_profile, predict_onnx, shipped_ids
 from edgedet.profiles.calibrate import data_root
-from edgedet.profiles.context import torch_onnx
+from edgedet.profiles.calibration_nets import torch_onnx
 from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.graph import load_model
 from edgedet.profiles.host_timing import Runner, machine_info
@@ -193,7 +194,7 @@ def measured_profile(cfg: PredictorConfig, log: Callable[[str], None]) -> tuple[
         quick = cfg.profile_budget_s <= 300
         log(f"no --profile given: building a measured profile ({'quick' if quick else 'full'} "
             f"mode, {cfg.profile_budget_s:.0f} s)…")
-        doc = build_measured_profile("onnxruntime", cfg.threads, cfg.profile_budget_s, quick=quick)
+        doc = build_measured_profile("onnxruntime", cfg.threads, cfg.profile_budget_s, random_space_net, quick=quick)
         prof = from_document(doc, "<quick profile>")
     else:
         prof = load_profile(str(cfg.profile))

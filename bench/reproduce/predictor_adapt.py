@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgedet.nas.sampled_nets import random_space_net
 from edgedet.profiles import Profile, from_document, load_profile
 from edgedet.profiles.adapt import (
     adaptation_pool,
@@ -31,7 +32,7 @@ def adapted_profiles(threads: int, ns: Sequence[int], progress: bool = True) -> 
     runner = Runner("onnxruntime", threads)
     fixed = call_overhead_ms(runner) * 1e3
     top = max(ns)
-    pool = adaptation_pool(2 * top, base, progress)
+    pool = adaptation_pool(2 * top, base, random_space_net, progress)
     rows = measure_rows(pool, diverse_order([r for r, _ in pool], top), host_timer("onnxruntime", threads), progress)
     out = {f"{BASE} (unadapted)": base}
     info = machine_info()

@@ -88,6 +88,7 @@ def _adapt(base_id: str, runtime: str, target: str, rpc: str | None, threads: in
            profile_id: str | None, out: Path) -> None:
     """--adapt: few-shot adaptation of a predicted profile from whole-network measurements."""
     from edgedet.io.atomic import write_json_atomic
+    from edgedet.nas.sampled_nets import random_space_net
     from edgedet.profiles import load_profile
     from edgedet.profiles.adapt import adapt_profile
 
@@ -102,7 +103,8 @@ def _adapt(base_id: str, runtime: str, target: str, rpc: str | None, threads: in
         runtime_doc = {"name": "tvm", "version": tvm.__version__, "target": target,
                        "device": rpc_device(rpc), "threads": threads,
                        "timing": "time_evaluator on the device, fresh child process per network"}
-    doc = adapt_profile(base, runtime, threads, measure, profile_id, timer=timer, runtime_doc=runtime_doc)
+    doc = adapt_profile(base, runtime, threads, measure, random_space_net, profile_id, timer=timer,
+                        runtime_doc=runtime_doc)
     write_json_atomic(out, doc)
     c = doc["calibration"]
     typer.echo(
@@ -116,9 +118,11 @@ def _measure(runtime: str, threads: int, budget: float, quick: bool, profile_id:
              out: Path) -> None:
     """Default: time single kernels on this machine and fit a measured profile."""
     from edgedet.io.atomic import write_json_atomic
+    from edgedet.nas.sampled_nets import random_space_net
     from edgedet.profiles.measure import build_measured_profile
 
-    doc = build_measured_profile(runtime, threads, budget, quick=quick, profile_id=profile_id, seed=seed)
+    doc = build_measured_profile(runtime, threads, budget, random_space_net, quick=quick, profile_id=profile_id,
+                                 seed=seed)
     write_json_atomic(out, doc)
     c = doc["calibration"]
     typer.echo(

@@ -141,10 +141,18 @@ def exports_section(run: RunInputs) -> Section:
                          "input_size": (d.get("source") or {}).get("input_size"),
                          "parity_runtime": par.get("runtime"), "parity_passed": par.get("passed"),
                          "max_abs_err": par.get("max_abs_err"), "atol": par.get("atol"), "rtol": par.get("rtol"),
-                         "custom_ops": ", ".join(d.get("custom_ops") or []) or "none",
+                         "custom_ops": _custom_ops(d),
                          "size_mib": size / 2**20})
         sec.sources.append(m.path)
     return sec
+
+
+def _custom_ops(manifest: dict) -> str:
+    """How each custom op reached the runtime ("edgedet.QuadraConv: OpenVINO CPU extension (…)"),
+    or "none": a fused kernel is not listed in `custom_ops` (that names ops left in the graph)."""
+    converted = manifest.get("custom_ops_converted") or {}
+    ops = list(dict.fromkeys([*(manifest.get("custom_ops") or []), *converted]))
+    return "; ".join(f"{op}: {converted[op]}" if op in converted else op for op in ops) or "none"
 
 
 def _prediction_rows(run: RunInputs) -> list[dict[str, Any]]:
