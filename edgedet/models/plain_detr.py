@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgedet.errors import EdgedetError
-from edgedet.models.boxrpb import BoxRPBCrossAttention
 from edgedet.models.layers import MLP, LayerNorm2d, box_sine_embedding, sine_position_embedding
 from edgedet.models.matcher import HungarianMatcher
+from edgedet.models.plain_detr_transformer import DecoderLayer, EncoderLayer
 from edgedet.models.registry import create
 from edgedet.models.set_criterion import SetCriterion
 from edgedet.ops.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
@@ -101,61 +101,6 @@ def apply_deltas(boxes: Tensor, deltas: Tensor, max_hw: Tensor | None) -> Tensor
         hi = torch.cat([max_hw.flip(-1), max_hw.flip(-1)], dim=-1)  # w, h, w, h
         xyxy = torch.minimum(xyxy.clamp(min=0), hi)
     return box_xyxy_to_cxcywh(xyxy)
-
-
-class EncoderLayer(nn.Module):
-    """Transformer encoder layer over the flattened feature map (position added to q, k)."""
-
-    def __init__(self, d: int, heads: int, ffn: int, dropout: float, norm_type: str):
-        super().__init__()
-        self.pre = norm_type == "pre_norm"
-        self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.linear1, self.linear2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, src: Tensor, pos: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        x = self.norm1(src) if self.pre else src
-        q = x + pos
-        src = src + self.dropout(self.self_attn(q, q, x, key_padding_mask=key_padding_mask,
-                                                need_weights=False)[0])
-        if not self.pre:
-            src = self.norm1(src)
-        x = self.norm2(src) if self.pre else src
-        src = src + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x)))))
-        return src if self.pre else self.norm2(src)
-
-
-class DecoderLayer(nn.Module):
-    """Self-attention → BoxRPB global cross-attention → FFN, pre- or post-norm. Parameter
-    names follow the official GlobalDecoderLayer (norm1 = cross, norm2 = self, norm3 = FFN)."""
-
-    def __init__(self, d: int, heads: int, ffn: int, dropout: float, norm_type: str, rpe_hidden_dim: int,
-                 rpe_type: str, feature_stride: int):
-        super().__init__()
-        self.pre = norm_type == "pre_norm"
-        self.cross_attn = BoxRPBCrossAttention(d, heads, rpe_hidden_dim, rpe_type, feature_stride)
-        self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.linear1, self.linear2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, tgt: Tensor, query_pos: Tensor, boxes: Tensor, src: Tensor, src_pos: Tensor,
-                spatial_shape: tuple[int, int], src_padding_mask: Tensor | None,
-                self_attn_mask: Tensor | None) -> Tensor:
-        x = self.norm2(tgt) if self.pre else tgt
-        q = x + query_pos
-        tgt = tgt + self.dropout(self.self_attn(q, q, x, attn_mask=self_attn_mask, need_weights=False)[0])
-        if not self.pre:
-            tgt = self.norm2(tgt)
-        x = self.norm1(tgt) if self.pre else tgt
-        tgt = tgt + self.dropout(self.cross_attn(x + query_pos, boxes, src + src_pos, src, spatial_shape,
-                                                 src_padding_mask))
-        if not self.pre:
-            tgt = self.norm1(tgt)
-        x = self.norm3(tgt) if self.pre else tgt
-        tgt = tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x)))))
-        return tgt if self.pre else self.norm3(tgt)
 
 
 def _upsampler(channels: int, factor: int) -> tuple[nn.Module, int]:
