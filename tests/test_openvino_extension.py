@@ -121,7 +121,8 @@ def test_reproduce_kernels_json(library, tmp_path):
     from edgedet.cli.main import main
 
     out = tmp_path / "k.json"
-    args = ["--input-size", "32", "--no-model", "--no-train", "--rounds", "1", "--inner", "1", "--json", str(out)]
+    args = ["--input-size", "32", "--no-model", "--no-train", "--rounds", "1", "--inner", "1", "--no-boxrpb",
+            "--json", str(out)]
     assert main(["reproduce", "kernels", *args]) == 0
     doc = json.loads(out.read_text())
     rows = doc["quadconv"]
@@ -133,3 +134,4 @@ def test_reproduce_kernels_json(library, tmp_path):
         assert r["speedup"] == pytest.approx(r["latency_ms"][r["best_decomposed"]] / r["latency_ms"]["fused"])
     s = doc["summary"]
     assert s["quadconv_k7_geomean_speedup"] > 0 and s["model_speedup"] is None and s["torch_train_speedup"] is None
+    assert doc["boxrpb"] == [] and s["boxrpb_memory_growth"] is None

@@ -307,5 +307,13 @@ def _print(con, doc: dict) -> None:
         con.print(f"PyTorch training step {tr['model']} (batch {tr['batch']}, {tr['input_size']}²): CPU op "
                   f"{tr['step_ms']['fused']:.0f} ms vs reference {tr['step_ms']['reference']:.0f} ms → "
                   f"{tr['ratio']:.2f}×; losses {tr['losses']['fused']} vs {tr['losses']['reference']}")
+    if doc.get("boxrpb_memory"):
+        g = doc["summary"]["boxrpb_memory_growth"]
+        khw = g["khw_bytes"]
+        worst = max(f["max_rel_residual"] for f in doc["boxrpb_memory"]["fit"].values())
+        con.print(f"BoxRPB node memory beyond its inputs ({len(doc['boxrpb'])} sizes, fit residual "
+                  f"≤ {100 * worst:.1f}%): fused grows as {g['fused']} (bytes per K·H·W: bias {khw['bias']:.0f}, "
+                  f"attention {khw['attention_fused']:.0f}), "
+                  f"PyTorch as {g['torch']} ({khw['attention_torch']:.0f} bytes per K·H·W)")
     con.print(f"load average before {doc['load_average']['before'][0]:.2f}, "
               f"after {doc['load_average']['after'][0]:.2f} (2 cores shared)")

@@ -10,6 +10,21 @@ import typer
 from edgedet.errors import EdgedetError
 
 
+def boxrpb_memory(quick: bool = False) -> dict:
+    """`edgedet.bench.reproduce.boxrpb_memory` in a child process (it must set TRITON_INTERPRET
+    before Triton is imported where there is no GPU)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "edgedet.bench.reproduce.boxrpb_memory", *(["--quick"] if quick else [])]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgedetError(f"BoxRPB memory measurement failed: {tail}")
+    return json.loads(res.stdout)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("kernels")
     def kernels(
@@ -22,8 +37,11 @@ def register(app: typer.Typer) -> None:
         train: bool = typer.Option(True, "--train/--no-train",
                                    help="Also time PyTorch training steps of QuadraNet25-xxs with/without the CPU op."),
         input_size: int = typer.Option(224, "--input-size"),
+        boxrpb: bool = typer.Option(True, "--boxrpb/--no-boxrpb",
+                                    help="Also measure the fused BoxRPB attention's memory vs K, H, W (~30 s)."),
     ) -> None:
-        """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model."""
+        """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model;
+        the fused BoxRPB attention's memory growth."""
         from rich.console import Console
 
         from edgedet.bench.reproduce.kernels import (  # the experiment, when run
@@ -54,6 +72,7 @@ def register(app: typer.Typer) -> None:
         rows = measure_layers(shapes, threads, rounds, inner)
         whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
         training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
+        memory = boxrpb_memory() if boxrpb else None
         load_after = os.getloadavg()
         k7 = [r["speedup"] for r in rows if r["kernel"] == 7]
         doc = {
@@ -63,15 +82,17 @@ def register(app: typer.Typer) -> None:
                       f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
             "load_average": {"before": list(load_before), "after": list(load_after)},
             "quadconv": rows,
-            "boxrpb": [],
+            "boxrpb": memory["rows"] if memory else [],
             "summary": {
                 "quadconv_k7_geomean_speedup": geomean(k7),
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
-                "boxrpb_memory_growth": None,
+                "boxrpb_memory_growth": ({**memory["growth"], "khw_bytes": {
+                    ph: f["coef_bytes"]["KHW"] for ph, f in memory["fit"].items()}} if memory else None),
                 "torch_train_speedup": training["ratio"] if training else None,
             },
             "model": whole,
             "torch_train": training,
+            "boxrpb_memory": {k: v for k, v in memory.items() if k != "rows"} if memory else None,
         }
         _print(Console(), doc)
         if json_out is not None:
