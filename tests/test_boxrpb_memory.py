@@ -13,7 +13,7 @@ from edgedet.bench.reproduce.kernels_cmd import boxrpb_memory  # noqa: E402
 def test_fused_boxrpb_memory_has_no_khw_term():
     doc = boxrpb_memory(quick=True)  # child process, TRITON_INTERPRET=1 where there is no GPU
     fit = doc["fit"]
-    assert doc["growth"] == {"fused": "K·(H+W)", "torch": "K·H·W"}
+    assert doc["growth"] == {"fused": "K*(H+W)", "torch": "K*H*W"}
     # the PyTorch form keeps ≥ 1 fp32 logits tensor per head (4 heads × 4 bytes) per K·H·W
     assert fit["attention_torch"]["coef_bytes"]["KHW"] >= 16.0
     for phase in ("bias", "attention_fused"):

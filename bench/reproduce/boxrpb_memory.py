@@ -124,8 +124,8 @@ def measure(grid: list[tuple[int, int, int]]) -> dict:
     ref = max(khw["attention_torch"], 1.0)
     fused_khw = max(khw["bias"], khw["attention_fused"])
     return {"rows": rows, "fit": fits,
-            "growth": {"fused": "K·(H+W)" if fused_khw < 1e-3 * ref else "K·H·W",
-                       "torch": "K·H·W" if khw["attention_torch"] > 0 else "K·(H+W)"}}
+            "growth": {"fused": "K*(H+W)" if fused_khw < 1e-3 * ref else "K*H*W",
+                       "torch": "K*H*W" if khw["attention_torch"] > 0 else "K*(H+W)"}}
 
 
 def main(argv: list[str]) -> int:

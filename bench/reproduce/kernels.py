@@ -308,9 +308,10 @@ def _print(con, doc: dict) -> None:
                   f"{tr['step_ms']['fused']:.0f} ms vs reference {tr['step_ms']['reference']:.0f} ms → "
                   f"{tr['ratio']:.2f}×; losses {tr['losses']['fused']} vs {tr['losses']['reference']}")
     if doc.get("boxrpb_memory"):
-        g = doc["summary"]["boxrpb_memory_growth"]
-        khw = g["khw_bytes"]
-        worst = max(f["max_rel_residual"] for f in doc["boxrpb_memory"]["fit"].values())
+        mem = doc["boxrpb_memory"]
+        g = mem["growth"]
+        khw = {phase: f["coef_bytes"]["KHW"] for phase, f in mem["fit"].items()}
+        worst = max(f["max_rel_residual"] for f in mem["fit"].values())
         con.print(f"BoxRPB node memory beyond its inputs ({len(doc['boxrpb'])} sizes, fit residual "
                   f"≤ {100 * worst:.1f}%): fused grows as {g['fused']} (bytes per K·H·W: bias {khw['bias']:.0f}, "
                   f"attention {khw['attention_fused']:.0f}), "

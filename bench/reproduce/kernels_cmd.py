@@ -86,8 +86,7 @@ def register(app: typer.Typer) -> None:
             "summary": {
                 "quadconv_k7_geomean_speedup": geomean(k7),
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
-                "boxrpb_memory_growth": ({**memory["growth"], "khw_bytes": {
-                    ph: f["coef_bytes"]["KHW"] for ph, f in memory["fit"].items()}} if memory else None),
+                "boxrpb_memory_growth": memory["growth"]["fused"] if memory else None,
                 "torch_train_speedup": training["ratio"] if training else None,
             },
             "model": whole,
