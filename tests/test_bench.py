@@ -439,3 +439,20 @@ def test_benchmark_app_is_run_and_parsed(tmp_path):
 def test_help_renders(verb, cli):
     code, out, err = cli(*[*verb, "--help"])
     assert code == 0 and "Usage" in out, err
+
+
+@pytest.mark.slow
+def test_reproduce_throughput_interleaves_and_adds_the_fused_reference(cli, tmp_path):
+    """OpenVINO only, tiny input: every cell once per round, the fused QuadraNet25-t row, its
+    ratios, the PNG; timings are not checked (that is the suite's job, not a test's)."""
+    js, png = tmp_path / "t.json", tmp_path / "t.png"
+    code, out, err = cli("reproduce", "throughput", "--runtime", "openvino", "--input-size", "32", "--threads", "1",
+                         "--quick", "--rounds", "2", "--duration-s", "0.2", "--json", str(js), "--png", str(png))
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    names = [r["name"] for r in doc["rows"]]
+    assert "quadranet25-t (fused)" in names and {r["runtime"] for r in doc["rows"]} == {"openvino"}
+    assert all(len(r["rounds_items_per_s"]) == 2 for r in doc["rows"])
+    assert set(doc["throughput_ratios"]) == {"openvino"}
+    assert "quadranet25-t (fused) / hornet" in doc["throughput_ratios"]["openvino"]
+    assert png.stat().st_size > 1000

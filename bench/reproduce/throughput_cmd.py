@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from edgedet.errors import EdgedetError
+
 
 def register(reproduce: typer.Typer) -> None:
     @reproduce.command("throughput")
@@ -14,19 +16,25 @@ def register(reproduce: typer.Typer) -> None:
         input_size: int = typer.Option(224, "--input-size", min=32),
         batch: int = typer.Option(32, "--batch", min=1, help="Batch for the throughput column."),
         duration_s: float = typer.Option(10.0, "--duration-s", min=0.1),
-        quick: bool = typer.Option(False, "--quick", help="Batch 8 and 2 s per measurement (a few minutes)."),
+        quick: bool = typer.Option(False, "--quick", help="Batch 8, 2 s per measurement, 2 rounds."),
+        rounds: int = typer.Option(None, "--rounds", min=1, help="Interleaved rounds (default 3; 2 with --quick)."),
+        png: str = typer.Option(None, "--png", help="Draw the throughput bars here (PNG)."),
+        runtime: str = typer.Option("both", "--runtime", help="onnxruntime | openvino | both."),
     ) -> None:
-        """QuadraNet25/36-t vs FLOPs-matched ConvNet / SwinNet / HorNet on ONNX Runtime and OpenVINO."""
+        """QuadraNet25/36-t (and 25-t with the fused OpenVINO op) vs FLOPs-matched ConvNet / SwinNet /
+        HorNet on ONNX Runtime and OpenVINO, interleaved rounds."""
         from rich.console import Console
         from rich.table import Table
 
         from edgedet.arch import write_json_atomic
         from edgedet.bench.hostinfo import usable_cpus
-        from edgedet.bench.reproduce.throughput import run  # the experiment, when run
+        from edgedet.bench.reproduce.throughput import plot_throughput, run  # the experiment, when run
 
         console = Console()
         if not console.is_terminal:
             console = Console(width=160)
+        if runtime not in ("onnxruntime", "openvino", "both"):
+            raise EdgedetError(f"--runtime must be onnxruntime, openvino or both, got {runtime!r}")
         n = threads or usable_cpus()
         cfg = {
             "threads": n,
@@ -36,11 +44,13 @@ def register(reproduce: typer.Typer) -> None:
             "warmup_s": 0.5 if quick else 2.0,
             "min_iters": 3 if quick else 10,
             "quick": quick,
+            "rounds": rounds or (2 if quick else 3),
+            "runtimes": ["onnxruntime", "openvino"] if runtime == "both" else [runtime],
         }
         res = run(cfg, log=lambda m: console.print(f"[dim]{m}[/dim]"))
         bn = cfg["batches"][-1]
         t = Table(
-            title=f"measured on {res['device']['cpu_model']}, {n} threads, 1 stream, f32, "
+            title=f"measured on {res['device']['cpu_model']}, {n} threads, 1 stream, f32, {res['method']}, "
             f"{input_size}×{input_size} (peak {res['peak']['gemm_gflops']:.0f} GFLOP/s, "
             f"{res['peak']['copy_gbps']:.1f} GB/s)"
         )
@@ -81,3 +91,6 @@ def register(reproduce: typer.Typer) -> None:
         if json_path:
             write_json_atomic(json_path, res)
             console.print(f"wrote {json_path}")
+        if png:
+            plot_throughput(res, png)
+            console.print(f"wrote {png}")
