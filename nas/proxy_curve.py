@@ -41,6 +41,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--schedule", choices=("cosine", "const"), default="cosine")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--layer-scale", type=float, default=0.1)
+    ap.add_argument("--norm", choices=("ln", "bn"), default="ln", help="block norm of the supernet")
     ap.add_argument("--sampling", choices=("uniform", "sandwich", "largest", "smallest"), default="uniform")
     ap.add_argument("--stem-stride", type=int, default=4, help="proxy stem (k = stride); 4 = the skeleton's")
     ap.add_argument("--init", choices=("skeleton", "torch"), default="skeleton",
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     space = proxy_space(skeleton(a.skeleton), a.proxy_width)
     data = make_classification_data("synthetic", a.size, seed=a.seed, train_size=a.images, val_size=a.val)
     torch.manual_seed(a.seed)
-    net = Supernet(space, data.num_classes, a.layer_scale)
+    net = Supernet(space, data.num_classes, a.layer_scale, a.norm)
     if a.stem_stride != 4:
         net.net.stem[0] = torch.nn.Conv2d(3, space.widths[0], a.stem_stride, stride=a.stem_stride)
     if a.init == "torch":
