@@ -21,7 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from edgedet.models.skeleton import MacroNet
+from edgedet.models.layers import LayerNorm2d
+from edgedet.models.skeleton import Block, MacroNet
 from edgedet.nas.space import SearchSpace, build_block
 
 
@@ -46,10 +47,34 @@ class MixedLayer(nn.Module):
         return y
 
 
-class Supernet(nn.Module):
-    """The skeleton of `space` with a MixedLayer at each searchable layer."""
+class ChannelsLastBatchNorm(nn.Module):
+    """BatchNorm over the last (channel) dim of a (..., C) tensor, batch statistics only."""
 
-    def __init__(self, space: SearchSpace, num_classes: int, layer_scale: float = 0.0):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, track_running_stats=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x.reshape(-1, x.shape[-1])).view_as(x)
+
+
+def batchnorm_blocks(net: nn.Module) -> None:
+    """Swap the per-pixel LayerNorms inside every block for batch-statistics BatchNorm (a proxy
+    departure: at 32 px, LayerNorm over each pixel's few channels keeps the supernet at chance
+    for hundreds of steps; docs/nas.md). Batch statistics in eval too, so a sampled path needs
+    no recalibration; the stem and downsampling LayerNorms stay."""
+    for m in net.modules():
+        if isinstance(m, Block):
+            if isinstance(getattr(m, "norm1", None), LayerNorm2d):
+                m.norm1 = nn.BatchNorm2d(m.norm1.weight.numel(), track_running_stats=False)
+            m.norm2 = ChannelsLastBatchNorm(m.norm2.weight.numel())
+
+
+class Supernet(nn.Module):
+    """The skeleton of `space` with a MixedLayer at each searchable layer; `norm="bn"` trains
+    it with BatchNorm in the blocks (see `batchnorm_blocks`), "ln" keeps the blocks' own."""
+
+    def __init__(self, space: SearchSpace, num_classes: int, layer_scale: float = 0.0, norm: str = "ln"):
         super().__init__()
         stages = [
             # plain autograd for the quadratic conv: a proxy search is bound by time, not memory
@@ -59,6 +84,10 @@ class Supernet(nn.Module):
             for s, (w, n) in enumerate(zip(space.widths, space.max_layers, strict=True))
         ]
         self.net = MacroNet(list(space.widths), stages, num_classes=num_classes)
+        if norm == "bn":
+            batchnorm_blocks(self.net)
+        elif norm != "ln":
+            raise ValueError(f"supernet norm must be 'ln' or 'bn', got {norm!r}")
         self.num_choices = [len(space.layer_choices(s, i)) for s, i in space.layers()]
         if layer_scale > 0:  # blocks start as near-identities at 1e-6, which a short proxy cannot undo
             with torch.no_grad():
