@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -80,6 +81,10 @@ class _TvmRun:
         return tvmx._outputs(self.vm.get_outputs("main"))[0]
 
 
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _tvm_variants(onnx_model, x: np.ndarray, folder: Path, threads: int, skip_generic: bool):
     """name → (runner, build seconds, target name)."""
     out = {}
@@ -89,6 +94,7 @@ def _tvm_variants(onnx_model, x: np.ndarray, folder: Path, threads: int, skip_ge
     for name, target, fused in plan:
         path = folder / f"{name}.so"
         report = tvmx.build_library(onnx_model, tvmx.get_target(target, threads), path, fused=fused)
+        _log(f"built {name} ({target}) in {report.seconds:.1f} s")
         out[name] = (_TvmRun(path, x), report.seconds, target)
     return out
 
@@ -141,6 +147,7 @@ def measure_model(model: str, size: int, threads: int, rounds: int, inner: int, 
     with torch.no_grad():
         ref = form.reference.double()(torch.from_numpy(x).double()).numpy()
     name = form.input_names[0]
+    _log(f"{model} {size}: exported")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tvms = _tvm_variants(ex.model, x, folder, threads, skip_generic)
@@ -153,6 +160,7 @@ def measure_model(model: str, size: int, threads: int, rounds: int, inner: int, 
         runs["openvino"], outputs["openvino"] = _openvino(ex.serialize(), x, name, threads, folder)
         runs["openvino"]()
         errs = {n: _scaled(get(), ref) for n, get in outputs.items()}
+        _log(f"{model} {size}: sessions ready, timing {len(runs)} variants × {rounds} rounds")
         ms = interleaved(runs, rounds, inner)
     rows = []
     for n in runs:
