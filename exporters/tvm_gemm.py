@@ -10,9 +10,10 @@ broadcasts, `cols / lanes` vector loads and `rows · cols / lanes` FMAs:
 * `tiled_matmul` — C[m, n] = Σ_k A[m, k] · B[k, n] with any number of leading spatial axes:
   they are fused into m (the intermediate output buffer flattened to 2-D so each tile's
   write-back region is exact); the column strip loop is outermost so B's strip (K × cols)
-  stays in L1 while all rows pass over it; element-wise epilogue blocks are inlined into the
-  last one, which is vectorised (one pass over the output instead of one per op).
-* `conv_gemm` — NCHW conv2d with groups = 1: output channels are the vector lanes (the weights
+  stays in L1 while all rows pass over it (B packed per call into those strips); the element-wise
+  epilogue blocks are inlined into the last one, computed per tile right after its write-back.
+* `conv_gemm` — NCHW conv2d (dense, and also the decomposed quadratic conv's depthwise ones, whose
+  input is then gathered per lane): output channels are the vector lanes (the weights
   repacked per call to [co/cols, ci, kh, kw, cols] so the lanes are contiguous), output
   columns are the register rows, (ci, kh, kw) the reduction; the padding block inlined.
 """
@@ -187,7 +188,8 @@ def _flat(ix, dims):
 
 
 def conv_gemm(func, vec: int):
-    """conv2d_nchw (groups 1): [pad] → S S S S R R R conv → element-wise epilogue."""
+    """conv2d_nchw: [pad] → S S S S R R R conv → element-wise epilogue (any groups: the input
+    read per lane is a broadcast when dense, a gather when depthwise)."""
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)

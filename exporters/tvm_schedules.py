@@ -6,7 +6,7 @@ in ONNX Runtime. edgedet's fused quadratic conv (`edgedet.kernels.tvm_quadconv`)
 schedule for the target's vector lanes (`edgedet.quadconv`); every other PrimFunc gets the first
 rule that applies:
 0. `tiled_matmul` / `conv_gemm` (`edgedet.exporters.tvm_gemm`) — token matmuls with their
-   element-wise epilogue, and dense (groups 1) NCHW convolutions, as register-tiled GEMMs;
+   element-wise epilogue, and NCHW convolutions, as register-tiled GEMMs;
 1. `tiled_reduction` — other matmul / conv-like functions (one reduction block, spatial axes first):
    the innermost spatial axis split into vector lanes, the next one into a register tile of
    rows, reduction loops moved between, accumulation in a local buffer, vector write-back;
