@@ -5,7 +5,9 @@ no register tiles; a QuadraNet's pointwise matmuls then run an order of magnitud
 in ONNX Runtime. edgedet's fused quadratic conv (`edgedet.kernels.tvm_quadconv`) gets its hand
 schedule for the target's vector lanes (`edgedet.quadconv`); every other PrimFunc gets the first
 rule that applies:
-1. `tiled_reduction` — matmul / conv-like functions (one reduction block, spatial axes first):
+0. `tiled_matmul` / `conv_gemm` (`edgedet.exporters.tvm_gemm`) — token matmuls with their
+   element-wise epilogue, and NCHW convolutions, as register-tiled GEMMs;
+1. `tiled_reduction` — other matmul / conv-like functions (one reduction block, spatial axes first):
    the innermost spatial axis split into vector lanes, the next one into a register tile of
    rows, reduction loops moved between, accumulation in a local buffer, vector write-back;
 2. TVM's dlight CPU rules (GEMV, Reduction: softmax / layer norm), not on convolutions;
@@ -20,12 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgedet.exporters import tvm_gemm
+from edgedet.exporters.tvm_gemm import block_kinds as _kinds
+from edgedet.exporters.tvm_gemm import loop_extent as _extent
+from edgedet.exporters.tvm_gemm import vector_lanes as _lanes
+from edgedet.exporters.tvm_gemm import vectorize_block
 from edgedet.kernels import tvm_quadconv
 
 QUADCONV_RULE = "edgedet.quadconv"
 ROWS = 4  # register-tile height of tiled_reduction
 MAX_BLOCKS = 32  # dlight tries to inline block after block: minutes on ASAG's fused NMS functions
-LOCAL_KINDS = {0: "S", 2: "R"}  # IterVar.iter_type: DataPar, CommReduce
 
 
 @dataclass
@@ -46,24 +52,6 @@ class ScheduleReport:
             "rules": counts,
             "unscheduled": dict(sorted(self.unscheduled.items())),
         }
-
-
-def _kinds(sch, block) -> str:
-    return "".join(LOCAL_KINDS.get(int(iv.iter_type), "O") for iv in sch.get(block).iter_vars)
-
-
-def _extent(sch, loop) -> int | None:
-    ext = sch.get(loop).extent
-    return int(ext) if hasattr(ext, "value") or isinstance(ext, int) else None
-
-
-def _lanes(extent: int | None, vec: int) -> int | None:
-    """The widest vector split (vec, vec/2, … ≥ 4) that divides `extent`."""
-    while extent and vec >= 4:
-        if extent % vec == 0:
-            return vec
-        vec //= 2
-    return None
 
 
 def tiled_reduction(func, vec: int):
@@ -101,26 +89,8 @@ def tiled_reduction(func, vec: int):
     sch.decompose_reduction(block, loops[ns])  # last: the update block is no reduction block after it
     for other in blocks:
         if other != block:
-            _vectorize_block(sch, other, vec)
+            vectorize_block(sch, other, vec)
     return sch
-
-
-def _vectorize_block(sch, block, vec: int) -> bool:
-    """Fuse an all-spatial block's loops, vectorise the inner lanes, parallelise the rest."""
-    if set(_kinds(sch, block)) != {"S"}:
-        return False
-    st = sch.get(block)
-    if any(str(r.source.dtype) == "bool" for r in [*st.reads, *st.writes]):
-        return False  # TVM's lowering of bool vectors stores int8 lanes into a bool buffer and fails
-    loops = sch.get_loops(block)
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    lanes = _lanes(_extent(sch, fused), vec)
-    if lanes is None:
-        return False
-    outer, inner = sch.split(fused, [None, lanes])
-    sch.vectorize(inner)
-    sch.parallel(outer)
-    return True
 
 
 def vectorized_injective(func, vec: int):
@@ -131,7 +101,7 @@ def vectorized_injective(func, vec: int):
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     if not blocks or any(set(_kinds(sch, b)) != {"S"} for b in blocks):
         return None
-    done = [_vectorize_block(sch, b, vec) for b in blocks]
+    done = [vectorize_block(sch, b, vec) for b in blocks]
     return sch if any(done) else None
 
 
@@ -163,7 +133,11 @@ def schedule_function(func, target, vec: int) -> tuple[object | None, str]:
         return None, "no schedulable blocks (an extern call)"
     if n_blocks > MAX_BLOCKS:
         return None, f"{n_blocks} blocks (> {MAX_BLOCKS}): left to TVM's lowering"
-    rules: list[tuple[str, Callable]] = [("tiled_reduction", lambda f: tiled_reduction(f, vec))]
+    rules: list[tuple[str, Callable]] = [
+        ("tiled_matmul", lambda f: tvm_gemm.tiled_matmul(f, vec)),
+        ("conv_gemm", lambda f: tvm_gemm.conv_gemm(f, vec)),
+        ("tiled_reduction", lambda f: tiled_reduction(f, vec)),
+    ]
     if not _has_window_reduction(func):  # dlight's Reduction slows convolutions down 10×
         rules += [(name, lambda f, r=rule: r.apply(f, target, False)) for name, rule in _dlight_rules()]
     rules.append(("vectorized_injective", lambda f: vectorized_injective(f, vec)))

@@ -21,6 +21,7 @@ SUITE_MODULES = [
     "edgedet.bench.reproduce.nas_cmd",
     "edgedet.bench.reproduce.mabn_cmd",
     "edgedet.bench.reproduce.kernels_cmd",
+    "edgedet.bench.reproduce.tvm_cmd",
 ]
 
 
