@@ -223,3 +223,30 @@ def test_random_source_domains_stay_in_source_ranges():
         assert d.shifts[:-1] == DOMAINS["contrast-low"].shifts and extra not in targets
         for v, (lo, hi) in zip(extra.params, SOURCE_RANGES[extra.kind], strict=True):
             assert lo <= v <= hi
+
+
+def test_mabn_support_statistics_reestimates_bn_then_steps_affine():
+    m, _ = _trained_like("resnet-bn")
+    x = _images(16)
+    adapted = test_time.mabn(m, x, steps=1, lr=1.0, stats="support")
+    stats_only = test_time.bn_stats(m.net, x)
+    for k, v in stats_only.state_dict().items():  # statistics are those of x, as bn_stats gives
+        if "running_" in k:
+            torch.testing.assert_close(adapted.state_dict()[k], v)
+    changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, stats_only.state_dict()[k])}
+    assert changed and changed <= set(norm_affine_names(m.net))
+    with pytest.raises(ValueError, match="statistics"):
+        test_time.mabn(m, x, steps=1, lr=1.0, stats="mixed")
+
+
+def test_meta_train_with_support_statistics_restores_source_statistics():
+    m, _ = _trained_like("resnet-bn")
+    cfg = MabnConfig(episodes=2, support=(4, 6), query=8, stats="support")
+    x, y = DomainShapes("noise-low", 20, 32).tensors()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    meta_train(m, [(x, y)], cfg, log=lambda s: None)
+    after = m.state_dict()
+    for k in before:
+        if "running_" in k or "num_batches" in k:
+            assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("net.") and "bn" in k)
