@@ -137,19 +137,34 @@ def mabn_checkpoint(tmp_path_factory):
     return path
 
 
-def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint, tmp_path, cli):
+@pytest.fixture(scope="module")
+def support_stats_checkpoint(tmp_path_factory):
+    m, cfg = _trained_like("resnet-bn")
+    cfg.stats = "support"
+    path = tmp_path_factory.mktemp("ck") / "resnet-bn-mabn-support.pt"
+    save_mabn(path, m, cfg, list(SOURCE_DOMAINS))
+    return path
+
+
+@pytest.mark.parametrize("stats", ["source", "support"])
+def test_adapt_writes_plain_checkpoint_that_exports_with_parity(stats, mabn_checkpoint, support_stats_checkpoint,
+                                                                tmp_path, cli):
     from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
+    ck = mabn_checkpoint if stats == "source" else support_stats_checkpoint
     out = tmp_path / "adapted.pt"
-    rc, text, err = cli("adapt", "resnet-bn", "--checkpoint", mabn_checkpoint, "--images", "synthetic:blur-strong",
+    rc, text, err = cli("adapt", "resnet-bn", "--checkpoint", ck, "--images", "synthetic:blur-strong",
                         "--num-images", "12", "--steps", "2", "--out", out)
     assert rc == 0, err
     assert "measured here" in text and "torch thread" in text and "predicted on cortex-a76" in text and "MAPE" in text
     state = torch.load(out, weights_only=True)
     assert "aux" not in state and state["adapted"]["steps"] == 2 and state["adapted"]["num_images"] == 12
-    src = torch.load(mabn_checkpoint, weights_only=True)
+    assert state["adapted"]["bn_statistics"] == stats
+    src = torch.load(ck, weights_only=True)
     assert set(state["model"]) == set(src["model"])
     assert any(not torch.equal(state["model"][k], src["model"][k]) for k in state["model"])
+    stats_moved = any(not torch.equal(state["model"][k], src["model"][k]) for k in state["model"] if "running_" in k)
+    assert stats_moved == (stats == "support")
     for fmt in ("onnx", "openvino"):
         res = export_artifact(ExportRequest(model="resnet-bn", format=fmt, out=tmp_path / fmt, checkpoint=out,
                                             input_size=32))
