@@ -137,19 +137,34 @@ def mabn_checkpoint(tmp_path_factory):
     return path
 
 
-def test_adapt_writes_plain_checkpoint_that_exports_with_parity(mabn_checkpoint, tmp_path, cli):
+@pytest.fixture(scope="module")
+def support_stats_checkpoint(tmp_path_factory):
+    m, cfg = _trained_like("resnet-bn")
+    cfg.stats = "support"
+    path = tmp_path_factory.mktemp("ck") / "resnet-bn-mabn-support.pt"
+    save_mabn(path, m, cfg, list(SOURCE_DOMAINS))
+    return path
+
+
+@pytest.mark.parametrize("stats", ["source", "support"])
+def test_adapt_writes_plain_checkpoint_that_exports_with_parity(stats, mabn_checkpoint, support_stats_checkpoint,
+                                                                tmp_path, cli):
     from edgedet.exporters.pipeline import ExportRequest, export_artifact
 
+    ck = mabn_checkpoint if stats == "source" else support_stats_checkpoint
     out = tmp_path / "adapted.pt"
-    rc, text, err = cli("adapt", "resnet-bn", "--checkpoint", mabn_checkpoint, "--images", "synthetic:blur-strong",
+    rc, text, err = cli("adapt", "resnet-bn", "--checkpoint", ck, "--images", "synthetic:blur-strong",
                         "--num-images", "12", "--steps", "2", "--out", out)
     assert rc == 0, err
     assert "measured here" in text and "torch thread" in text and "predicted on cortex-a76" in text and "MAPE" in text
     state = torch.load(out, weights_only=True)
     assert "aux" not in state and state["adapted"]["steps"] == 2 and state["adapted"]["num_images"] == 12
-    src = torch.load(mabn_checkpoint, weights_only=True)
+    assert state["adapted"]["bn_statistics"] == stats
+    src = torch.load(ck, weights_only=True)
     assert set(state["model"]) == set(src["model"])
     assert any(not torch.equal(state["model"][k], src["model"][k]) for k in state["model"])
+    stats_moved = any(not torch.equal(state["model"][k], src["model"][k]) for k in state["model"] if "running_" in k)
+    assert stats_moved == (stats == "support")
     for fmt in ("onnx", "openvino"):
         res = export_artifact(ExportRequest(model="resnet-bn", format=fmt, out=tmp_path / fmt, checkpoint=out,
                                             input_size=32))
@@ -223,3 +238,30 @@ def test_random_source_domains_stay_in_source_ranges():
         assert d.shifts[:-1] == DOMAINS["contrast-low"].shifts and extra not in targets
         for v, (lo, hi) in zip(extra.params, SOURCE_RANGES[extra.kind], strict=True):
             assert lo <= v <= hi
+
+
+def test_mabn_support_statistics_reestimates_bn_then_steps_affine():
+    m, _ = _trained_like("resnet-bn")
+    x = _images(16)
+    adapted = test_time.mabn(m, x, steps=1, lr=1.0, stats="support")
+    stats_only = test_time.bn_stats(m.net, x)
+    for k, v in stats_only.state_dict().items():  # statistics are those of x, as bn_stats gives
+        if "running_" in k:
+            torch.testing.assert_close(adapted.state_dict()[k], v)
+    changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, stats_only.state_dict()[k])}
+    assert changed and changed <= set(norm_affine_names(m.net))
+    with pytest.raises(ValueError, match="statistics"):
+        test_time.mabn(m, x, steps=1, lr=1.0, stats="mixed")
+
+
+def test_meta_train_with_support_statistics_restores_source_statistics():
+    m, _ = _trained_like("resnet-bn")
+    cfg = MabnConfig(episodes=2, support=(4, 6), query=8, stats="support")
+    x, y = DomainShapes("noise-low", 20, 32).tensors()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    meta_train(m, [(x, y)], cfg, log=lambda s: None)
+    after = m.state_dict()
+    for k in before:
+        if "running_" in k or "num_batches" in k:
+            assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("net.") and "bn" in k)

@@ -48,6 +48,7 @@ def load_mabn(path: str | Path, model_name: str) -> tuple[AuxNet, dict[str, Any]
     net = models.create(model_name, num_classes=int(state["num_classes"]))
     try:
         net.load_state_dict(state["model"])
+        net.eval()  # the width probe below must not move the loaded BN running statistics
         with torch.no_grad():
             dim = net.embed(torch.zeros(2, 3, cfg.img_size, cfg.img_size)).shape[1]
         aux = make_aux_head(state["aux_kind"], dim)

@@ -34,6 +34,10 @@ class MabnConfig:
     outer_lr: float = 1e-3  # β: Adam rate of the outer step
     second_order: bool = True  # differentiate through the inner step (False: first-order MAML)
     meta_aux_head: bool = True  # the outer step also learns the auxiliary head's weights
+    # BatchNorm statistics of the inner step, its query and test-time inference: "source" (the
+    # frozen source running statistics, as the paper) or "support" (re-estimated on the
+    # unlabelled support / adaptation images, then the affine step on top).
+    stats: str = "source"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -50,7 +50,8 @@ def evaluate(joint: AuxNet, meta: AuxNet, cfg: MabnConfig, targets: dict[str, tu
             s = support_of(pool, n, seed)
             accs = {"source_only": src,
                     "tent": test_time.accuracy(test_time.tent(joint.net, s, tent_steps, tent_lr), x, y),
-                    "mabn": test_time.accuracy(test_time.mabn(meta, s, cfg.inner_steps, cfg.inner_lr, seed), x, y)}
+                    "mabn": test_time.accuracy(test_time.mabn(meta, s, cfg.inner_steps, cfg.inner_lr, seed,
+                                                                  cfg.stats), x, y)}
             if bn:
                 accs["bn_stats"] = test_time.accuracy(test_time.bn_stats(joint.net, s), x, y)
             rows += [{"target": name, "images": n, "method": m, "acc": accs[m]} for m in METHODS if m in accs]

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from edgedet.adapt.aux_heads import AuxNet
 from edgedet.adapt.norm_affine import freeze_for_adaptation
 
+STATS = ("source", "support")  # which BatchNorm statistics MABN's step and inference use
+
 
 @torch.no_grad()
 def bn_stats(net: nn.Module, images: Tensor) -> nn.Module:
@@ -48,10 +50,14 @@ def tent(net: nn.Module, images: Tensor, steps: int, lr: float = 1e-3) -> nn.Mod
     return _plain(net)
 
 
-def mabn(model: AuxNet, images: Tensor, steps: int, lr: float, seed: int = 0) -> nn.Module:
+def mabn(model: AuxNet, images: Tensor, steps: int, lr: float, seed: int = 0,
+         stats: str = "source") -> nn.Module:
     """The classifier after `steps` SGD steps (rate `lr`) of the auxiliary loss on the norm
-    affine params, source statistics frozen; the auxiliary head is dropped."""
-    model = copy.deepcopy(model)
+    affine params, the auxiliary head dropped. BatchNorm statistics: `stats` "source" keeps
+    the frozen source ones; "support" re-estimates them on `images` first (then frozen)."""
+    if stats not in STATS:
+        raise ValueError(f"unknown statistics {stats!r}; choose from {', '.join(STATS)}")
+    model = bn_stats(model, images) if stats == "support" else copy.deepcopy(model)
     freeze_for_adaptation(model)
     params = [p for p in model.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(seed)

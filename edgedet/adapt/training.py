@@ -71,6 +71,33 @@ def twice_differentiable(model: nn.Module) -> Iterator[None]:
             m.memory_saving = v
 
 
+@contextlib.contextmanager
+def support_statistics(model: nn.Module, x: Tensor, on: bool) -> Iterator[None]:
+    """With `on`, BatchNorm running statistics are those of the support images x (N,3,H,W)
+    inside the block (the `stats="support"` recipe) and the source ones again after it."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if on else []
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+             for m in bns]
+    if bns:
+        with torch.no_grad():
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative: exactly the statistics of x
+                m.train()
+            model(x)
+            for m in bns:
+                m.eval()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, nbt, mom) in zip(bns, saved, strict=True):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(nbt)
+                m.momentum = mom
+
+
 def joint_train(model: AuxNet, x: Tensor, y: Tensor, cfg: MabnConfig, log: Log = print) -> None:
     """Stage 1 on the mixed source images x (N,3,H,W), labels y (N,)."""
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -137,25 +164,33 @@ def _episodes(model: AuxNet, domains: list[tuple[Tensor, Tensor]], cfg: MabnConf
         n_s = int(torch.randint(lo, hi + 1, (1,), generator=gen))
         idx = torch.randperm(len(x), generator=gen)
         s, q = idx[:n_s], idx[n_s:n_s + cfg.query]
-        theta = {n: outer[n] for n in inner_names}
-        params = dict(theta)
-        for _ in range(cfg.inner_steps):
-            params = inner_step(model, params, model.aux.views(x[s], gen), cfg.inner_lr, cfg.second_order)
-        if not cfg.second_order:  # first-order: ∂θ'/∂θ taken as the identity
-            params = {n: theta[n] + (p - theta[n]).detach() for n, p in params.items()}
         xq, yq = x[q], y[q]
-        main = F.cross_entropy(functional_call(model, params, (xq,)), yq)
-        loss = main + cfg.aux_weight * functional_call(model, params, (xq,), {"views": model.aux.views(xq, gen)})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            tot_before += float(F.cross_entropy(model(xq), yq))
-        tot_after += main.item()
+        with support_statistics(model, x[s], cfg.stats == "support"):
+            main = _episode_step(model, x[s], xq, yq, cfg, inner_names, outer, opt, gen)
+            with torch.no_grad():
+                tot_before += float(F.cross_entropy(model(xq), yq))
+        tot_after += main
         if (ep + 1) % k == 0:
             log(f"  meta episode {ep + 1}/{cfg.episodes}: query CE without/with the inner step "
                 f"{tot_before / k:.3f}/{tot_after / k:.3f}")
             tot_before = tot_after = 0.0
+
+
+def _episode_step(model: AuxNet, xs: Tensor, xq: Tensor, yq: Tensor, cfg: MabnConfig, inner_names: list[str],
+                  outer: dict[str, Tensor], opt: torch.optim.Optimizer, gen: torch.Generator) -> float:
+    """Inner step(s) on the support xs, outer step on the query (xq, yq); returns the query CE."""
+    theta = {n: outer[n] for n in inner_names}
+    params = dict(theta)
+    for _ in range(cfg.inner_steps):
+        params = inner_step(model, params, model.aux.views(xs, gen), cfg.inner_lr, cfg.second_order)
+    if not cfg.second_order:  # first-order: ∂θ'/∂θ taken as the identity
+        params = {n: theta[n] + (p - theta[n]).detach() for n, p in params.items()}
+    main = F.cross_entropy(functional_call(model, params, (xq,)), yq)
+    loss = main + cfg.aux_weight * functional_call(model, params, (xq,), {"views": model.aux.views(xq, gen)})
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return main.item()
 
 
 def source_data(names: list, per_domain: int, size: int, seed: int,

@@ -74,10 +74,12 @@ def register(app: typer.Typer) -> None:
             raise EdgedetError(f"--images {images}: {len(x)} image; adaptation needs at least 2")
         n_steps = steps if steps is not None else int(cfg["inner_steps"])
         rate = lr if lr is not None else float(cfg["inner_lr"])
-        adapted = mabn(aux_net, x, n_steps, rate, seed)
+        stats = str(cfg.get("stats", "source"))  # checkpoints before the option: source statistics
+        adapted = mabn(aux_net, x, n_steps, rate, seed, stats)
         timing = step_time(aux_net, x, profile)
         save_adapted(out, adapted, state, {"method": "mabn", "images": images, "num_images": len(x),
-                                           "steps": n_steps, "lr": rate, "seed": seed})
+                                           "steps": n_steps, "lr": rate, "seed": seed,
+                                           "bn_statistics": stats})
         n_affine = sum(p.numel() for n, p in adapted.named_parameters() if n in set(norm_affine_names(adapted)))
         print(f"adapted {model} ({state['aux_kind']} auxiliary loss) with {len(x)} unlabelled images from "
               f"{images}: {n_steps} step(s) at rate {rate:g} on {n_affine} norm affine parameters")
