@@ -22,6 +22,15 @@ from torch import Tensor
 
 
 @triton.jit
+def _tap(x_base, oy, ox, valid, ky, kx, H, W, STRIDE: tl.constexpr, PAD: tl.constexpr, DIL: tl.constexpr):
+    """x under tap (ky, kx) of the output pixels (oy, ox), fp32, zero outside the image."""
+    iy = oy * STRIDE - PAD + ky * DIL
+    ix = ox * STRIDE - PAD + kx * DIL
+    ok = valid & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    return tl.load(x_base + iy * W + ix, mask=ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _quadconv_kernel(
     x_ptr,
     wa_ptr,
@@ -53,12 +62,8 @@ def _quadconv_kernel(
     acc_b = tl.zeros((BLOCK,), dtype=tl.float32)
     acc_c = tl.zeros((BLOCK,), dtype=tl.float32)
     for ky in tl.static_range(K):
-        iy = oy * STRIDE - PAD + ky * DIL
-        row_ok = (iy >= 0) & (iy < H)
         for kx in tl.static_range(K):
-            ix = ox * STRIDE - PAD + kx * DIL
-            ok = valid & row_ok & (ix >= 0) & (ix < W)
-            xv = tl.load(x_base + iy * W + ix, mask=ok, other=0.0).to(tl.float32)
+            xv = _tap(x_base, oy, ox, valid, ky, kx, H, W, STRIDE, PAD, DIL)
             widx = w_base + ky * K + kx
             acc_a += xv * tl.load(wa_ptr + widx).to(tl.float32)
             acc_b += xv * tl.load(wb_ptr + widx).to(tl.float32)
@@ -82,12 +87,8 @@ def _bwd_branches_kernel(x_ptr, wa_ptr, wb_ptr, g_ptr, ga_ptr, gb_ptr, C, H, W, 
     acc_a = tl.zeros((BLOCK,), dtype=tl.float32)
     acc_b = tl.zeros((BLOCK,), dtype=tl.float32)
     for ky in tl.static_range(K):
-        iy = oy * STRIDE - PAD + ky * DIL
-        row_ok = (iy >= 0) & (iy < H)
         for kx in tl.static_range(K):
-            ix = ox * STRIDE - PAD + kx * DIL
-            ok = valid & row_ok & (ix >= 0) & (ix < W)
-            xv = tl.load(x_base + iy * W + ix, mask=ok, other=0.0).to(tl.float32)
+            xv = _tap(x_base, oy, ox, valid, ky, kx, H, W, STRIDE, PAD, DIL)
             acc_a += xv * tl.load(wa_ptr + w_base + ky * K + kx).to(tl.float32)
             acc_b += xv * tl.load(wb_ptr + w_base + ky * K + kx).to(tl.float32)
     g = tl.load(g_ptr + plane * OH * OW + offs, mask=valid, other=0.0).to(tl.float32)
@@ -143,12 +144,8 @@ def _bwd_weight_kernel(x_ptr, ga_ptr, gb_ptr, g_ptr, gwa_ptr, gwb_ptr, gwc_ptr, 
     g = tl.load(g_ptr + o, mask=valid, other=0.0).to(tl.float32)
     w_base = (plane % C) * K * K
     for ky in tl.static_range(K):
-        iy = oy * STRIDE - PAD + ky * DIL
-        row_ok = (iy >= 0) & (iy < H)
         for kx in tl.static_range(K):
-            ix = ox * STRIDE - PAD + kx * DIL
-            ok = valid & row_ok & (ix >= 0) & (ix < W)
-            xv = tl.load(x_base + iy * W + ix, mask=ok, other=0.0).to(tl.float32)
+            xv = _tap(x_base, oy, ox, valid, ky, kx, H, W, STRIDE, PAD, DIL)
             widx = w_base + ky * K + kx
             tl.atomic_add(gwa_ptr + widx, tl.sum(ga * xv, axis=0))
             tl.atomic_add(gwb_ptr + widx, tl.sum(gb * xv, axis=0))
