@@ -89,7 +89,8 @@ def _bench(v: Variant, cfg: dict, hostinfo_path: str) -> dict:
         "model": v.files.name,
         "overrides": v.files.overrides,
         "runtime": v.runtime,
-        "quadconv": "fused edgedet.QuadraConv (OpenVINO extension)" if v.fused else "three depthwise convs + Mul + Add",
+        "quadconv": ("fused edgedet.QuadraConv (OpenVINO extension)" if v.fused
+                     else "TorchScript export: one grouped conv with 3C outputs, slices, Mul + Add"),
         "runtime_version": r["runtime"]["version"],
         "params_m": v.files.params / 1e6,
         "gflops": v.files.gflops,
