@@ -24,7 +24,6 @@ def register(reproduce: typer.Typer) -> None:
         """QuadraNet25/36-t (and 25-t with the fused OpenVINO op) vs FLOPs-matched ConvNet / SwinNet /
         HorNet on ONNX Runtime and OpenVINO, interleaved rounds."""
         from rich.console import Console
-        from rich.table import Table
 
         from edgedet.arch import write_json_atomic
         from edgedet.bench.hostinfo import usable_cpus
@@ -48,45 +47,7 @@ def register(reproduce: typer.Typer) -> None:
             "runtimes": ["onnxruntime", "openvino"] if runtime == "both" else [runtime],
         }
         res = run(cfg, log=lambda m: console.print(f"[dim]{m}[/dim]"))
-        bn = cfg["batches"][-1]
-        t = Table(
-            title=f"measured on {res['device']['cpu_model']}, {n} threads, 1 stream, f32, {res['method']}, "
-            f"{input_size}×{input_size} (peak {res['peak']['gemm_gflops']:.0f} GFLOP/s, "
-            f"{res['peak']['copy_gbps']:.1f} GB/s)"
-        )
-        for col in (
-            "model",
-            "runtime",
-            "params M",
-            "GFLOPs",
-            "b1 median ms",
-            f"b{bn} items/s",
-            f"b{bn} peak MiB",
-            "roofline b1",
-            f"roofline b{bn}",
-        ):
-            t.add_column(col, justify="right")
-        for r in res["rows"]:
-            frac = [
-                f"{v:.1%}" if v is not None else "—"
-                for v in (r["roofline_fraction_b1"], r["roofline_fraction_bn"])
-            ]
-            t.add_row(
-                r["name"],
-                r["runtime"],
-                f"{r['params_m']:.2f}",
-                f"{r['gflops']:.3f}",
-                f"{r['latency_b1_ms']:.2f}",
-                f"{r['throughput_items_per_s']:.1f}",
-                f"{r['peak_memory_mib']:.0f}",
-                *frac,
-            )
-        console.print(t)
-        for runtime, rs in res["throughput_ratios"].items():
-            console.print(
-                f"{runtime} throughput ratios at batch {bn}: "
-                + ", ".join(f"{k} = {v:.2f}×" for k, v in rs.items())
-            )
+        _print(console, res)
         console.print(f"[dim]{res['paper']}[/dim]")
         if json_path:
             write_json_atomic(json_path, res)
@@ -94,3 +55,49 @@ def register(reproduce: typer.Typer) -> None:
         if png:
             plot_throughput(res, png)
             console.print(f"wrote {png}")
+
+
+def _print(console, res: dict) -> None:
+    """The table of every cell (medians) and the throughput ratios per runtime."""
+    from rich.table import Table
+
+    size, threads = res["settings"]["input_size"], res["settings"]["threads"]
+    bn = res["settings"]["batches"][-1]
+    t = Table(
+        title=f"measured on {res['device']['cpu_model']}, {threads} threads, 1 stream, f32, {res['method']}, "
+        f"{size}×{size} (peak {res['peak']['gemm_gflops']:.0f} GFLOP/s, "
+        f"{res['peak']['copy_gbps']:.1f} GB/s)"
+    )
+    for col in (
+        "model",
+        "runtime",
+        "params M",
+        "GFLOPs",
+        "b1 median ms",
+        f"b{bn} items/s",
+        f"b{bn} peak MiB",
+        "roofline b1",
+        f"roofline b{bn}",
+    ):
+        t.add_column(col, justify="right")
+    for r in res["rows"]:
+        frac = [
+            f"{v:.1%}" if v is not None else "—"
+            for v in (r["roofline_fraction_b1"], r["roofline_fraction_bn"])
+        ]
+        t.add_row(
+            r["name"],
+            r["runtime"],
+            f"{r['params_m']:.2f}",
+            f"{r['gflops']:.3f}",
+            f"{r['latency_b1_ms']:.2f}",
+            f"{r['throughput_items_per_s']:.1f}",
+            f"{r['peak_memory_mib']:.0f}",
+            *frac,
+        )
+    console.print(t)
+    for runtime, rs in res["throughput_ratios"].items():
+        console.print(
+            f"{runtime} throughput ratios at batch {bn}: "
+            + ", ".join(f"{k} = {v:.2f}×" for k, v in rs.items())
+        )
