@@ -42,6 +42,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--layer-scale", type=float, default=0.1)
     ap.add_argument("--norm", choices=("ln", "bn"), default="ln", help="block norm of the supernet")
+    ap.add_argument("--shared", action="store_true", help="candidates share one block's weights")
     ap.add_argument("--sampling", choices=("uniform", "sandwich", "largest", "smallest"), default="uniform")
     ap.add_argument("--stem-stride", type=int, default=4, help="proxy stem (k = stride); 4 = the skeleton's")
     ap.add_argument("--init", choices=("skeleton", "torch"), default="skeleton",
@@ -81,13 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     space = proxy_space(skeleton(a.skeleton), a.proxy_width)
     data = make_classification_data("synthetic", a.size, seed=a.seed, train_size=a.images, val_size=a.val)
     torch.manual_seed(a.seed)
-    net = Supernet(space, data.num_classes, a.layer_scale, a.norm)
+    net = Supernet(space, data.num_classes, a.layer_scale, a.norm, a.shared)
     if a.stem_stride != 4:
         net.net.stem[0] = torch.nn.Conv2d(3, space.widths[0], a.stem_stride, stride=a.stem_stride)
     if a.init == "torch":
-        for m in net.modules():
-            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-                m.reset_parameters()
+        net.reset_linear_init()
     alphas = Alphas(net.num_choices, torch.Generator().manual_seed(a.seed + 1))
     if a.opt == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
