@@ -70,8 +70,8 @@ class SearchConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     # DESIGN's reference is 1e-3 for ~10⁵ α steps (ImageNet, 120 epochs); a proxy search
-    # takes ~10², so α would hardly move: the default is scaled up (pass 1e-3 for long runs)
-    arch_lr: float = 1e-2
+    # takes ~10³, so α would hardly move: the default is scaled up (pass 1e-3 for long runs)
+    arch_lr: float = 3e-2
     arch_betas: tuple[float, float] = (0.0, 0.999)
     arch_every: int = 2  # one α step every this many weight steps
     arch_split: float = 0.2  # share of the training set held out for α steps
