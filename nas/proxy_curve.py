@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedet.data import make_classification_data
+from edgedet.nas.proxy import fan_in_init
 from edgedet.nas.search import proxy_space
 from edgedet.nas.space import skeleton
 from edgedet.nas.supernet import Alphas, Supernet, sample_paths
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.stem_stride != 4:
         net.net.stem[0] = torch.nn.Conv2d(3, space.widths[0], a.stem_stride, stride=a.stem_stride)
     if a.init == "torch":
-        net.reset_linear_init()
+        fan_in_init(net)
     alphas = Alphas(net.num_choices, torch.Generator().manual_seed(a.seed + 1))
     if a.opt == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, nesterov=True, weight_decay=4e-5)

@@ -38,6 +38,7 @@ from edgedet.errors import EdgedetError
 from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.nas.budget import fit_to_budget
 from edgedet.nas.lut import LatencyTable
+from edgedet.nas.proxy import fan_in_init
 from edgedet.nas.space import SearchSpace
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
 from edgedet.nas.supernet_eval import evaluate, mean_over_ranks, proxy_batch, sampled_accuracy
@@ -390,7 +391,7 @@ def proxy_supernet(space: SearchSpace, num_classes: int, cfg: SearchConfig) -> S
     shared = cfg.share_weights and space.block == "quadra"
     net = Supernet(proxy_space(space, cfg.proxy_width), num_classes, cfg.layer_scale, shared=shared)
     if cfg.linear_init == "torch":
-        net.reset_linear_init()
+        fan_in_init(net)
     return net
 
 

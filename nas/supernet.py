@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from edgedet.kernels.quadratic import QuadraConv2d, quadratic_conv2d
 from edgedet.models.layers import LayerNorm2d
 from edgedet.models.skeleton import Block, MacroNet
+from edgedet.nas.proxy import set_layer_scale
 from edgedet.nas.space import SearchSpace, build_block
 
 
@@ -137,17 +138,7 @@ class Supernet(nn.Module):
             raise ValueError(f"supernet norm must be 'ln' or 'bn', got {norm!r}")
         self.num_choices = [len(space.layer_choices(s, i)) for s, i in space.layers()]
         if layer_scale > 0:
-            with torch.no_grad():
-                for name, p in self.net.stages.named_parameters():
-                    if name.endswith(("gamma1", "gamma2")):
-                        p.fill_(layer_scale)
-
-    def reset_linear_init(self) -> None:
-        """PyTorch's default fan-in init for every Linear and Conv2d (the skeleton's is a
-        truncated normal of std 0.02, under which plain SGD hardly moves the MLPs of a short proxy)."""
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                m.reset_parameters()
+            set_layer_scale(self.net, layer_scale)
 
     def mixed_layers(self) -> list[MixedLayer]:
         return [m for m in self.net.modules() if isinstance(m, MixedLayer)]
