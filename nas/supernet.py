@@ -1,5 +1,7 @@
 """The ProxylessNAS supernet: every searchable layer is a MixedLayer of candidate ops with
-architecture logits α and binary gates.
+architecture logits α and binary gates. For the search's proxy the QuadraBlock candidates of
+a layer are slices of one shared block (`SharedQuadraBlock`), so every weight step trains
+weights that all of them use.
 
 Weight step (one path): sample i ~ softmax(α) per layer and run only op i.
 α step (two paths): sample two distinct ops, renormalise p over them, sample the active
