@@ -24,7 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, s
 from edgedet.nas.budget import fit_to_budget
 from edgedet.nas.lut import LatencyTable
 from edgedet.nas.proxy import fan_in_init
-from edgedet.nas.space import SearchSpace
+from edgedet.nas.space import SearchSpace, proxy_space
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
 from edgedet.nas.supernet_eval import evaluate, mean_over_ranks, proxy_batch, sampled_accuracy
 from edgedet.nas.timebox import measure_steps, plan_epochs, replan
@@ -375,14 +375,6 @@ def _derive(t: _Trainee, lut: LatencyTable, cfg: SearchConfig, epochs: int, warm
     return SearchResult(indices=fit.indices, argmax_indices=argmax, latency_ms=fit.latency_ms,
                         argmax_latency_ms=lut.latency(argmax), repair=fit.moves, history=t.history,
                         probs=[p.cpu().tolist() for p in t.alphas.probs()], config=config)
-
-
-def proxy_space(space: SearchSpace, base_width: int) -> SearchSpace:
-    """The skeleton trained on the proxy: same depths and choices at base width base_width
-    (0: unchanged). Widths only scale the supernet's cost; α and the LUT are per layer."""
-    if base_width <= 0 or base_width == space.widths[0]:
-        return space
-    return replace(space, widths=tuple(base_width * w // space.widths[0] for w in space.widths))
 
 
 def proxy_supernet(space: SearchSpace, num_classes: int, cfg: SearchConfig) -> Supernet:
