@@ -5,7 +5,9 @@ top-1 of a fixed set of random sub-networks on held-out images every few steps.
 
     python -m edgedet.nas.proxy_curve --skeleton c16-d16 --steps 600 --size 32
 
-It measures only; the search's defaults live in nas.search.SearchConfig.
+It measures only; the search's defaults live in nas.search.SearchConfig. The defaults here are
+the earlier recipe the docs' tables start from; the search's is
+`--shared --init torch --layer-scale 1.0 --lr 0.05`.
 """
 
 from __future__ import annotations
