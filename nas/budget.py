@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from edgedet.errors import EdgedetError
 from edgedet.nas.lut import LatencyTable
-from edgedet.nas.space import SKELETONS, SearchSpace, skeleton
+from edgedet.nas.space import SKELETONS, SearchSpace, proxy_space, skeleton
 
 # Where in a skeleton's latency range (log scale, 0 = smallest arch, 1 = largest) the
 # budget may sit: low enough that it binds, high enough that the big ops stay reachable.
@@ -38,11 +38,13 @@ def training_cost(space: SearchSpace) -> float:
     return STEP_COST_A * space.widths[0] ** 2 * depth + STEP_COST_B * depth
 
 
-def proxy_images(space: SearchSpace) -> int:
+def proxy_images(space: SearchSpace, proxy_width: int = 16) -> int:
     """Synthetic proxy images for a search on `space`: the default 2000 on the reference
     skeleton (or lighter ones), proportionally fewer on heavier skeletons so that every
-    default search costs about the same (never fewer than 512)."""
-    ratio = training_cost(skeleton(REFERENCE_SKELETON)) / training_cost(space)
+    default search costs about the same (never fewer than 512). The cost is that of the
+    supernet actually trained, the skeleton at base width `proxy_width` (0: its own)."""
+    ratio = (training_cost(proxy_space(skeleton(REFERENCE_SKELETON), proxy_width))
+             / training_cost(proxy_space(space, proxy_width)))
     if ratio >= 1.0:
         return DEFAULT_PROXY_IMAGES
     return max(MIN_PROXY_IMAGES, int(round(DEFAULT_PROXY_IMAGES * ratio / 64.0)) * 64)

@@ -124,7 +124,7 @@ def run_job(job: SearchJob, reporter: Reporter | None = None,
     else:
         space, lut, ranges = plan(job, num_classes, cache, dev_name, source)
     if data is None:
-        images = job.synthetic_images or proxy_images(space)
+        images = job.synthetic_images or proxy_images(space, cfg.proxy_width)
         data = make_classification_data("synthetic", job.train_size, seed=cfg.seed, train_size=images,
                                         val_size=max(200, images // 5))
         for ds in (data.train, data.val):  # render (and cache) now, so the time plan sees epochs as they run

@@ -5,7 +5,9 @@ top-1 of a fixed set of random sub-networks on held-out images every few steps.
 
     python -m edgedet.nas.proxy_curve --skeleton c16-d16 --steps 600 --size 32
 
-It measures only; the search's defaults live in nas.search.SearchConfig.
+It measures only; the search's defaults live in nas.search.SearchConfig. The defaults here are
+the earlier recipe the docs' tables start from; the search's is
+`--shared --init torch --layer-scale 1.0 --lr 0.05`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedet.data import make_classification_data
+from edgedet.nas.proxy import fan_in_init
 from edgedet.nas.search import proxy_space
 from edgedet.nas.space import skeleton
 from edgedet.nas.supernet import Alphas, Supernet, sample_paths
@@ -42,6 +45,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--layer-scale", type=float, default=0.1)
     ap.add_argument("--norm", choices=("ln", "bn"), default="ln", help="block norm of the supernet")
+    ap.add_argument("--shared", action="store_true", help="candidates share one block's weights")
     ap.add_argument("--sampling", choices=("uniform", "sandwich", "largest", "smallest"), default="uniform")
     ap.add_argument("--stem-stride", type=int, default=4, help="proxy stem (k = stride); 4 = the skeleton's")
     ap.add_argument("--init", choices=("skeleton", "torch"), default="skeleton",
@@ -81,13 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     space = proxy_space(skeleton(a.skeleton), a.proxy_width)
     data = make_classification_data("synthetic", a.size, seed=a.seed, train_size=a.images, val_size=a.val)
     torch.manual_seed(a.seed)
-    net = Supernet(space, data.num_classes, a.layer_scale, a.norm)
+    net = Supernet(space, data.num_classes, a.layer_scale, a.norm, a.shared)
     if a.stem_stride != 4:
         net.net.stem[0] = torch.nn.Conv2d(3, space.widths[0], a.stem_stride, stride=a.stem_stride)
     if a.init == "torch":
-        for m in net.modules():
-            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-                m.reset_parameters()
+        fan_in_init(net)
     alphas = Alphas(net.num_choices, torch.Generator().manual_seed(a.seed + 1))
     if a.opt == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, nesterov=True, weight_decay=4e-5)

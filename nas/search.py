@@ -24,7 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ from edgedet.errors import EdgedetError
 from edgedet.io.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from edgedet.nas.budget import fit_to_budget
 from edgedet.nas.lut import LatencyTable
-from edgedet.nas.space import SearchSpace
+from edgedet.nas.proxy import fan_in_init
+from edgedet.nas.space import SearchSpace, proxy_space
 from edgedet.nas.supernet import Alphas, Supernet, gate_gradient, rescale_pair, sample_pairs, sample_paths
 from edgedet.nas.supernet_eval import evaluate, mean_over_ranks, proxy_batch, sampled_accuracy
 from edgedet.nas.timebox import measure_steps, plan_epochs, replan
@@ -58,15 +59,20 @@ class SearchConfig:
     # proxy training runs the skeleton's depths at base width proxy_width (0: the skeleton's
     # own); the LUT still prices the real widths at the deployment size
     proxy_width: int = 16
-    layer_scale: float = 0.1  # initial block layer scale of the supernet (0: the blocks' 1e-6)
+    # the proxy recipe (docs/nas.md, "Proxy recipe"): a layer's candidates share one block's
+    # weights, PyTorch's fan-in init, layer scale 1; measured to learn in the box, unlike
+    # separate candidates, the skeleton's 0.02 init or small layer scales
+    share_weights: bool = True
+    linear_init: str = "torch"  # "torch" (fan-in) or "skeleton" (trunc-normal 0.02)
+    layer_scale: float = 1.0  # initial block layer scale of the supernet (0: the blocks' 1e-6)
     batch_size: int = 32
-    lr: float = 0.1  # measured on the 32 px proxy: learns faster than DESIGN's 0.025 (docs/nas.md)
+    lr: float = 0.05  # SGD-Nesterov, cosine; measured on the 32 px proxy (docs/nas.md)
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     # DESIGN's reference is 1e-3 for ~10⁵ α steps (ImageNet, 120 epochs); a proxy search
-    # takes ~10², so α would hardly move: the default is scaled up (pass 1e-3 for long runs)
-    arch_lr: float = 1e-2
+    # takes ~10³, so α would hardly move: the default is scaled up (pass 1e-3 for long runs)
+    arch_lr: float = 3e-2
     arch_betas: tuple[float, float] = (0.0, 0.999)
     arch_every: int = 2  # one α step every this many weight steps
     arch_split: float = 0.2  # share of the training set held out for α steps
@@ -94,6 +100,8 @@ class SearchConfig:
             raise EdgedetError(f"budget must be positive, got {self.budget_ms} ms")
         if self.loss == "mul" and self.budget_ms <= 1.0:
             raise EdgedetError("the 'mul' loss uses log(T) and needs a budget above 1 ms; use --loss add")
+        if self.linear_init not in ("torch", "skeleton"):
+            raise EdgedetError(f"linear_init must be 'torch' or 'skeleton', got {self.linear_init!r}")
         if not 0 < self.arch_split < 1:
             raise EdgedetError(f"arch_split must be in (0, 1), got {self.arch_split}")
 
@@ -185,7 +193,7 @@ def run_search(space: SearchSpace, lut: LatencyTable, train_set, val_set, num_cl
           "world_size": world, **(fingerprint or {})}
     sp = split_data(len(train_set), cfg, world)
     torch.manual_seed(cfg.seed)
-    supernet = Supernet(proxy_space(space, cfg.proxy_width), num_classes, cfg.layer_scale).to(device)
+    supernet = proxy_supernet(space, num_classes, cfg).to(device)
     alphas = Alphas(supernet.num_choices, torch.Generator().manual_seed(cfg.seed + 1)).to(device)
     st = _existing_checkpoint(ckpt_path, fp, resume, rank)
     resuming = resume and st is not None
@@ -369,12 +377,14 @@ def _derive(t: _Trainee, lut: LatencyTable, cfg: SearchConfig, epochs: int, warm
                         probs=[p.cpu().tolist() for p in t.alphas.probs()], config=config)
 
 
-def proxy_space(space: SearchSpace, base_width: int) -> SearchSpace:
-    """The skeleton trained on the proxy: same depths and choices at base width base_width
-    (0: unchanged). Widths only scale the supernet's cost; α and the LUT are per layer."""
-    if base_width <= 0 or base_width == space.widths[0]:
-        return space
-    return replace(space, widths=tuple(base_width * w // space.widths[0] for w in space.widths))
+def proxy_supernet(space: SearchSpace, num_classes: int, cfg: SearchConfig) -> Supernet:
+    """The supernet trained on the proxy task, with the config's recipe (weight sharing for
+    QuadraBlocks; MBConv candidates stay separate)."""
+    shared = cfg.share_weights and space.block == "quadra"
+    net = Supernet(proxy_space(space, cfg.proxy_width), num_classes, cfg.layer_scale, shared=shared)
+    if cfg.linear_init == "torch":
+        fan_in_init(net)
+    return net
 
 
 def _time_plan(supernet: Supernet, alphas: Alphas, x: Tensor, y: Tensor, cfg: SearchConfig, steps: int,

@@ -107,6 +107,14 @@ BASE_WIDTHS = (16, 24, 32, 48, 64, 96, 128)
 SKELETONS = [f"c{c}-d{d}" for d in DEPTHS for c in BASE_WIDTHS]
 
 
+def proxy_space(space: SearchSpace, base_width: int) -> SearchSpace:
+    """The skeleton trained on the proxy: same depths and choices at base width base_width
+    (0: unchanged). Widths only scale the supernet's cost; α and the LUT are per layer."""
+    if base_width <= 0 or base_width == space.widths[0]:
+        return space
+    return replace(space, widths=tuple(base_width * w // space.widths[0] for w in space.widths))
+
+
 def skeleton(name: str, block: str = "quadra", input_size: int = 224, num_classes: int = 1000) -> SearchSpace:
     """A skeleton of the family by name (c<C>-d<16|25|36|48>), hosting QuadraBlocks or MBConvs."""
     try:

@@ -1,5 +1,7 @@
 """The ProxylessNAS supernet: every searchable layer is a MixedLayer of candidate ops with
-architecture logits α and binary gates.
+architecture logits α and binary gates. For the search's proxy the QuadraBlock candidates of
+a layer are slices of one shared block (`SharedQuadraBlock`), so every weight step trains
+weights that all of them use.
 
 Weight step (one path): sample i ~ softmax(α) per layer and run only op i.
 α step (two paths): sample two distinct ops, renormalise p over them, sample the active
@@ -19,19 +21,23 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgedet.kernels.quadratic import QuadraConv2d, quadratic_conv2d
 from edgedet.models.layers import LayerNorm2d
 from edgedet.models.skeleton import Block, MacroNet
+from edgedet.nas.proxy import set_layer_scale
 from edgedet.nas.space import SearchSpace, build_block
 
 
 class MixedLayer(nn.Module):
     """Candidate ops of one layer; runs the sampled path (or the two gated paths)."""
 
-    def __init__(self, candidates: list[nn.Module]):
+    def __init__(self, candidates: list[nn.Module], shared: nn.Module | None = None):
         super().__init__()
         self.candidates = nn.ModuleList(candidates)
+        self.shared = shared  # the SharedQuadraBlock the candidates slice, if they share weights
         self.active = 0
         self.pair: tuple[int, int] | None = None
         self.gates: Tensor | None = None
@@ -45,6 +51,46 @@ class MixedLayer(nn.Module):
             if not isinstance(op, nn.Identity):
                 y = y + g * (op(x) - x)
         return y
+
+
+class SharedQuadraBlock(nn.Module):
+    """Every QuadraBlock candidate of a layer as a slice of one block at the largest kernel and
+    expansion (Single-Path NAS / OFA weight sharing): candidate (k, e) uses the k×k centre of
+    the depthwise kernels and the first e·C hidden channels of the MLP, so every weight step
+    trains weights that all candidates use. Norms are batch-statistics BatchNorm (proxy only).
+    x (B, C, H, W) → (B, C, H, W)."""
+
+    def __init__(self, dim: int, k_max: int, e_max: int, layer_scale: float):
+        super().__init__()
+        self.dim, self.k_max = dim, k_max
+        self.norm1 = nn.BatchNorm2d(dim, track_running_stats=False)
+        self.mixer = QuadraConv2d(dim, k_max, memory_saving=False)
+        self.gamma1 = nn.Parameter(torch.full((dim,), layer_scale))
+        self.norm2 = ChannelsLastBatchNorm(dim)
+        self.pw1 = nn.Linear(dim, e_max * dim)
+        self.pw2 = nn.Linear(e_max * dim, dim)
+        self.gamma2 = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: Tensor, k: int, e: int) -> Tensor:
+        lo, m = (self.k_max - k) // 2, self.mixer
+        wa, wb, wc = (w[:, :, lo:lo + k, lo:lo + k] for w in (m.wa, m.wb, m.wc))
+        x = x + self.gamma1.view(1, -1, 1, 1) * quadratic_conv2d(self.norm1(x), wa, wb, wc, m.bias,
+                                                                 memory_saving=False)
+        h = e * self.dim
+        y = self.norm2(x.permute(0, 2, 3, 1))
+        y = F.linear(F.gelu(F.linear(y, self.pw1.weight[:h], self.pw1.bias[:h])), self.pw2.weight[:, :h], self.pw2.bias)
+        return x + (self.gamma2 * y).permute(0, 3, 1, 2)
+
+
+class _Slice(nn.Module):
+    """Candidate (k, e) of a SharedQuadraBlock; holds no weights of its own."""
+
+    def __init__(self, shared: list[SharedQuadraBlock], k: int, e: int):
+        super().__init__()
+        self._shared, self.k, self.e = shared, k, e  # a list, so the block is not registered twice
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._shared[0](x, self.k, self.e)
 
 
 class ChannelsLastBatchNorm(nn.Module):
@@ -71,29 +117,30 @@ def batchnorm_blocks(net: nn.Module) -> None:
 
 
 class Supernet(nn.Module):
-    """The skeleton of `space` with a MixedLayer at each searchable layer; `norm="bn"` trains
-    it with BatchNorm in the blocks (see `batchnorm_blocks`), "ln" keeps the blocks' own."""
+    """The skeleton of `space` with a MixedLayer at each searchable layer.
 
-    def __init__(self, space: SearchSpace, num_classes: int, layer_scale: float = 0.0, norm: str = "ln"):
+    `shared=True` makes a layer's QuadraBlock candidates slices of one block
+    (`SharedQuadraBlock`), the proxy recipe the search uses (docs/nas.md: with separate
+    candidates the supernet stays at chance for the whole time box). `norm="bn"` trains
+    separate candidates with BatchNorm in the blocks (`batchnorm_blocks`), "ln" keeps theirs.
+    `layer_scale > 0` starts every block's layer scale there (the blocks' own is 1e-6)."""
+
+    def __init__(self, space: SearchSpace, num_classes: int, layer_scale: float = 0.0, norm: str = "ln",
+                 shared: bool = False):
         super().__init__()
-        stages = [
-            # plain autograd for the quadratic conv: a proxy search is bound by time, not memory
-            [MixedLayer([build_block(space.block, w, c, memory_saving=False)
-                         for c in space.layer_choices(s, i)])
-             for i in range(n)]
-            for s, (w, n) in enumerate(zip(space.widths, space.max_layers, strict=True))
-        ]
+        if shared and space.block != "quadra":
+            raise ValueError("weight sharing across candidates is built for QuadraBlocks only")
+        layer = _shared_layer if shared else _separate_layer
+        stages = [[layer(space, s, i, w) for i in range(n)]
+                  for s, (w, n) in enumerate(zip(space.widths, space.max_layers, strict=True))]
         self.net = MacroNet(list(space.widths), stages, num_classes=num_classes)
         if norm == "bn":
             batchnorm_blocks(self.net)
         elif norm != "ln":
             raise ValueError(f"supernet norm must be 'ln' or 'bn', got {norm!r}")
         self.num_choices = [len(space.layer_choices(s, i)) for s, i in space.layers()]
-        if layer_scale > 0:  # blocks start as near-identities at 1e-6, which a short proxy cannot undo
-            with torch.no_grad():
-                for name, p in self.net.stages.named_parameters():
-                    if name.endswith(("gamma1", "gamma2")):
-                        p.fill_(layer_scale)
+        if layer_scale > 0:
+            set_layer_scale(self.net, layer_scale)
 
     def mixed_layers(self) -> list[MixedLayer]:
         return [m for m in self.net.modules() if isinstance(m, MixedLayer)]
@@ -117,6 +164,18 @@ class Supernet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def _separate_layer(space: SearchSpace, stage: int, layer: int, width: int) -> MixedLayer:
+    # plain autograd for the quadratic conv: a proxy search is bound by time, not memory
+    return MixedLayer([build_block(space.block, width, c, memory_saving=False)
+                       for c in space.layer_choices(stage, layer)])
+
+
+def _shared_layer(space: SearchSpace, stage: int, layer: int, width: int) -> MixedLayer:
+    block = SharedQuadraBlock(width, max(space.kernels), max(space.expansions), 1e-6)
+    return MixedLayer([_Slice([block], c.kernel, c.expansion) if c else nn.Identity()
+                       for c in space.layer_choices(stage, layer)], shared=block)
 
 
 class Alphas(nn.Module):

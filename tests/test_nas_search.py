@@ -99,17 +99,28 @@ def test_other_seed_other_search(setup, tmp_path):
 
 def test_proxy_images_scale_with_skeleton_cost():
     """Default searches cost about the same on every skeleton: 2000 images on light ones,
-    proportionally fewer on heavy ones, never fewer than the floor."""
+    proportionally fewer on heavy ones, never fewer than the floor (priced at the skeleton's
+    own widths: proxy width 0)."""
     from edgedet.nas.budget import DEFAULT_PROXY_IMAGES, MIN_PROXY_IMAGES, proxy_images, training_cost
     from edgedet.nas.space import SKELETONS, skeleton
 
     spaces = sorted((skeleton(n) for n in SKELETONS), key=training_cost)
-    counts = [proxy_images(s) for s in spaces]
+    counts = [proxy_images(s, 0) for s in spaces]
     from edgedet.nas.budget import REFERENCE_SKELETON
 
-    assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton(REFERENCE_SKELETON))
+    assert counts[0] == DEFAULT_PROXY_IMAGES == proxy_images(skeleton(REFERENCE_SKELETON), 0)
     assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))  # heavier skeleton, no more images
     assert min(counts) == MIN_PROXY_IMAGES and all(c % 64 == 0 or c == DEFAULT_PROXY_IMAGES for c in counts)
     heavy = skeleton("c96-d36")
     cost_ratio = training_cost(heavy) / training_cost(skeleton(REFERENCE_SKELETON))
-    assert proxy_images(heavy) * cost_ratio == pytest.approx(DEFAULT_PROXY_IMAGES, rel=0.1)
+    assert proxy_images(heavy, 0) * cost_ratio == pytest.approx(DEFAULT_PROXY_IMAGES, rel=0.1)
+
+
+def test_proxy_images_price_the_supernet_that_is_trained():
+    """At proxy width 16 every skeleton trains at base width 16: only depth costs, so a wide
+    skeleton gets the images of its depth (c128-d48 was starved to 512 when priced at 128)."""
+    from edgedet.nas.budget import DEFAULT_PROXY_IMAGES, proxy_images
+    from edgedet.nas.space import skeleton
+
+    assert proxy_images(skeleton("c128-d36")) == DEFAULT_PROXY_IMAGES
+    assert proxy_images(skeleton("c128-d48")) == proxy_images(skeleton("c16-d48")) > 1000

@@ -83,7 +83,7 @@ def uniform_under_budget(budget: float, cache, source, input_size: int = 224):
     return best
 
 
-def _train(space, indices, data, seeds: int, epochs: int, lr: float) -> dict[str, Any]:
+def _train(space, indices, data, seeds: int, epochs: int) -> dict[str, Any]:
     import torch
 
     from edgedet.nas.driver import build_space_net
@@ -93,7 +93,7 @@ def _train(space, indices, data, seeds: int, epochs: int, lr: float) -> dict[str
     for seed in range(seeds):
         torch.manual_seed(seed)
         net = build_space_net(space, space.arch_from_indices(indices), data.num_classes)
-        accs.append(train_proxy(net, data.train, data.val, ProxyTrainConfig(epochs=epochs, seed=seed, lr=lr,
+        accs.append(train_proxy(net, data.train, data.val, ProxyTrainConfig(epochs=epochs, seed=seed,
                                                                             batch_size=32)))
     return {"mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "values": accs}
@@ -107,7 +107,7 @@ def _row(device, budget, method, space, indices, lut_ms, acc, **extra) -> dict[s
                        for s in arch.stages], **extra}
 
 
-def rank_zero_cost(space, lut, budget, data, n: int, epochs: int, lr: float, proxy_width: int,
+def rank_zero_cost(space, lut, budget, data, n: int, epochs: int, proxy_width: int,
                    log=print) -> dict[str, Any]:
     """Spearman / Kendall τ of each zero-cost proxy against short-trained accuracy of n in-band archs."""
     import torch
@@ -127,7 +127,7 @@ def rank_zero_cost(space, lut, budget, data, n: int, epochs: int, lr: float, pro
         for p in PROXIES:
             torch.manual_seed(0)
             scores[p].append(score(p, build_space_net(tsp, tsp.arch_from_indices(a), data.num_classes), batches))
-        accs.append(_train(space, a, data, 1, epochs, lr)["mean"])
+        accs.append(_train(space, a, data, 1, epochs)["mean"])
         log(f"  rank study {k + 1}/{n}: acc {accs[-1]:.3f}")
     return {"archs": n, "train_epochs": epochs, "accuracy": accs, "scores": scores,
             "spearman": {p: spearman(scores[p], accs) for p in PROXIES},
@@ -150,7 +150,6 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
     box = time_box_min or (2.0 if quick else 15.0)
     images = images or (512 if quick else 2000)
     t_epochs = train_epochs or (2 if quick else 10)
-    lr = 0.1
     data = make_classification_data("synthetic", train_size, seed=0, train_size=images,
                                     val_size=max(200, images // 5))
     rows: list[dict] = []
@@ -174,7 +173,7 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         space, lut = sup.space, sup.lut
         s_accs = {}
         for strategy, (res, wall) in searched.items():
-            acc = s_accs[strategy] = _train(space, res.result.indices, data, seeds, t_epochs, lr)
+            acc = s_accs[strategy] = _train(space, res.result.indices, data, seeds, t_epochs)
             rows.append(_row(device, budget, f"searched-{strategy}", space, res.result.indices,
                              res.result.latency_ms, acc, search_wall_s=wall,
                              argmax_latency_ms=res.result.argmax_latency_ms, fit_moves=len(res.result.repair)))
@@ -182,7 +181,7 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         rnd = sample_in_band(lut, budget, n_random, random.Random(1))
         rnd_accs = []
         for idx in rnd:
-            acc = _train(space, idx, data, seeds, t_epochs, lr)
+            acc = _train(space, idx, data, seeds, t_epochs)
             rnd_accs.append(acc["mean"])
             rows.append(_row(device, budget, "random-in-band", space, idx, lut.latency(idx), acc))
             log(f"  random {lut.latency(idx):.4g} ms: acc {acc['mean']:.3f}")
@@ -190,7 +189,7 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         u_acc = None
         if uni is not None:
             usp, uidx, ulat = uni
-            acc = u_acc = _train(usp, uidx, data, seeds, t_epochs, lr)
+            acc = u_acc = _train(usp, uidx, data, seeds, t_epochs)
             rows.append(_row(device, budget, "uniform-quadranet", usp, uidx, ulat, acc))
             log(f"  uniform {usp.name} {ulat:.4g} ms: acc {acc['mean']:.3f}")
         s_acc = s_accs["supernet"]["mean"]
@@ -207,7 +206,7 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
         }
         if ranking is None and rank_archs > 0:
             ranking = {"device": device, **rank_zero_cost(space, lut, budget, data, rank_archs,
-                                                           max(1, t_epochs // 2), lr,
+                                                           max(1, t_epochs // 2),
                                                            sup.result.config.get("proxy_width", 16), log)}
         res_now = _result(rows, summary, ranking, quick, seeds, images, train_size, t_epochs, box, t_all, threads)
         if on_row is not None:

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         images: int = typer.Option(0, "--synthetic-images", min=0, help="Synthetic training images (0: 2000 "
                                    "on light skeletons, proportionally fewer on heavy ones, ≥ 512)."),
         batch_size: int = typer.Option(32, "--batch-size", min=2, help="Per-process batch size."),
-        arch_lr: float = typer.Option(1e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
+        arch_lr: float = typer.Option(3e-2, "--arch-lr", help="Adam learning rate of α (DESIGN "
                                       "reference 1e-3 "
                                       "is for ~10⁵ α steps; scaled up for a proxy search)."),
         threads: int = typer.Option(1, "--threads", help="torch threads per process (0: leave as is). 1 by "
