@@ -20,17 +20,30 @@ def _save(fig, path: Path) -> Path:
 
 def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: LatencyTable,
                 arch: Arch) -> list[Path]:
-    import matplotlib
+    """The four PNGs of a search in `out`: latency.png, accuracy.png, alpha_heatmap.png,
+    architecture.png; returns their paths."""
+    import matplotlib  # lazy: heavy optional plotting stack
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
+    prof = (arch.profile or {}).get("id", arch.device)
+    draw = {"latency.png": lambda: _latency_fig(plt, space, result, arch, prof),
+            "accuracy.png": lambda: _accuracy_fig(plt, result),
+            "alpha_heatmap.png": lambda: _alpha_fig(plt, space, result),
+            "architecture.png": lambda: _architecture_fig(plt, space, arch, prof)}
+    paths = []
+    for name, make in draw.items():  # one figure open at a time, written as soon as drawn
+        fig = make()
+        paths.append(_save(fig, out / name))
+        plt.close(fig)
+    return paths
+
+
+def _latency_fig(plt, space: SearchSpace, result: SearchResult, arch: Arch, prof: str):
+    """Expected and argmax latency per epoch against the budget and the derived latency."""
     h = result.history
     ep = [r["epoch"] for r in h]
-    prof = (arch.profile or {}).get("id", arch.device)
-    paths = []
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(ep, [r["expected_latency_ms"] for r in h], "o-", label="E[latency] (softmax α)")
     ax.plot(ep, [r["argmax_latency_ms"] for r in h], "s--", label="argmax architecture")
@@ -40,9 +53,13 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"predicted latency (ms), {prof} @ {space.input_size}px")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "latency.png"))
-    plt.close(fig)
+    return fig
 
+
+def _accuracy_fig(plt, result: SearchResult):
+    """Train accuracy per epoch, and the validation accuracies where the epoch measured them."""
+    h = result.history
+    ep = [r["epoch"] for r in h]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(ep, [r["train_acc"] for r in h], "o-", label="train (sampled paths)")
     for key, mark, label in (("val_acc_sampled", "^-", "val (random sub-networks, warm-up)"),
@@ -53,8 +70,12 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
     ax.set_xlabel("epoch")
     ax.set_ylabel("proxy top-1 accuracy")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "accuracy.png"))
-    plt.close(fig)
+    return fig
+
+
+def _alpha_fig(plt, space: SearchSpace, result: SearchResult):
+    """Heat-map (layers, choices) of the final softmax(α), the derived choice boxed in red."""
+    import numpy as np
 
     choices = space.all_choices()
     width = max(len(c) for c in choices)
@@ -70,10 +91,12 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
     ax.set_yticks(range(len(choices)), [f"s{s}.{i}" for s, i in space.layers()])
     ax.set_title("final softmax(α) per layer (red: derived)")
     fig.colorbar(im, ax=ax)
-    paths.append(_save(fig, out / "alpha_heatmap.png"))
-    plt.close(fig)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(choices) + 2), 2.6))
+
+def _architecture_fig(plt, space: SearchSpace, arch: Arch, prof: str):
+    """One box per layer: colour = kernel, height = expansion, grey bar = skip; stage widths above."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(space.all_choices()) + 2), 2.6))
     x = 0.0
     colours = {3: "#8ecae6", 5: "#219ebc", 7: "#023047"}
     for s, stage in enumerate(arch.stages):
@@ -96,6 +119,4 @@ def plot_search(out: Path, space: SearchSpace, result: SearchResult, lut: Latenc
     ax.set_title(f"derived architecture: {arch.predicted_latency_ms:.3g} ms predicted ({prof}), "
                  f"budget {arch.budget_ms:g} ms; box = kernel (colour) × expansion (height), grey = skip",
                  fontsize=8)
-    paths.append(_save(fig, out / "architecture.png"))
-    plt.close(fig)
-    return paths
+    return fig

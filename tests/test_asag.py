@@ -605,6 +605,6 @@ def test_acceptance_synthetic_ap50(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv("EDGEDET_CACHE", str(tmp_path / "cache"))
     row = run_one("asag", None, tmp_path / "run")
-    print({k: row["final"][k] for k in ("AP", "AP50", "AP_small")}, f"{row['wall_minutes']:.1f} min")
-    assert row["wall_minutes"] <= 30.0
-    assert row["final"]["AP50"] >= 0.5
+    print({k: row.final[k] for k in ("AP", "AP50", "AP_small")}, f"{row.wall_minutes:.1f} min")
+    assert row.wall_minutes <= 30.0
+    assert row.final["AP50"] >= 0.5

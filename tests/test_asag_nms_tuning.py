@@ -52,3 +52,20 @@ def test_the_training_seed_is_refused(tmp_path, tuning) -> None:
     assert p.returncode == 2 and "trained with" in p.stderr, p.stderr
     p = tuning("-c", tmp_path / "missing.pt")
     assert p.returncode == 2 and "does not exist" in p.stderr, p.stderr
+
+
+def test_typed_result_writes_the_schema_1_document_key_for_key() -> None:
+    from edgedet.bench.reproduce.asag_nms_tuning import CheckpointGrid, GridRow, TuningResult
+
+    rows = [GridRow(True, None, {"AP": 0.1, "AP50": 0.3, "AP_small": 0.0}),
+            GridRow(False, 0.5, {"AP": 0.2, "AP50": 0.4, "AP_small": 0.05}),
+            GridRow(False, 0.7, {"AP": 0.2, "AP50": 0.4, "AP_small": 0.01})]  # a tie: the first wins
+    trained = {"anchor_nms_iou": 0.5, "anchor_nms_at_inference": False, "nms_iou": 0.5}
+    res = TuningResult(images=4, seed=101, checkpoints=[CheckpointGrid("a.pt", "asag-x", trained, rows)])
+    expected = {"schema_version": 1, "suite": "asag-nms-tuning", "images": 4, "seed": 101, "checkpoints": [
+        {"checkpoint": "a.pt", "model": "asag-x", "trained_with": trained,
+         "rows": [{"anchor_nms_at_inference": True, "nms_iou": None, "AP": 0.1, "AP50": 0.3, "AP_small": 0.0},
+                  {"anchor_nms_at_inference": False, "nms_iou": 0.5, "AP": 0.2, "AP50": 0.4, "AP_small": 0.05},
+                  {"anchor_nms_at_inference": False, "nms_iou": 0.7, "AP": 0.2, "AP50": 0.4, "AP_small": 0.01}],
+         "best": {"anchor_nms_at_inference": False, "nms_iou": 0.5, "AP50": 0.4}}]}
+    assert json.dumps(res.to_json()) == json.dumps(expected)  # same keys, values and order

@@ -23,9 +23,8 @@ def register(reproduce: typer.Typer) -> None:
         split that is neither their training nor their validation data."""
         from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.asag_nms_tuning import (  # the experiment, when run
-            SCHEMA_VERSION,
-            grid,
             print_table,
+            run,
         )
 
         if images <= 0:
@@ -33,9 +32,8 @@ def register(reproduce: typer.Typer) -> None:
         for c in checkpoints:
             if not c.is_file():
                 raise EdgedetError(f"checkpoint {c} does not exist")
-        result = {"schema_version": SCHEMA_VERSION, "suite": "asag-nms-tuning", "images": images,
-                  "seed": seed, "checkpoints": [grid(c, images, seed) for c in checkpoints]}
+        result = run(checkpoints, images, seed)
         print_table(result)
         if json_path is not None:
-            write_json_atomic(json_path, result)
+            write_json_atomic(json_path, result.to_json())
             print(f"wrote {json_path}")

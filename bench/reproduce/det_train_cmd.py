@@ -24,7 +24,7 @@ def register(reproduce: typer.Typer) -> None:
         """Train Plain-DETR / ASAG (QuadraNet25-xxs) on the synthetic set within a time budget;
         report AP, AP50, AP_small against the AP50 ≥ 0.5 target."""
         from edgedet.arch import write_json_atomic
-        from edgedet.bench.reproduce.det_train import SCHEMA_VERSION, print_table, run_one  # the experiment, when run
+        from edgedet.bench.reproduce.det_train import DetTrainResult, print_table, run_one  # the experiment, when run
         from edgedet.training.det_recipe import RECIPES
 
         names = list(RECIPES) if detector == "both" else [detector]
@@ -37,11 +37,10 @@ def register(reproduce: typer.Typer) -> None:
         if minutes is not None and not minutes > 0:
             raise EdgedetError(f"--minutes must be positive, got {minutes}")
         rows = [run_one(n, minutes, out, processes, threads) for n in names]
-        result = {"schema_version": SCHEMA_VERSION, "suite": "det-train",
-                  "load_average_1m": os.getloadavg()[0], "data": "synthetic-det", "detectors": rows}
+        result = DetTrainResult(load_average_1m=os.getloadavg()[0], detectors=rows)
         print_table(result)
         if json_path is not None:
-            write_json_atomic(json_path, result)
+            write_json_atomic(json_path, result.to_json())
             print(f"wrote {json_path}")
-        if not all(r["passed"] for r in rows):
+        if not all(r.passed for r in rows):
             raise typer.Exit(1)

@@ -138,13 +138,11 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
               log=print, budgets=BUDGETS, on_row=None, train_epochs: int | None = None,
               images: int | None = None, time_box_min: float | None = None, rank_archs: int = 30,
               zero_cost_proxy: str = "naswot") -> dict[str, Any]:
+    """Per budget: both searches, their nets trained, the random and uniform baselines, the
+    summary (and the zero-cost ranking on the first); `on_row` sees the result so far."""
     import torch
 
     from edgedet.data import make_classification_data
-    from edgedet.nas.driver import SearchJob, load_device, run_job
-    from edgedet.nas.evolution import sample_in_band
-    from edgedet.nas.lut import BlockCostCache
-    from edgedet.nas.search import SearchConfig
 
     torch.set_num_threads(threads)
     box = time_box_min or (2.0 if quick else 15.0)
@@ -157,18 +155,7 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
     ranking = None
     t_all = time.time()
     for device, budget in budgets:
-        _, cost, source = load_device(device)
-        searched = {}
-        for strategy in ("supernet", "zero-cost"):
-            t0 = time.time()
-            job = SearchJob(device=device, budget_ms=budget, out_dir=str(out / device / strategy),
-                            train_size=train_size, plots=not quick, strategy=strategy,
-                            zero_cost_proxy=zero_cost_proxy,
-                            config=SearchConfig(budget_ms=budget, epochs=0, time_box_s=60.0 * box))
-            res = run_job(job)
-            searched[strategy] = (res, time.time() - t0)
-            log(f"{device} @ {budget:g} ms: {strategy} on {res.space.name} in {time.time() - t0:.0f} s, "
-                f"argmax {res.result.argmax_latency_ms:.4g} ms, {len(res.result.repair)} fit moves")
+        searched = _search_strategies(out, device, budget, train_size, quick, zero_cost_proxy, box, log)
         sup = searched["supernet"][0]
         space, lut = sup.space, sup.lut
         s_accs = {}
@@ -178,32 +165,8 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
                              res.result.latency_ms, acc, search_wall_s=wall,
                              argmax_latency_ms=res.result.argmax_latency_ms, fit_moves=len(res.result.repair)))
             log(f"  searched-{strategy}: acc {acc['mean']:.3f} ± {acc['std']:.3f}")
-        rnd = sample_in_band(lut, budget, n_random, random.Random(1))
-        rnd_accs = []
-        for idx in rnd:
-            acc = _train(space, idx, data, seeds, t_epochs)
-            rnd_accs.append(acc["mean"])
-            rows.append(_row(device, budget, "random-in-band", space, idx, lut.latency(idx), acc))
-            log(f"  random {lut.latency(idx):.4g} ms: acc {acc['mean']:.3f}")
-        uni = uniform_under_budget(budget, BlockCostCache(cost), source)
-        u_acc = None
-        if uni is not None:
-            usp, uidx, ulat = uni
-            acc = u_acc = _train(usp, uidx, data, seeds, t_epochs)
-            rows.append(_row(device, budget, "uniform-quadranet", usp, uidx, ulat, acc))
-            log(f"  uniform {usp.name} {ulat:.4g} ms: acc {acc['mean']:.3f}")
-        s_acc = s_accs["supernet"]["mean"]
-        summary[device] = {
-            "searched_acc": s_acc,
-            "random_median_acc": statistics.median(rnd_accs),
-            "searched_rank_pct": 100.0 * sum(a < s_acc for a in rnd_accs) / len(rnd_accs),
-            "argmax_in_band": bool(0.85 * budget <= sup.result.argmax_latency_ms <= budget),
-            "fit_moves": len(sup.result.repair),
-            "search_wall_s": searched["supernet"][1],
-            "uniform_acc": u_acc["mean"] if u_acc else None,
-            "zero_cost_acc": s_accs["zero-cost"]["mean"],
-            "zero_cost_rank_pct": 100.0 * sum(a < s_accs["zero-cost"]["mean"] for a in rnd_accs) / len(rnd_accs),
-        }
+        rnd_accs, u_acc = _baselines(rows, device, budget, space, lut, data, seeds, t_epochs, n_random, log)
+        summary[device] = _summary(budget, searched, s_accs, rnd_accs, u_acc)
         if ranking is None and rank_archs > 0:
             ranking = {"device": device, **rank_zero_cost(space, lut, budget, data, rank_archs,
                                                            max(1, t_epochs // 2),
@@ -214,6 +177,69 @@ def run_suite(out: Path, quick: bool, seeds: int, n_random: int, train_size: int
     res = _result(rows, summary, ranking, quick, seeds, images, train_size, t_epochs, box, t_all, threads)
     res["pareto_png"] = str(pareto_plot(res, out / "pareto.png"))
     return res
+
+
+def _search_strategies(out: Path, device: str, budget: float, train_size: int, quick: bool,
+                       zero_cost_proxy: str, box: float, log) -> dict[str, tuple[Any, float]]:
+    """{strategy: (its search job's result, wall seconds)} for `supernet` then `zero-cost`."""
+    from edgedet.nas.driver import SearchJob, run_job
+    from edgedet.nas.search import SearchConfig
+
+    searched = {}
+    for strategy in ("supernet", "zero-cost"):
+        t0 = time.time()
+        job = SearchJob(device=device, budget_ms=budget, out_dir=str(out / device / strategy),
+                        train_size=train_size, plots=not quick, strategy=strategy,
+                        zero_cost_proxy=zero_cost_proxy,
+                        config=SearchConfig(budget_ms=budget, epochs=0, time_box_s=60.0 * box))
+        res = run_job(job)
+        searched[strategy] = (res, time.time() - t0)
+        log(f"{device} @ {budget:g} ms: {strategy} on {res.space.name} in {time.time() - t0:.0f} s, "
+            f"argmax {res.result.argmax_latency_ms:.4g} ms, {len(res.result.repair)} fit moves")
+    return searched
+
+
+def _baselines(rows: list[dict], device: str, budget: float, space, lut, data, seeds: int, t_epochs: int,
+               n_random: int, log) -> tuple[list[float], dict[str, Any] | None]:
+    """Train the random in-band nets and the uniform QuadraNet, append their rows; returns the
+    random nets' mean accuracies and the uniform net's accuracy (None when none fits)."""
+    from edgedet.nas.driver import load_device
+    from edgedet.nas.evolution import sample_in_band
+    from edgedet.nas.lut import BlockCostCache
+
+    _, cost, source = load_device(device)
+    rnd_accs = []
+    for idx in sample_in_band(lut, budget, n_random, random.Random(1)):
+        acc = _train(space, idx, data, seeds, t_epochs)
+        rnd_accs.append(acc["mean"])
+        rows.append(_row(device, budget, "random-in-band", space, idx, lut.latency(idx), acc))
+        log(f"  random {lut.latency(idx):.4g} ms: acc {acc['mean']:.3f}")
+    uni = uniform_under_budget(budget, BlockCostCache(cost), source)
+    u_acc = None
+    if uni is not None:
+        usp, uidx, ulat = uni
+        acc = u_acc = _train(usp, uidx, data, seeds, t_epochs)
+        rows.append(_row(device, budget, "uniform-quadranet", usp, uidx, ulat, acc))
+        log(f"  uniform {usp.name} {ulat:.4g} ms: acc {acc['mean']:.3f}")
+    return rnd_accs, u_acc
+
+
+def _summary(budget: float, searched: dict[str, tuple[Any, float]], s_accs: dict[str, dict],
+             rnd_accs: list[float], u_acc: dict[str, Any] | None) -> dict[str, Any]:
+    """One device's summary: the searched nets' accuracy and rank among the random ones."""
+    sup = searched["supernet"][0]
+    s_acc = s_accs["supernet"]["mean"]
+    return {
+        "searched_acc": s_acc,
+        "random_median_acc": statistics.median(rnd_accs),
+        "searched_rank_pct": 100.0 * sum(a < s_acc for a in rnd_accs) / len(rnd_accs),
+        "argmax_in_band": bool(0.85 * budget <= sup.result.argmax_latency_ms <= budget),
+        "fit_moves": len(sup.result.repair),
+        "search_wall_s": searched["supernet"][1],
+        "uniform_acc": u_acc["mean"] if u_acc else None,
+        "zero_cost_acc": s_accs["zero-cost"]["mean"],
+        "zero_cost_rank_pct": 100.0 * sum(a < s_accs["zero-cost"]["mean"] for a in rnd_accs) / len(rnd_accs),
+    }
 
 
 def _result(rows, summary, ranking, quick, seeds, images, train_size, t_epochs, box, t_all,

@@ -32,6 +32,7 @@ from edgedet.exporters import openvino as ovx
 from edgedet.exporters import tvm as tvmx
 from edgedet.exporters.prepare import prepare
 from edgedet.models import create
+from edgedet.runtimes import onnxruntime as ort_runtime
 
 SCHEMA_VERSION = 1
 MODELS = {"quadranet25-xxs": 224, "quadranet25-t": 224, "resnet-bn": 64}
@@ -100,12 +101,7 @@ def _tvm_variants(onnx_model, x: np.ndarray, folder: Path, threads: int, skip_ge
 
 
 def _ort(onnx_bytes: bytes, x: np.ndarray, input_name: str, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+    sess = ort_runtime.session(onnx_bytes, threads)
     feeds = {input_name: x}
     return (lambda: sess.run(None, feeds)), (lambda: sess.run(None, feeds)[0])
 

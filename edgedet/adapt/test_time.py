@@ -14,25 +14,17 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from edgedet.adapt import bn_statistics
 from edgedet.adapt.aux_heads import AuxNet
 from edgedet.adapt.norm_affine import freeze_for_adaptation
 
 STATS = ("source", "support")  # which BatchNorm statistics MABN's step and inference use
 
 
-@torch.no_grad()
 def bn_stats(net: nn.Module, images: Tensor) -> nn.Module:
-    """Copy of `net` whose BatchNorm statistics are those of `images` (no-op without BN)."""
+    """Copy of `net` (eval mode) whose BatchNorm statistics are those of `images` (no-op without BN)."""
     net = copy.deepcopy(net)
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if bns:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches seen
-        net.train()
-        net(images)
-        for m in bns:
-            m.momentum = 0.1
+    bn_statistics.reestimate(net, images)
     return net.eval()
 
 

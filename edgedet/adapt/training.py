@@ -24,6 +24,8 @@ from torch.func import functional_call
 
 from edgedet import models
 from edgedet.adapt.aux_heads import AuxNet, make_aux_head, translate_flip
+from edgedet.adapt.bn_statistics import frozen as frozen_bn_stats
+from edgedet.adapt.bn_statistics import support_statistics
 from edgedet.adapt.config import MabnConfig
 from edgedet.adapt.norm_affine import freeze_for_adaptation
 from edgedet.data.domains import DomainShapes, random_source_domain
@@ -43,20 +45,6 @@ def build(cfg: MabnConfig, num_classes: int) -> AuxNet:
 
 
 @contextlib.contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """BatchNorm keeps normalising with batch statistics but stops updating its running ones."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-
-
-@contextlib.contextmanager
 def twice_differentiable(model: nn.Module) -> Iterator[None]:
     """QuadraConv's memory-saving autograd Function has a once-differentiable backward; the
     second-order meta-gradient needs its plain autograd path (same weights, same result)."""
@@ -69,33 +57,6 @@ def twice_differentiable(model: nn.Module) -> Iterator[None]:
     finally:
         for m, v in zip(mods, saved, strict=True):
             m.memory_saving = v
-
-
-@contextlib.contextmanager
-def support_statistics(model: nn.Module, x: Tensor, on: bool) -> Iterator[None]:
-    """With `on`, BatchNorm running statistics are those of the support images x (N,3,H,W)
-    inside the block (the `stats="support"` recipe) and the source ones again after it."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if on else []
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
-             for m in bns]
-    if bns:
-        with torch.no_grad():
-            for m in bns:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative: exactly the statistics of x
-                m.train()
-            model(x)
-            for m in bns:
-                m.eval()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for m, (mean, var, nbt, mom) in zip(bns, saved, strict=True):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(nbt)
-                m.momentum = mom
 
 
 def joint_train(model: AuxNet, x: Tensor, y: Tensor, cfg: MabnConfig, log: Log = print) -> None:
