@@ -1,0 +1,102 @@
+"""edgedet.BoxRPBAttention as edgedet's fused OpenVINO CPU op (online-softmax attention with the
+axial box bias added tile by tile) on the real OpenVINO runtime: parity against the float64
+functional form on random shapes (odd H, W, query counts off the tile sizes, a padding mask),
+and the Plain-DETR OpenVINO export that uses it, records it and keeps the lowering with
+--decompose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgedet.exporters import openvino as ovx
+from edgedet.exporters.artifact import load_manifest
+from edgedet.exporters.boxrpb_onnx import boxrpb_function
+from edgedet.exporters.pipeline import ExportRequest, export_artifact
+from edgedet.kernels import openvino_extension
+from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES, boxrpb_attention
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def library():
+    return openvino_extension.build().library
+
+
+def _weights(rng, c, heads, hidden) -> list[np.ndarray]:
+    shapes = {"wq": (c, c), "wk": (c, c), "wv": (c, c), "wo": (c, c), "bq": (c,), "bk": (c,), "bv": (c,),
+              "bo": (c,), "x1w": (hidden, 2), "x1b": (hidden,), "x2w": (heads, hidden), "y1w": (hidden, 2),
+              "y1b": (hidden,), "y2w": (heads, hidden)}
+    return [rng.normal(0, 1 / np.sqrt(shapes[n][-1]), shapes[n]).astype(np.float32) for n in WEIGHT_NAMES]
+
+
+def _node_model(b, q, c, h, w, mask_b, attrs, weights, with_function: bool) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = ["query", "boxes", "memory_k", "memory_v", "mask", *WEIGHT_NAMES]
+    node = helper.make_node("BoxRPBAttention", names, ["y"], domain="edgedet", **attrs)
+    shapes = {"query": [b, q, c], "boxes": [b, q, 4], "memory_k": [b, h * w, c], "memory_v": [b, h * w, c],
+              "mask": [mask_b, h * w]}
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in shapes.items()]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [b, q, c])
+    inits = [numpy_helper.from_array(a, n) for a, n in zip(weights, WEIGHT_NAMES, strict=True)]
+    graph = helper.make_graph([node], "boxrpb", inputs, [y], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("edgedet", 1)],
+                              functions=[boxrpb_function()] if with_function else [])
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "b,q,c,heads,h,w,hidden,log8,mask_b",
+    [
+        (1, 13, 32, 4, 7, 9, 16, 1, 1),  # odd H, W; Q not a multiple of the 8-query block
+        (2, 21, 24, 3, 5, 70, 8, 0, 2),  # W over the 64-key tile, per-image padding mask
+        (1, 1, 16, 2, 1, 1, 4, 1, 1),  # a single key
+    ],
+)
+def test_fused_boxrpb_matches_float64_reference(library, tmp_path, b, q, c, heads, h, w, hidden, log8, mask_b):
+    rng = np.random.default_rng(q * h + w)
+    weights = _weights(rng, c, heads, hidden)
+    stride, scale = 16.0, (c // heads) ** -0.5
+    attrs = {"num_heads": heads, "height": h, "width": w, "stride": stride, "scale": scale, "log8": log8}
+    ov_model = ovx.convert(_node_model(b, q, c, h, w, mask_b, attrs, weights, True), fused=True)
+    assert "BoxRPBAttention" in [op.get_type_name() for op in ov_model.get_ordered_ops()]
+    xml = tmp_path / "m.xml"
+    ovx.save_ir(ov_model, xml, "fp32")
+    assert openvino_extension.ir_needs_extension(xml)
+    compiled = ovx.compile_ir(xml, "fp32", threads=2)
+    feeds = {
+        "query": rng.normal(0, 1, (b, q, c)).astype(np.float32),
+        "boxes": rng.uniform(0.1, 0.6, (b, q, 4)).astype(np.float32),
+        "memory_k": rng.normal(0, 1, (b, h * w, c)).astype(np.float32),
+        "memory_v": rng.normal(0, 1, (b, h * w, c)).astype(np.float32),
+        "mask": (rng.uniform(size=(mask_b, h * w)) < 0.2).astype(np.float32),
+    }
+    got = ovx.run_compiled(compiled, feeds)[0]
+    t = {k: torch.from_numpy(v).double() for k, v in feeds.items()}
+    ref = boxrpb_attention(t["query"], t["boxes"], t["memory_k"], t["memory_v"], t["mask"],
+                           [torch.from_numpy(a).double() for a in weights], num_heads=heads, height=h, width=w,
+                           stride=stride, log8=bool(log8)).numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+    lowered = ovx.convert(_node_model(b, q, c, h, w, mask_b, attrs, weights, True), fused=False)
+    assert "BoxRPBAttention" not in [op.get_type_name() for op in lowered.get_ordered_ops()]
+
+
+def test_plain_detr_openvino_export_uses_fused_boxrpb(library, tmp_path):
+    overrides = {"preset": "cpu", "dec_layers": 2, "enc_layers": 0}
+    out = tmp_path / "ov"
+    res = export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=out,
+                                        input_size=64, model_overrides=overrides))
+    assert res.parity.passed and res.parity.max_abs_err <= 1e-4
+    m = load_manifest(out)
+    how = m.data["custom_ops_converted"]
+    assert "fused edgedet.BoxRPBAttention" in how["edgedet.BoxRPBAttention"]
+    assert "edgedet.BoxRPBAttention" in m.data["runtime"]["extensions"][0]["ops"]
+    assert (out / "model.xml").read_text().count('type="BoxRPBAttention"') == 2
+    dec = tmp_path / "dec"
+    export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=dec, input_size=64,
+                                  model_overrides=overrides, decompose=True))
+    assert 'type="BoxRPBAttention"' not in (dec / "model.xml").read_text()
