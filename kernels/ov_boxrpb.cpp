@@ -34,27 +34,51 @@ struct Sizes {
     int64_t b, q, c, hw, h, w, heads, d, hidden, mask_b;
 };
 
+// 4 rows x 16 outputs of y: 8 vector accumulators kept in registers over the whole input
+// dimension, each weight vector loaded once for 4 rows.
+constexpr int64_t kRowBlock = 4, kOutBlock = 16;
+
+static inline void linear_tile(const float* __restrict__ x, const float* __restrict__ wt, float* __restrict__ y,
+                               int64_t rows, int64_t in, int64_t out, int64_t o0) {
+    float acc[kRowBlock][kOutBlock] = {};
+    for (int64_t i = 0; i < in; ++i) {
+        const float* wr = wt + i * out + o0;
+        for (int64_t r = 0; r < kRowBlock; ++r) {
+            const float xi = r < rows ? x[r * in + i] : 0.f;
+            for (int64_t o = 0; o < kOutBlock; ++o)
+                acc[r][o] += xi * wr[o];
+        }
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < kOutBlock; ++o)
+            y[r * out + o0 + o] += acc[r][o];
+}
+
 // y (rows, out) = (x (rows, in) · wᵀ + bias) · scale; w (out, in) transposed once so the
-// inner loop runs over contiguous outputs.
+// inner loops run over contiguous outputs (tiles of 4 rows x 16 outputs, a scalar tail).
 static void linear(const float* x, const float* w, const float* bias, float* y, int64_t rows, int64_t in,
                    int64_t out, float scale) {
     std::vector<float> wt(static_cast<size_t>(in * out));
     for (int64_t o = 0; o < out; ++o)
         for (int64_t i = 0; i < in; ++i)
             wt[i * out + o] = w[o * in + i];
-    ov::parallel_for(rows, [&](int64_t r) {
-        const float* xr = x + r * in;
-        float* yr = y + r * out;
-        for (int64_t o = 0; o < out; ++o)
-            yr[o] = bias[o];
-        for (int64_t i = 0; i < in; ++i) {
-            const float xi = xr[i];
-            const float* wr = wt.data() + i * out;
+    const int64_t full = out / kOutBlock * kOutBlock;
+    ov::parallel_for((rows + kRowBlock - 1) / kRowBlock, [&](int64_t blk) {
+        const int64_t r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+        const float* xb = x + r0 * in;
+        float* yb = y + r0 * out;
+        for (int64_t r = 0; r < nr; ++r)
             for (int64_t o = 0; o < out; ++o)
-                yr[o] += xi * wr[o];
-        }
-        for (int64_t o = 0; o < out; ++o)
-            yr[o] *= scale;
+                yb[r * out + o] = bias[o];
+        for (int64_t o0 = 0; o0 < full; o0 += kOutBlock)
+            linear_tile(xb, wt.data(), yb, nr, in, out, o0);
+        for (int64_t r = 0; r < nr; ++r)
+            for (int64_t o = full; o < out; ++o)
+                for (int64_t i = 0; i < in; ++i)
+                    yb[r * out + o] += xb[r * in + i] * wt[i * out + o];
+        for (int64_t r = 0; r < nr; ++r)
+            for (int64_t o = 0; o < out; ++o)
+                yb[r * out + o] *= scale;
     });
 }
 

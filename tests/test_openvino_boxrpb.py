@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from edgedet.bench.reproduce.boxrpb_openvino import node_model, node_weights
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters.artifact import load_manifest
-from edgedet.exporters.boxrpb_onnx import boxrpb_function
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
 from edgedet.kernels import openvino_extension
-from edgedet.kernels.boxrpb_functional import WEIGHT_NAMES, axial_bias, boxrpb_attention
+from edgedet.kernels.boxrpb_functional import axial_bias, boxrpb_attention
+from edgedet.runtimes import SessionSpec
+from edgedet.runtimes import openvino as ov_runtime
 
 torch.set_num_threads(1)
 
@@ -23,29 +25,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def library():
     return openvino_extension.build().library
-
-
-def _weights(rng, c, heads, hidden) -> list[np.ndarray]:
-    shapes = {"wq": (c, c), "wk": (c, c), "wv": (c, c), "wo": (c, c), "bq": (c,), "bk": (c,), "bv": (c,),
-              "bo": (c,), "x1w": (hidden, 2), "x1b": (hidden,), "x2w": (heads, hidden), "y1w": (hidden, 2),
-              "y1b": (hidden,), "y2w": (heads, hidden)}
-    return [rng.normal(0, 1 / np.sqrt(shapes[n][-1]), shapes[n]).astype(np.float32) for n in WEIGHT_NAMES]
-
-
-def _node_model(b, q, c, h, w, mask_b, attrs, weights, with_function: bool) -> bytes:
-    from onnx import TensorProto, helper, numpy_helper
-
-    names = ["query", "boxes", "memory_k", "memory_v", "mask", *WEIGHT_NAMES]
-    node = helper.make_node("BoxRPBAttention", names, ["y"], domain="edgedet", **attrs)
-    shapes = {"query": [b, q, c], "boxes": [b, q, 4], "memory_k": [b, h * w, c], "memory_v": [b, h * w, c],
-              "mask": [mask_b, h * w]}
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in shapes.items()]
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [b, q, c])
-    inits = [numpy_helper.from_array(a, n) for a, n in zip(weights, WEIGHT_NAMES, strict=True)]
-    graph = helper.make_graph([node], "boxrpb", inputs, [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("edgedet", 1)],
-                              functions=[boxrpb_function()] if with_function else [])
-    return model.SerializeToString()
 
 
 @pytest.mark.parametrize(
@@ -58,10 +37,10 @@ def _node_model(b, q, c, h, w, mask_b, attrs, weights, with_function: bool) -> b
 )
 def test_fused_boxrpb_matches_float64_reference(library, tmp_path, b, q, c, heads, h, w, hidden, log8, mask_b):
     rng = np.random.default_rng(q * h + w)
-    weights = _weights(rng, c, heads, hidden)
+    weights = node_weights(rng, c, heads, hidden)
     stride, scale = 16.0, (c // heads) ** -0.5
     attrs = {"num_heads": heads, "height": h, "width": w, "stride": stride, "scale": scale, "log8": log8}
-    ov_model = ovx.convert(_node_model(b, q, c, h, w, mask_b, attrs, weights, True), fused=True)
+    ov_model = ovx.convert(node_model(b, q, c, h, w, mask_b, attrs, weights), fused=True)
     assert "BoxRPBAttention" in [op.get_type_name() for op in ov_model.get_ordered_ops()]
     xml = tmp_path / "m.xml"
     ovx.save_ir(ov_model, xml, "fp32")
@@ -87,7 +66,7 @@ def test_fused_boxrpb_matches_float64_reference(library, tmp_path, b, q, c, head
     logit = float(bx.abs().max() + by.abs().max()) + float(np.abs(feeds["query"]).max()) * c
     tol = 1e-5 * max(1.0, float(np.abs(ref).max())) * max(1.0, logit / 256)
     assert np.abs(got - ref).max() <= tol
-    lowered = ovx.convert(_node_model(b, q, c, h, w, mask_b, attrs, weights, True), fused=False)
+    lowered = ovx.convert(node_model(b, q, c, h, w, mask_b, attrs, weights), fused=False)
     assert "BoxRPBAttention" not in [op.get_type_name() for op in lowered.get_ordered_ops()]
 
 
@@ -106,3 +85,6 @@ def test_plain_detr_openvino_export_uses_fused_boxrpb(library, tmp_path):
     export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=dec, input_size=64,
                                   model_overrides=overrides, decompose=True))
     assert 'type="BoxRPBAttention"' not in (dec / "model.xml").read_text()
+    session = ov_runtime.open(SessionSpec(runtime="openvino", model=str(out / "model.xml"), batch=1))
+    assert session.info["extension"] == str(out / m.data["runtime"]["extensions"][0]["library"])
+    session._infer()  # bench loads the artifact's library and runs the fused node
