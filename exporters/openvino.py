@@ -3,8 +3,9 @@
 `edgedet.QuadraConv` becomes either edgedet's fused CPU op (`fused=True`: the extension
 library of `edgedet.kernels.openvino_extension` maps the ONNX node to one `QuadraConv` layer)
 or, through a Python ConversionExtension of the ONNX frontend, three OpenVINO
-GroupConvolutions, a Multiply and two Adds; any other edgedet function (BoxRPB attention) is
-inlined into standard ops first. The precision is never left to the plugin's
+GroupConvolutions, a Multiply and two Adds. `edgedet.BoxRPBAttention` becomes the library's
+fused attention layer (`fused=True`) or is inlined into standard ops first, as is any
+other edgedet function. The precision is never left to the plugin's
 default (the CPU plugin picks bf16 where the CPU has it, and a quadratic conv then drifts
 by ~0.1): it is stored in the IR's `runtime_options` and passed to `compile_model`.
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 from edgedet import cpu
 from edgedet import precision as precision_names
+from edgedet.exporters.boxrpb_onnx import OP_TYPE as BOXRPB
 from edgedet.exporters.quadraconv_onnx import DOMAIN
 from edgedet.exporters.quadraconv_onnx import OP_TYPE as QUADRACONV
 from edgedet.kernels import openvino_extension
@@ -82,7 +84,8 @@ def slices_before_gather_elements_as_gather(model) -> int:
 
 def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False):
     """ONNX (with or without edgedet local functions) → `openvino.Model`; `fused` maps
-    QuadraConv nodes to the extension's fused op instead of three GroupConvolutions."""
+    QuadraConv nodes to the extension's fused op instead of three GroupConvolutions, and
+    BoxRPBAttention nodes to its fused attention instead of the inlined standard ops."""
     import onnx
     import onnx.inliner
     import openvino as ov
@@ -91,11 +94,13 @@ def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False)
 
     model = onnx.load_from_string(onnx_bytes)
     if use_extensions:
-        # Inline the edgedet functions that have no extension; keep QuadraConv nodes.
-        others = [(f.domain, f.name) for f in model.functions if (f.domain, f.name) != (DOMAIN, QUADRACONV)]
+        # Inline the edgedet functions that have no extension; keep QuadraConv nodes (and,
+        # fused, BoxRPBAttention nodes: the library maps both).
+        kept = {(DOMAIN, QUADRACONV), (DOMAIN, BOXRPB)} if fused else {(DOMAIN, QUADRACONV)}
+        others = [(f.domain, f.name) for f in model.functions if (f.domain, f.name) not in kept]
         if others:
             model = onnx.inliner.inline_selected_functions(model, others, exclude=False)
-        del model.functions[:]  # QuadraConv goes through the extension, not its body
+        del model.functions[:]  # kept ops go through the extension, not their bodies
     else:
         model = onnx.inliner.inline_local_functions(model)
         del model.functions[:]

@@ -329,9 +329,10 @@ def _converted(req: ExportRequest, ex, inlined: list[str]) -> dict:
     out = {}
     for op in ops:
         if how is None:
+            kind = op.rsplit(".", 1)[-1]
             out[op] = (
-                "OpenVINO CPU extension (fused edgedet.QuadraConv op, libedgedet_ov_ext.so)"
-                if op.endswith("QuadraConv")
+                f"OpenVINO CPU extension (fused edgedet.{kind} op, libedgedet_ov_ext.so)"
+                if kind in ("QuadraConv", "BoxRPBAttention")
                 else "inlined to standard ONNX ops"
             )
         else:

@@ -1,6 +1,8 @@
-"""edgedet's OpenVINO CPU extension library (op `edgedet.QuadraConv`, fused, fp32).
+"""edgedet's OpenVINO CPU extension library (ops `edgedet.QuadraConv` and
+`edgedet.BoxRPBAttention`, fused, fp32).
 
-The C++ source (`ov_quadraconv.cpp`, `CMakeLists.txt`, shipped in this package) is built
+The C++ sources (`ov_extension.cpp`, `ov_quadraconv.cpp`, `ov_boxrpb.cpp`, `CMakeLists.txt`,
+shipped in this package) are built
 with CMake against the headers and CMake config of the installed `openvino` wheel, on first
 use, into a cache keyed by OpenVINO version, vector ISA and the sources' sha256:
 `$EDGEDET_OV_EXT_CACHE` (default `~/.cache/edgedet/ov-ext`)/`<ov version>-<isa>-<sha12>/`.
@@ -23,9 +25,9 @@ from edgedet import cpu
 from edgedet.errors import EdgedetError
 from edgedet.io.atomic import atomic_output
 
-SOURCES = ("ov_quadraconv.cpp", "CMakeLists.txt")
+SOURCES = ("ov_extension.cpp", "ov_quadraconv.cpp", "ov_boxrpb.cpp", "CMakeLists.txt")
 LIBRARY = "libedgedet_ov_ext.so"
-OPS = ("edgedet.QuadraConv",)
+OPS = ("edgedet.QuadraConv", "edgedet.BoxRPBAttention")
 IR_OPSET = 'version="edgedet"'  # how an IR layer of the extension's opset reads in model.xml
 _ISA_FLAGS = {  # edgedet ISA level → compiler flags for the kernels (x86; Arm builds use the default)
     "sse41": ["-msse4.1"],

@@ -248,9 +248,10 @@ private:
     int64_t m_group = 0;
 };
 
-}  // namespace edgedet
-
 // Core extension (reads IRs holding the op) + ONNX frontend mapping of edgedet::QuadraConv.
-OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>(
-    {std::make_shared<ov::OpExtension<edgedet::QuadraConv>>(),
-     std::make_shared<ov::frontend::onnx::OpExtension<edgedet::QuadraConv>>("QuadraConv", "edgedet")}));
+std::vector<ov::Extension::Ptr> quadraconv_extensions() {
+    return {std::make_shared<ov::OpExtension<QuadraConv>>(),
+            std::make_shared<ov::frontend::onnx::OpExtension<QuadraConv>>("QuadraConv", "edgedet")};
+}
+
+}  // namespace edgedet

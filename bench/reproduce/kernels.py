@@ -316,5 +316,11 @@ def _print(con, doc: dict) -> None:
                   f"≤ {100 * worst:.1f}%): fused grows as {g['fused']} (bytes per K·H·W: bias {khw['bias']:.0f}, "
                   f"attention {khw['attention_fused']:.0f}), "
                   f"PyTorch as {g['torch']} ({khw['attention_torch']:.0f} bytes per K·H·W)")
+    if doc.get("boxrpb_openvino"):
+        bo = doc["boxrpb_openvino"]
+        khw = {f: v["coef_bytes"]["KHW"] for f, v in bo["fit"].items()}
+        con.print(f"BoxRPB OpenVINO node: speed ratio geomean {bo['speedup_geomean']:.2f}× "
+                  f"(decomposed / fused); added memory per K·H·W: fused {khw['fused']:.1f} B, decomposed "
+                  f"{khw['decomposed']:.1f} B → fused grows as {bo['growth']['fused']}")
     con.print(f"load average before {doc['load_average']['before'][0]:.2f}, "
               f"after {doc['load_average']['after'][0]:.2f} (2 cores shared)")

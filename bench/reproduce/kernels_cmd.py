@@ -25,6 +25,13 @@ def boxrpb_memory(quick: bool = False) -> dict:
     return json.loads(res.stdout)
 
 
+def boxrpb_openvino(threads: int, rounds: int, inner: int) -> dict:
+    """edgedet's fused OpenVINO BoxRPB node vs the decomposed lowering (memory and time per size)."""
+    from edgedet.bench.reproduce import boxrpb_openvino as bov
+
+    return bov.measure(bov.GRID, threads, rounds, inner)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("kernels")
     def kernels(
@@ -38,7 +45,8 @@ def register(app: typer.Typer) -> None:
                                    help="Also time PyTorch training steps of QuadraNet25-xxs with/without the CPU op."),
         input_size: int = typer.Option(224, "--input-size"),
         boxrpb: bool = typer.Option(True, "--boxrpb/--no-boxrpb",
-                                    help="Also measure the fused BoxRPB attention's memory vs K, H, W (~30 s)."),
+                                    help="Also measure the fused BoxRPB attention vs K, H, W "
+                                         "(Triton memory; OpenVINO memory and time)."),
     ) -> None:
         """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model;
         the fused BoxRPB attention's memory growth."""
@@ -73,6 +81,7 @@ def register(app: typer.Typer) -> None:
         whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
         training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
         memory = boxrpb_memory() if boxrpb else None
+        ov_boxrpb = boxrpb_openvino(threads, rounds, max(2, inner // 4)) if boxrpb else None
         load_after = os.getloadavg()
         k7 = [r["speedup"] for r in rows if r["kernel"] == 7]
         doc = {
@@ -82,7 +91,7 @@ def register(app: typer.Typer) -> None:
                       f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
             "load_average": {"before": list(load_before), "after": list(load_after)},
             "quadconv": rows,
-            "boxrpb": memory["rows"] if memory else [],
+            "boxrpb": ([{"runtime": "triton", **r} for r in memory["rows"]] + ov_boxrpb["rows"]) if memory else [],
             "summary": {
                 "quadconv_k7_geomean_speedup": geomean(k7),
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
@@ -92,6 +101,7 @@ def register(app: typer.Typer) -> None:
             "model": whole,
             "torch_train": training,
             "boxrpb_memory": {k: v for k, v in memory.items() if k != "rows"} if memory else None,
+            "boxrpb_openvino": {k: v for k, v in ov_boxrpb.items() if k != "rows"} if ov_boxrpb else None,
         }
         _print(Console(), doc)
         if json_out is not None:
