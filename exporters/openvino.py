@@ -4,8 +4,8 @@
 library of `edgedet.kernels.openvino_extension` maps the ONNX node to one `QuadraConv` layer)
 or, through a Python ConversionExtension of the ONNX frontend, three OpenVINO
 GroupConvolutions, a Multiply and two Adds. `edgedet.BoxRPBAttention` becomes the library's
-fused attention layer (`fused=True`) or is inlined into standard ops first, as is any
-other edgedet function. The precision is never left to the plugin's
+fused attention layer (`fused_boxrpb=True`, opt-in) or is inlined into standard ops first,
+as is any other edgedet function. The precision is never left to the plugin's
 default (the CPU plugin picks bf16 where the CPU has it, and a quadratic conv then drifts
 by ~0.1): it is stored in the IR's `runtime_options` and passed to `compile_model`.
 """
@@ -82,10 +82,11 @@ def slices_before_gather_elements_as_gather(model) -> int:
     return count
 
 
-def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False):
+def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False, fused_boxrpb: bool = False):
     """ONNX (with or without edgedet local functions) → `openvino.Model`; `fused` maps
-    QuadraConv nodes to the extension's fused op instead of three GroupConvolutions, and
-    BoxRPBAttention nodes to its fused attention instead of the inlined standard ops."""
+    QuadraConv nodes to the extension's fused op instead of three GroupConvolutions, and with
+    `fused_boxrpb` also BoxRPBAttention nodes to its fused attention instead of the inlined
+    standard ops (opt-in: measured slower than the lowering, docs/export.md)."""
     import onnx
     import onnx.inliner
     import openvino as ov
@@ -95,8 +96,8 @@ def convert(onnx_bytes: bytes, use_extensions: bool = True, fused: bool = False)
     model = onnx.load_from_string(onnx_bytes)
     if use_extensions:
         # Inline the edgedet functions that have no extension; keep QuadraConv nodes (and,
-        # fused, BoxRPBAttention nodes: the library maps both).
-        kept = {(DOMAIN, QUADRACONV), (DOMAIN, BOXRPB)} if fused else {(DOMAIN, QUADRACONV)}
+        # with fused_boxrpb, BoxRPBAttention nodes: the library maps both).
+        kept = {(DOMAIN, QUADRACONV), (DOMAIN, BOXRPB)} if fused and fused_boxrpb else {(DOMAIN, QUADRACONV)}
         others = [(f.domain, f.name) for f in model.functions if (f.domain, f.name) not in kept]
         if others:
             model = onnx.inliner.inline_selected_functions(model, others, exclude=False)

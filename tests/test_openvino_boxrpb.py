@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from edgedet.bench.reproduce.boxrpb_openvino import node_model, node_weights
+from edgedet.errors import EdgedetError
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
@@ -40,7 +41,7 @@ def test_fused_boxrpb_matches_float64_reference(library, tmp_path, b, q, c, head
     weights = node_weights(rng, c, heads, hidden)
     stride, scale = 16.0, (c // heads) ** -0.5
     attrs = {"num_heads": heads, "height": h, "width": w, "stride": stride, "scale": scale, "log8": log8}
-    ov_model = ovx.convert(node_model(b, q, c, h, w, mask_b, attrs, weights), fused=True)
+    ov_model = ovx.convert(node_model(b, q, c, h, w, mask_b, attrs, weights), fused=True, fused_boxrpb=True)
     assert "BoxRPBAttention" in [op.get_type_name() for op in ov_model.get_ordered_ops()]
     xml = tmp_path / "m.xml"
     ovx.save_ir(ov_model, xml, "fp32")
@@ -70,21 +71,32 @@ def test_fused_boxrpb_matches_float64_reference(library, tmp_path, b, q, c, head
     assert "BoxRPBAttention" not in [op.get_type_name() for op in lowered.get_ordered_ops()]
 
 
-def test_plain_detr_openvino_export_uses_fused_boxrpb(library, tmp_path):
+def test_plain_detr_openvino_export_fuses_boxrpb_when_asked(library, tmp_path):
+    """Opt-in (`--fused-boxrpb`: the op is measured slower than the lowering); the default
+    export inlines BoxRPB into standard ops and keeps QuadraConv fused."""
     overrides = {"preset": "cpu", "dec_layers": 2, "enc_layers": 0}
     out = tmp_path / "ov"
     res = export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=out,
-                                        input_size=64, model_overrides=overrides))
+                                        input_size=64, model_overrides=overrides, fused_boxrpb=True))
     assert res.parity.passed and res.parity.max_abs_err <= 1e-4
     m = load_manifest(out)
     how = m.data["custom_ops_converted"]
     assert "fused edgedet.BoxRPBAttention" in how["edgedet.BoxRPBAttention"]
     assert "edgedet.BoxRPBAttention" in m.data["runtime"]["extensions"][0]["ops"]
     assert (out / "model.xml").read_text().count('type="BoxRPBAttention"') == 2
-    dec = tmp_path / "dec"
-    export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=dec, input_size=64,
-                                  model_overrides=overrides, decompose=True))
-    assert 'type="BoxRPBAttention"' not in (dec / "model.xml").read_text()
+    default = tmp_path / "default"
+    res = export_artifact(ExportRequest(model="plain-detr-quadranet25-xxs", format="openvino", out=default,
+                                        input_size=64, model_overrides=overrides))
+    assert 'type="BoxRPBAttention"' not in (default / "model.xml").read_text()
+    how = load_manifest(default).data["custom_ops_converted"]
+    assert how["edgedet.BoxRPBAttention"] == "inlined to standard ONNX ops"
     session = ov_runtime.open(SessionSpec(runtime="openvino", model=str(out / "model.xml"), batch=1))
     assert session.info["extension"] == str(out / m.data["runtime"]["extensions"][0]["library"])
     session._infer()  # bench loads the artifact's library and runs the fused node
+
+
+def test_fused_boxrpb_is_refused_outside_openvino(tmp_path):
+    for fmt, dec in (("onnx", False), ("openvino", True)):
+        with pytest.raises(EdgedetError, match="--fused-boxrpb applies to --format openvino"):
+            ExportRequest(model="plain-detr-quadranet25-xxs", format=fmt, out=tmp_path, decompose=dec,
+                          fused_boxrpb=True).validate()

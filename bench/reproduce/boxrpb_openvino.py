@@ -96,7 +96,7 @@ def measure_size(k: int, h: int, w: int, threads: int, rounds: int, inner: int, 
              "log8": 1}
     data = node_model(1, k, DIM, h, w, 1, attrs, node_weights(rng, DIM, HEADS, HIDDEN))
     feeds = _feeds(rng, k, h, w)
-    models = {f: ovx.convert(data, fused=f == "fused") for f in FORMS}
+    models = {f: ovx.convert(data, fused=f == "fused", fused_boxrpb=f == "fused") for f in FORMS}
     peak, outs = {}, {}
     for form in FORMS:
         peak[form], outs[form] = _added_bytes(models[form], form == "fused", feeds, threads)
