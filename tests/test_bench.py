@@ -455,4 +455,9 @@ def test_reproduce_throughput_interleaves_and_adds_the_fused_reference(cli, tmp_
     assert all(len(r["rounds_items_per_s"]) == 2 for r in doc["rows"])
     assert set(doc["throughput_ratios"]) == {"openvino"}
     assert "quadranet25-t (fused) / hornet" in doc["throughput_ratios"]["openvino"]
+    ceil = doc["ceiling"]
+    assert ceil["model"] == "quadranet25-t (fused)" and 0 < ceil["dense_share"] <= 1
+    assert set(ceil["amdahl_max_ratio"]) == {"convnet", "swinnet", "hornet"}
+    assert all(ceil["amdahl_max_ratio"][k] >= ceil["measured_ratio"][k] for k in ceil["measured_ratio"])
+    assert "FullyConnected" in ceil["node_type_shares"]["quadranet25-t (fused)"]
     assert png.stat().st_size > 1000

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedet.bench import hostinfo as host
+from edgedet.bench.reproduce import throughput_ceiling as ceiling
+from edgedet.bench.reproduce.kernels import node_type_ms
 from edgedet.bench.reproduce.model_files import ModelFiles, build
 from edgedet.bench.runner import BenchConfig, run_bench
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
@@ -155,6 +157,29 @@ def _ratios(per_round: list[dict[str, dict]], runtime: str) -> dict[str, float]:
     return out
 
 
+def _profile(variants: list[Variant], cfg: dict) -> dict[str, dict[str, float]]:
+    """OpenVINO per-node-type milliseconds of every OpenVINO cell at the throughput batch."""
+    import numpy as np
+
+    bn, size = cfg["batches"][-1], cfg["input_size"]
+    x = np.random.default_rng(0).random((bn, 3, size, size), dtype=np.float32)
+    return {v.name: node_type_ms(Path(v.target), {0: x}, cfg["threads"], runs=2)
+            for v in variants if v.runtime == "openvino"}
+
+
+def _ceiling(rows: list[dict], profiles: list[dict[str, dict[str, float]]]) -> dict | None:
+    """Amdahl and roofline ceilings of the fused QuadraNet25-t against each baseline (OpenVINO)."""
+    by = {r["name"]: r for r in rows if r["runtime"] == "openvino"}
+    ref = f"{REFERENCE} (fused)"
+    if ref not in by or not profiles:
+        return None
+    med = {name: ceiling.median_profile([p[name] for p in profiles]) for name in profiles[0]}
+    out = ceiling.ceilings(by[ref], med[ref], {k: by[f"{k}-matched"] for k in BASELINES})
+    out["node_type_shares"] = {name: {k: v for k, v in ceiling.shares(p).items() if v >= 0.005}
+                               for name, p in med.items()}
+    return out
+
+
 def run(cfg: dict, log=print) -> dict:
     """Every cell measured once per round, rounds interleaved (`cfg["rounds"]`), medians."""
     import torch
@@ -172,9 +197,11 @@ def run(cfg: dict, log=print) -> dict:
         variants = _variants(plan, tmp, size, runtimes, log)
         load_before = os.getloadavg()
         per_round: list[dict[tuple[str, str], dict]] = []
+        profiles: list[dict[str, dict[str, float]]] = []
         for i in range(rounds):
             log(f"round {i + 1}/{rounds}: {len(variants)} cells, batches {cfg['batches']}")
             per_round.append({(v.name, v.runtime): _bench(v, cfg, hostinfo_path) for v in variants})
+            profiles.append(_profile(variants, cfg))
         load_after = os.getloadavg()
     rows = [_median_row([rd[(v.name, v.runtime)] for rd in per_round]) for v in variants]
     return {
@@ -189,6 +216,7 @@ def run(cfg: dict, log=print) -> dict:
         "load_average": {"before": list(load_before), "after": list(load_after)},
         "rows": rows,
         "throughput_ratios": {rt: _ratios(per_round, rt) for rt in runtimes},
+        "ceiling": _ceiling(rows, profiles),
         "paper": "QuadraNet reports 1.35–1.57× the throughput of HorNet / Swin at matched FLOPs on an A100",
     }
 

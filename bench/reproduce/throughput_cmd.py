@@ -101,3 +101,16 @@ def _print(console, res: dict) -> None:
             f"{runtime} throughput ratios at batch {bn}: "
             + ", ".join(f"{k} = {v:.2f}×" for k, v in rs.items())
         )
+    _print_ceiling(console, res.get("ceiling"))
+
+
+def _print_ceiling(console, ceil: dict | None) -> None:
+    """The largest ratios the fused QuadraNet25-t could reach (Amdahl over its profile; roofline)."""
+    if not ceil:
+        return
+    console.print(f"{ceil['model']} (OpenVINO): dense GEMM-like nodes ({', '.join(ceil['dense_node_types'])}) "
+                  f"take {ceil['dense_share']:.0%} of its per-node time")
+    for name in ceil["measured_ratio"]:
+        amdahl, roof = ceil["amdahl_max_ratio"][name], ceil["roofline_max_ratio"][name]
+        console.print(f"  vs {name}: measured {ceil['measured_ratio'][name]:.2f}×; ceiling with every "
+                      f"non-GEMM node free {amdahl:.2f}×" + (f"; at the roofline {roof:.2f}×" if roof else ""))
