@@ -61,6 +61,8 @@ def _reference(x, weights, strides, pads, dilations):
         (5, 13, 29, 3, [1, 1], [1, 1, 1, 1], [1, 1]),  # width not a multiple of 8
         (6, 17, 19, 5, [2, 2], [2, 2, 2, 2], [1, 1]),  # strided
         (3, 15, 21, 3, [1, 2], [0, 1, 2, 3], [2, 1]),  # asymmetric pads, mixed stride/dilation
+        (35, 11, 6, 3, [1, 1], [0, 1, 2, 3], [2, 1]),  # small plane: 16-channel vectors, a 3-lane tail
+        (21, 9, 8, 5, [2, 2], [2, 2, 2, 2], [1, 1]),  # small plane, strided
     ],
 )
 def test_fused_op_matches_float64_reference(library, tmp_path, c, h, w, k, strides, pads, dilations):
