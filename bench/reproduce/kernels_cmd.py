@@ -32,11 +32,54 @@ def boxrpb_openvino(threads: int, rounds: int, inner: int) -> dict:
     return bov.measure(bov.GRID, threads, rounds, inner)
 
 
+def _runtimes(text: str) -> list[str]:
+    import importlib.util
+
+    from edgedet.bench.reproduce.kernels_layers import RUNTIMES
+
+    if not text.strip():
+        if importlib.util.find_spec("tvm") is None:
+            typer.echo("note: TVM is not installed (pip install 'edgedet[tvm]'): no tvm layer rows", err=True)
+            return [r for r in RUNTIMES if r != "tvm"]
+        return list(RUNTIMES)
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in RUNTIMES]
+    if not names or bad:
+        raise EdgedetError(f"--runtimes must name some of {', '.join(RUNTIMES)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def _thread_counts(text: str, threads: int) -> list[int]:
+    """'1,all' → [1, usable CPUs]; empty → [threads, all] (duplicates dropped, order kept)."""
+    from edgedet.bench.hostinfo import usable_cpus
+
+    usable = usable_cpus()
+    parts = [v.strip() for v in (text or f"{threads},all").split(",") if v.strip()]
+    bad = f"--layer-threads must be comma-separated positive integers or 'all', got {text!r}"
+    try:
+        counts = [usable if v == "all" else int(v) for v in parts]
+    except ValueError:
+        raise EdgedetError(bad) from None
+    if not counts or min(counts) <= 0:
+        raise EdgedetError(bad)
+    return list(dict.fromkeys(counts))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("kernels")
     def kernels(
         json_out: Path = typer.Option(None, "--json", help="Write the results here."),
-        threads: int = typer.Option(1, "--threads", help="OpenVINO INFERENCE_NUM_THREADS."),
+        threads: int = typer.Option(1, "--threads", help="Threads of the headline figures: OpenVINO "
+                                    "INFERENCE_NUM_THREADS of the layer geomean, whole model and BoxRPB rows, "
+                                    "PyTorch threads of the training steps."),
+        runtimes: str = typer.Option("", "--runtimes",
+                                     help="Comma-separated runtimes of the per-layer rows: openvino, tvm, torch "
+                                          "(default: all three; tvm skipped with a note when not installed)."),
+        layer_threads: str = typer.Option("", "--layer-threads",
+                                          help="Comma-separated thread counts of the per-layer rows, 'all' = "
+                                               "every usable CPU (default: --threads and all)."),
+        hostinfo: Path = typer.Option(None, "--hostinfo", help="`edgedet hostinfo --json` output: the peaks "
+                                      "of the roofline fractions (default: measured here, 1 s per thread count)."),
         rounds: int = typer.Option(9, "--rounds", help="Interleaved rounds (median reported)."),
         inner: int = typer.Option(20, "--inner", help="Inferences per variant per round."),
         kernel_sizes: str = typer.Option("7", "--kernels", help="Comma-separated k of the layers, e.g. 3,5,7."),
@@ -52,13 +95,12 @@ def register(app: typer.Typer) -> None:
         the fused BoxRPB attention's memory growth."""
         from rich.console import Console
 
-        from edgedet.bench.reproduce.kernels import (  # the experiment, when run
+        from edgedet.bench.reproduce import kernels_layers as kl  # the experiment, when run
+        from edgedet.bench.reproduce.kernels import (
             MODEL,
             SCHEMA_VERSION,
             _print,
-            geomean,
             layer_shapes,
-            measure_layers,
             measure_model,
             measure_torch_train,
         )
@@ -75,25 +117,38 @@ def register(app: typer.Typer) -> None:
             raise EdgedetError(f"--kernels must be odd and positive, got {kernel_sizes!r}")
         import os
 
+        rts, counts = _runtimes(runtimes), _thread_counts(layer_threads, threads)
         load_before = os.getloadavg()
         shapes = [(c, h, k, s) for c, h, _, s in layer_shapes(MODEL, input_size) for k in ks]
-        rows = measure_layers(shapes, threads, rounds, inner)
+        peak = kl.peaks(counts, hostinfo)
+        rows = [r for rt in rts for t in counts for r in kl.measure(rt, shapes, t, rounds, inner)]
+        for r in rows:
+            kl.add_roofline(r, peak[r["threads"]])
         whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
         training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
         memory = boxrpb_memory() if boxrpb else None
         ov_boxrpb = boxrpb_openvino(threads, rounds, max(2, inner // 4)) if boxrpb else None
         load_after = os.getloadavg()
-        k7 = [r["speedup"] for r in rows if r["kernel"] == 7]
+        by_rt = kl.k7_geomeans(rows)
+        head = str(threads if threads in counts else counts[0])  # thread count of the summary geomeans
         doc = {
             "schema_version": SCHEMA_VERSION,
             "device": {"cpu": cpu_model(), "isa": vector_isa().best, "cores": os.cpu_count()},
             "method": f"OpenVINO CPU fp32, {threads} thread(s), batch 1, median of {rounds} interleaved rounds of "
                       f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
             "load_average": {"before": list(load_before), "after": list(load_after)},
+            "layer_method": {"runtimes": rts, "threads": counts, "openvino": "CPU plugin fp32 (as above)",
+                             "tvm": "Relax VM, llvm target of this CPU, edgedet default schedules, "
+                                    "TVM_NUM_THREADS per child process",
+                             "torch": "eager CPU, torch.set_num_threads, inference_mode; fused = "
+                                      "edgedet's C++ CPU op"},
             "quadconv": rows,
             "boxrpb": ([{"runtime": "triton", **r} for r in memory["rows"]] + ov_boxrpb["rows"]) if memory else [],
             "summary": {
-                "quadconv_k7_geomean_speedup": geomean(k7),
+                "quadconv_k7_geomean_speedup": by_rt.get("openvino", {}).get(head),
+                "quadconv_k7_geomean_speedup_by_runtime": {rt: by_rt.get(rt, {}).get(head) for rt in rts},
+                "quadconv_k7_geomean_threads": int(head),
+                "quadconv_k7_geomean_speedup_by_runtime_threads": by_rt,
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
                 "boxrpb_memory_growth": memory["growth"]["fused"] if memory else None,
                 "torch_train_speedup": training["ratio"] if training else None,
