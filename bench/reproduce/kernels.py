@@ -11,6 +11,8 @@ Each variant is compiled once; timings are interleaved rounds (each round runs e
 `--inner` times), medians over rounds. Speed ratio = best decomposed time / fused time.
 Bytes moved and FLOPs per variant are counted analytically (fp32, each tensor read or written
 once per op that touches it). Parity of every variant against PyTorch float64.
+The same per-layer rows in TVM host and PyTorch eager, at 1 thread and all, with their roofline
+fractions: `kernels_layers` (variants in `kernels_tvm`, `kernels_torch`; rows by `layer_row`).
 """
 
 from __future__ import annotations

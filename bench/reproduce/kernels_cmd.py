@@ -32,6 +32,51 @@ def boxrpb_openvino(threads: int, rounds: int, inner: int) -> dict:
     return bov.measure(bov.GRID, threads, rounds, inner)
 
 
+LAYER_METHOD = {
+    "openvino": "CPU plugin fp32 (as above)",
+    "tvm": "Relax VM, llvm target of this CPU, edgedet default schedules, TVM_NUM_THREADS per child process",
+    "torch": "eager CPU, torch.set_num_threads, inference_mode; fused = edgedet's C++ CPU op",
+}
+
+
+def _k7_summary(rows: list[dict], runtimes: list[str], head: int) -> dict:
+    """The k=7 geomean speedups: OpenVINO's at `head` threads (the original key), each runtime's
+    at `head`, and each runtime's per thread count."""
+    from edgedet.bench.reproduce.kernels_layers import k7_geomeans
+
+    by_rt = k7_geomeans(rows)
+    return {"quadconv_k7_geomean_speedup": by_rt.get("openvino", {}).get(str(head)),
+            "quadconv_k7_geomean_speedup_by_runtime": {rt: by_rt.get(rt, {}).get(str(head)) for rt in runtimes},
+            "quadconv_k7_geomean_threads": head,
+            "quadconv_k7_geomean_speedup_by_runtime_threads": by_rt}
+
+
+def _layer_rows(runtimes: list[str], counts: list[int], shapes: list, hostinfo: Path | None, rounds: int,
+                inner: int) -> list[dict]:
+    """The per-layer rows of every runtime at every thread count, each with its roofline."""
+    from edgedet.bench.reproduce import kernels_layers as kl
+
+    peak = kl.peaks(counts, hostinfo)
+    rows = []
+    for rt in runtimes:
+        for t in counts:
+            typer.echo(f"layers: {rt}, {t} thread(s), {len(shapes)} shapes", err=True)
+            rows += kl.measure(rt, shapes, t, rounds, inner)
+    for r in rows:
+        kl.add_roofline(r, peak[r["threads"]])
+    return rows
+
+
+def _kernel_sizes(text: str) -> list[int]:
+    try:
+        ks = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        raise EdgedetError(f"--kernels must be comma-separated odd integers, got {text!r}") from None
+    if any(k < 1 or k % 2 == 0 for k in ks):
+        raise EdgedetError(f"--kernels must be odd and positive, got {text!r}")
+    return ks
+
+
 def _runtimes(text: str) -> list[str]:
     import importlib.util
 
@@ -91,12 +136,12 @@ def register(app: typer.Typer) -> None:
                                     help="Also measure the fused BoxRPB attention vs K, H, W "
                                          "(Triton memory; OpenVINO memory and time)."),
     ) -> None:
-        """Fused edgedet.QuadraConv vs decomposed forms in OpenVINO: per layer shape and whole model;
-        the fused BoxRPB attention's memory growth."""
+        """Fused edgedet.QuadraConv vs decomposed forms per layer shape in OpenVINO, TVM host and
+        PyTorch (1 thread and all, roofline fractions), and the whole model in OpenVINO; the fused
+        BoxRPB attention's memory growth."""
         from rich.console import Console
 
-        from edgedet.bench.reproduce import kernels_layers as kl  # the experiment, when run
-        from edgedet.bench.reproduce.kernels import (
+        from edgedet.bench.reproduce.kernels import (  # the experiment, when run
             MODEL,
             SCHEMA_VERSION,
             _print,
@@ -109,46 +154,28 @@ def register(app: typer.Typer) -> None:
 
         if min(threads, rounds, inner, input_size) <= 0:
             raise EdgedetError("--threads, --rounds, --inner and --input-size must be positive")
-        try:
-            ks = sorted({int(v) for v in kernel_sizes.split(",")})
-        except ValueError:
-            raise EdgedetError(f"--kernels must be comma-separated odd integers, got {kernel_sizes!r}") from None
-        if any(k < 1 or k % 2 == 0 for k in ks):
-            raise EdgedetError(f"--kernels must be odd and positive, got {kernel_sizes!r}")
         import os
 
-        rts, counts = _runtimes(runtimes), _thread_counts(layer_threads, threads)
+        ks, rts, counts = _kernel_sizes(kernel_sizes), _runtimes(runtimes), _thread_counts(layer_threads, threads)
         load_before = os.getloadavg()
         shapes = [(c, h, k, s) for c, h, _, s in layer_shapes(MODEL, input_size) for k in ks]
-        peak = kl.peaks(counts, hostinfo)
-        rows = [r for rt in rts for t in counts for r in kl.measure(rt, shapes, t, rounds, inner)]
-        for r in rows:
-            kl.add_roofline(r, peak[r["threads"]])
+        rows = _layer_rows(rts, counts, shapes, hostinfo, rounds, inner)
         whole = measure_model(MODEL, input_size, threads, rounds, max(2, inner // 4)) if model else None
         training = measure_torch_train("quadranet25-xxs", 128, 8, threads, rounds) if train else None
         memory = boxrpb_memory() if boxrpb else None
         ov_boxrpb = boxrpb_openvino(threads, rounds, max(2, inner // 4)) if boxrpb else None
         load_after = os.getloadavg()
-        by_rt = kl.k7_geomeans(rows)
-        head = str(threads if threads in counts else counts[0])  # thread count of the summary geomeans
         doc = {
             "schema_version": SCHEMA_VERSION,
             "device": {"cpu": cpu_model(), "isa": vector_isa().best, "cores": os.cpu_count()},
             "method": f"OpenVINO CPU fp32, {threads} thread(s), batch 1, median of {rounds} interleaved rounds of "
                       f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
             "load_average": {"before": list(load_before), "after": list(load_after)},
-            "layer_method": {"runtimes": rts, "threads": counts, "openvino": "CPU plugin fp32 (as above)",
-                             "tvm": "Relax VM, llvm target of this CPU, edgedet default schedules, "
-                                    "TVM_NUM_THREADS per child process",
-                             "torch": "eager CPU, torch.set_num_threads, inference_mode; fused = "
-                                      "edgedet's C++ CPU op"},
+            "layer_method": {"runtimes": rts, "threads": counts, **LAYER_METHOD},
             "quadconv": rows,
             "boxrpb": ([{"runtime": "triton", **r} for r in memory["rows"]] + ov_boxrpb["rows"]) if memory else [],
             "summary": {
-                "quadconv_k7_geomean_speedup": by_rt.get("openvino", {}).get(head),
-                "quadconv_k7_geomean_speedup_by_runtime": {rt: by_rt.get(rt, {}).get(head) for rt in rts},
-                "quadconv_k7_geomean_threads": int(head),
-                "quadconv_k7_geomean_speedup_by_runtime_threads": by_rt,
+                **_k7_summary(rows, rts, threads if threads in counts else counts[0]),
                 "model_speedup": {"runtime": "openvino", "ratio": whole["ratio"]} if whole else None,
                 "boxrpb_memory_growth": memory["growth"]["fused"] if memory else None,
                 "torch_train_speedup": training["ratio"] if training else None,

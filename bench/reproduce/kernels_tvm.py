@@ -49,7 +49,7 @@ def grouped_onnx(c: int, h: int, k: int, weights: list[np.ndarray]):
     nodes = [
         helper.make_node("Conv", ["x", "w3"], ["y3"], **_conv_attrs(c, k)),
         helper.make_node("Reshape", ["y3", "shape5"], ["y5"]),
-        helper.make_node("Split", ["y5"], ["a", "b", "l"], axis=2, num_outputs=3),
+        helper.make_node("Split", ["y5"], ["a", "b", "l"], axis=2),  # opset 17: equal parts, one per output
         helper.make_node("Mul", ["a", "b"], ["ab"]),
         helper.make_node("Add", ["ab", "l"], ["s5"]),
         helper.make_node("Reshape", ["s5", "shape4"], ["s4"]),
