@@ -124,7 +124,7 @@ def test_reproduce_kernels_json(library, tmp_path):
 
     out = tmp_path / "k.json"
     args = ["--input-size", "32", "--no-model", "--no-train", "--rounds", "1", "--inner", "1", "--no-boxrpb",
-            "--json", str(out)]
+            "--runtimes", "openvino", "--layer-threads", "1", "--json", str(out)]
     assert main(["reproduce", "kernels", *args]) == 0
     doc = json.loads(out.read_text())
     rows = doc["quadconv"]
@@ -134,6 +134,10 @@ def test_reproduce_kernels_json(library, tmp_path):
         assert max(r["max_abs_err"].values()) <= 1e-5 * max(1.0, r["max_abs_ref"])
         assert r["bytes"]["fused"] < r["bytes"]["grouped"] < r["bytes"]["decomposed"]
         assert r["speedup"] == pytest.approx(r["latency_ms"][r["best_decomposed"]] / r["latency_ms"]["fused"])
+        assert r["runtime"] == "openvino" and r["threads"] == 1 and r["roofline"]["peak"]["threads"] == 1
+        assert 0 < r["roofline"]["fraction"]["fused"] == pytest.approx(r["roofline"]["bound_ms"]["fused"]
+                                                                       / r["latency_ms"]["fused"])
     s = doc["summary"]
+    assert s["quadconv_k7_geomean_speedup_by_runtime"] == {"openvino": s["quadconv_k7_geomean_speedup"]}
     assert s["quadconv_k7_geomean_speedup"] > 0 and s["model_speedup"] is None and s["torch_train_speedup"] is None
     assert doc["boxrpb"] == [] and s["boxrpb_memory_growth"] is None

@@ -11,6 +11,8 @@ Each variant is compiled once; timings are interleaved rounds (each round runs e
 `--inner` times), medians over rounds. Speed ratio = best decomposed time / fused time.
 Bytes moved and FLOPs per variant are counted analytically (fp32, each tensor read or written
 once per op that touches it). Parity of every variant against PyTorch float64.
+The same per-layer rows in TVM host and PyTorch eager, at 1 thread and all, with their roofline
+fractions: `kernels_layers` (variants in `kernels_tvm`, `kernels_torch`; rows by `layer_row`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from edgedet.exporters import onnx as onnx_export
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters.prepare import prepare
-from edgedet.exporters.quadraconv_onnx import DOMAIN, OP_TYPE
+from edgedet.exporters.quadraconv_onnx import DOMAIN, OP_TYPE, quadraconv_function
 from edgedet.kernels import QuadraConv2d, openvino_extension, quadratic_conv2d, torch_extension
 from edgedet.models import create
 
@@ -51,8 +53,9 @@ def layer_shapes(model: str = MODEL, input_size: int = 224) -> list[tuple[int, i
     return list(seen)
 
 
-def _layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray]) -> bytes:
-    """One `edgedet.QuadraConv` node (x: (1,C,H,H)) with its weights as initializers."""
+def layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray], with_function: bool = False):
+    """ModelProto of one `edgedet.QuadraConv` node (x: (1,C,H,H)) with its weights as initializers;
+    `with_function` adds the node's standard-op ONNX function (what an edgedet ONNX export carries)."""
     from onnx import TensorProto, helper, numpy_helper
 
     pad = (k - 1) // 2
@@ -63,8 +66,12 @@ def _layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray]) -> bytes:
                                                                                      [1, c, h, h])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, h])],
                               [numpy_helper.from_array(w, n) for w, n in zip(weights, names, strict=True)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
-    return model.SerializeToString()
+    return helper.make_model(graph, functions=[quadraconv_function()] if with_function else [],
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+
+
+def _layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray]) -> bytes:
+    return layer_onnx(c, h, k, weights).SerializeToString()
 
 
 def _grouped_model(c: int, h: int, k: int, weights: list[np.ndarray]):
@@ -92,18 +99,23 @@ def _compile(model, threads: int, extension: bool):
     return core.compile_model(model, "CPU", config)
 
 
-def _layer_variants(c: int, h: int, k: int, threads: int, seed: int):
-    """(variants name → compiled model, x, weights) for one layer shape."""
-
+def layer_data(c: int, h: int, k: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """x (1,C,H,H) and [wa, wb, wc (C,1,k,k), bias (C,)], fp32, the same for every runtime."""
     rng = np.random.default_rng(seed)
     s = k**-1.0
     weights = [rng.normal(0, s, (c, 1, k, k)).astype(np.float32) for _ in range(3)]
     weights.append(rng.normal(0, 0.1, c).astype(np.float32))
+    x = rng.normal(0, 1, (1, c, h, h)).astype(np.float32)
+    return x, weights
+
+
+def _layer_variants(c: int, h: int, k: int, threads: int, seed: int):
+    """(variants name → compiled model, x, weights) for one layer shape."""
+    x, weights = layer_data(c, h, k, seed)
     data = _layer_onnx(c, h, k, weights)
     compiled = {"fused": _compile(ovx.convert(data, fused=True), threads, True),
                 "decomposed": _compile(ovx.convert(data, fused=False), threads, False),
                 "grouped": _compile(_grouped_model(c, h, k, weights), threads, False)}
-    x = rng.normal(0, 1, (1, c, h, h)).astype(np.float32)
     return compiled, x, weights
 
 
@@ -115,10 +127,15 @@ def reference(x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
         return quadratic_conv2d(torch.from_numpy(x).double(), *t, memory_saving=False).numpy()
 
 
+def weight_bytes(c: int, k: int) -> int:
+    """fp32 bytes of wa, wb, wc (C,1,k,k) and bias (C,)."""
+    return 4 * (3 * c * k * k + c)
+
+
 def layer_cost(c: int, h: int, k: int) -> dict[str, dict[str, int]]:
     """Analytic FLOPs and fp32 bytes moved per variant (weights included)."""
     n = c * h * h
-    wbytes = 4 * (3 * c * k * k + c)
+    wbytes = weight_bytes(c, k)
     conv = 2 * n * k * k
     return {
         "fused": {"flops": 3 * conv + 3 * n, "bytes": 4 * 2 * n + wbytes},  # read x, write y
@@ -153,24 +170,47 @@ def _bind(compiled, feeds: dict[str, np.ndarray]):
     return req
 
 
+class _OvRunner:
+    """A compiled OpenVINO variant bound to x: `infer()` runs an infer request, `output()` y."""
+
+    def __init__(self, compiled, x: np.ndarray):
+        self._compiled, self._x = compiled, x
+        self._req = _bind(compiled, {"x": x})
+
+    def infer(self) -> None:
+        self._req.infer()
+
+    def output(self) -> np.ndarray:
+        return np.asarray(self._compiled({"x": self._x})[self._compiled.outputs[0]])
+
+
+def layer_row(runtime: str, c: int, h: int, k: int, threads: int, runners: dict, x: np.ndarray,
+              weights: list[np.ndarray], rounds: int, inner: int) -> dict:
+    """One `quadconv` row: parity of each runner (`infer()`, `output()`) against float64, then
+    interleaved timings, analytic cost and the speed ratio best decomposed / fused."""
+    ref = reference(x, weights)
+    errs = {n: float(np.abs(r.output() - ref).max()) for n, r in runners.items()}
+    ms = interleaved(runners, rounds, inner)
+    cost = layer_cost(c, h, k)
+    best = min(("decomposed", "grouped"), key=lambda n: ms[n])
+    return {
+        "runtime": runtime, "shape": [1, c, h, h], "kernel": k, "threads": threads,
+        "latency_ms": ms, "max_abs_err": errs, "max_abs_ref": float(np.abs(ref).max()),
+        "flops": {n: v["flops"] for n, v in cost.items()}, "bytes": {n: v["bytes"] for n, v in cost.items()},
+        "gflops_per_s": {n: cost[n]["flops"] / ms[n] / 1e6 for n in ms},
+        "best_decomposed": best, "speedup": ms[best] / ms["fused"],
+    }
+
+
 def measure_layers(shapes, threads: int, rounds: int, inner: int, seed: int = 0) -> list[dict]:
+    """OpenVINO rows (CPU plugin, fp32, INFERENCE_NUM_THREADS = `threads`) for the stride-1 shapes."""
     rows = []
     for c, h, k, stride in shapes:
         if stride != 1:
             continue
         compiled, x, weights = _layer_variants(c, h, k, threads, seed)
-        ref = reference(x, weights)
-        errs = {n: float(np.abs(np.asarray(m({"x": x})[m.outputs[0]]) - ref).max()) for n, m in compiled.items()}
-        ms = interleaved({n: _bind(m, {"x": x}) for n, m in compiled.items()}, rounds, inner)
-        cost = layer_cost(c, h, k)
-        best = min(("decomposed", "grouped"), key=lambda n: ms[n])
-        rows.append({
-            "runtime": "openvino", "shape": [1, c, h, h], "kernel": k, "threads": threads,
-            "latency_ms": ms, "max_abs_err": errs, "max_abs_ref": float(np.abs(ref).max()),
-            "flops": {n: v["flops"] for n, v in cost.items()}, "bytes": {n: v["bytes"] for n, v in cost.items()},
-            "gflops_per_s": {n: cost[n]["flops"] / ms[n] / 1e6 for n in ms},
-            "best_decomposed": best, "speedup": ms[best] / ms["fused"],
-        })
+        runners = {n: _OvRunner(m, x) for n, m in compiled.items()}
+        rows.append(layer_row("openvino", c, h, k, threads, runners, x, weights, rounds, inner))
     return rows
 
 
@@ -280,17 +320,22 @@ def geomean(values: list[float]) -> float | None:
 def _print(con, doc: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"edgedet.QuadraConv in OpenVINO — {doc['method']}")
-    for col in ("shape", "k", *[f"{v} ms" for v in VARIANTS], "fused GFLOP/s", "speedup", "fused err"):
+    t = Table(title=f"edgedet.QuadraConv per layer — {doc['method']}")
+    for col in ("runtime", "threads", "shape", "k", *[f"{v} ms" for v in VARIANTS], "fused GFLOP/s",
+                "fused roofline", "speedup", "fused err"):
         t.add_column(col, justify="right")
     for r in doc["quadconv"]:
         ms = r["latency_ms"]
-        t.add_row("×".join(map(str, r["shape"])), str(r["kernel"]), *[f"{ms[v]:.3f}" for v in VARIANTS],
-                  f"{r['gflops_per_s']['fused']:.1f}", f"{r['speedup']:.2f}×", f"{r['max_abs_err']['fused']:.1e}")
+        roof = r.get("roofline", {}).get("fraction", {}).get("fused")
+        t.add_row(r["runtime"], str(r["threads"]), "×".join(map(str, r["shape"])), str(r["kernel"]),
+                  *[f"{ms[v]:.3f}" for v in VARIANTS], f"{r['gflops_per_s']['fused']:.1f}",
+                  "" if roof is None else f"{100 * roof:.0f}%", f"{r['speedup']:.2f}×",
+                  f"{r['max_abs_err']['fused']:.1e}")
     con.print(t)
     s = doc["summary"]
-    if s["quadconv_k7_geomean_speedup"] is not None:
-        con.print(f"k=7 geomean speedup (best decomposed / fused): {s['quadconv_k7_geomean_speedup']:.2f}×")
+    for rt, by_t in (s.get("quadconv_k7_geomean_speedup_by_runtime_threads") or {}).items():
+        con.print(f"k=7 geomean speedup (best decomposed / fused), {rt}: "
+                  + ", ".join(f"{g:.2f}× at {t} thread(s)" for t, g in by_t.items() if g is not None))
     if doc["model"]:
         m = doc["model"]
         con.print(f"{m['model']} at {m['input_size']}: fused {m['latency_ms']['fused']:.2f} ms, decomposed "
