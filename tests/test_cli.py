@@ -64,3 +64,26 @@ def test_train_tiny_run(tmp_path, edgedet_process):
     assert "val top-1" in p.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs_done"] == 1 and m["num_classes"] == 10
+
+
+def _commands(group, path=()):
+    """(path, click command) for every command under `group`, nested groups included."""
+    for name, cmd in group.commands.items():
+        yield (*path, name), cmd
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, (*path, name))
+
+
+def test_help_texts_survive_rich_markup():
+    """Rich reads `[...]` in a help string as a style tag and drops it (once: "[default: X]")."""
+    import typer
+    from rich.text import Text
+
+    from edgedet.cli.main import app
+
+    eaten = []
+    for path, cmd in _commands(typer.main.get_command(app)):
+        for text in [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]:
+            if Text.from_markup(text).plain != text:
+                eaten.append(f"{' '.join(path)}: {text[:60]}")
+    assert not eaten, eaten

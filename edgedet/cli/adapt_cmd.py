@@ -33,11 +33,11 @@ def register(app: typer.Typer) -> None:
         images: str = typer.Option(..., "--images", help="Folder of unlabelled target images, or "
                                    "synthetic:DOMAIN (see docs/adapt.md for the domain names)."),
         out: Path = typer.Option(..., "--out", "-o", help="Adapted checkpoint to write (auxiliary head dropped)."),
-        steps: int = typer.Option(None, "--steps", help="Adaptation steps [default: the inner steps "
-                                  "it was meta-trained with]."),
+        steps: int = typer.Option(None, "--steps", help="Adaptation steps (default: the inner steps "
+                                  "it was meta-trained with)."),
         num_images: int = typer.Option(32, "--num-images", help="Unlabelled images to adapt with (12–32 "
                                        "in the paper's protocol)."),
-        lr: float = typer.Option(None, "--lr", help="SGD rate of the step [default: the meta-trained α]."),
+        lr: float = typer.Option(None, "--lr", help="SGD rate of the step (default: the meta-trained α)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the auxiliary views (and of synthetic images)."),
         threads: int = typer.Option(1, "--threads", help="torch intra-op threads here."),
         profile: str = typer.Option("cortex-a76", "--profile", help="Device profile of the predicted step time."),

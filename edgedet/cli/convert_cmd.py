@@ -69,10 +69,10 @@ def register(app: typer.Typer) -> None:
                                      "model (its stride-32 width 768 matches SwinV2-S, so the upsampler "
                                      "converts too)."),
         reparam: bool = typer.Option(None, "--reparam/--no-reparam", help="Plain-DETR: box reparam "
-                                     "[default: from the checkpoint's args, else on]."),
-        rpe_type: str = typer.Option(None, "--rpe-type", help="linear or abs_log8 [default: args]."),
-        nheads: int = typer.Option(None, "--nheads", help="Attention heads [default: args or inferred]."),
-        num_queries: int = typer.Option(None, "--num-queries", help="One-to-one queries [default: 300]."),
+                                     "(default: from the checkpoint's args, else on)."),
+        rpe_type: str = typer.Option(None, "--rpe-type", help="linear or abs_log8 (default: args)."),
+        nheads: int = typer.Option(None, "--nheads", help="Attention heads (default: args or inferred)."),
+        num_queries: int = typer.Option(None, "--num-queries", help="One-to-one queries (default: 300)."),
         proposal_strides: str = typer.Option(None, "--proposal-strides", help="Plain-DETR: e.g. 8,16,32,64."),
     ) -> None:
         """Map an official Plain-DETR or ASAG checkpoint onto edgedet's model and save it for

@@ -33,12 +33,12 @@ def register(app: typer.Typer) -> None:
     def detect(
         model: str = typer.Argument(..., help="Detector name (plain-detr-*, asag-*)."),
         checkpoint: Path = typer.Option(None, "--checkpoint", help="checkpoint.pt from `edgedet train` "
-                                        "[default: untrained weights, for a smoke test]."),
+                                        "(default: untrained weights, for a smoke test)."),
         image: Path = typer.Option(..., "--image", help="Input image (any format PIL reads)."),
         out: Path = typer.Option(..., "--out", help="Output PNG with labelled boxes."),
         threshold: float = typer.Option(0.3, "--threshold", help="Draw detections scoring at least this."),
-        img_size: int = typer.Option(None, "--img-size", help="Longer side fed to the model [default: "
-                                     "the checkpoint's training size, else 640]."),
+        img_size: int = typer.Option(None, "--img-size", help="Longer side fed to the model (default: "
+                                     "the checkpoint's training size, else 640)."),
         top_k: int = typer.Option(100, "--top-k", help="Detections kept before the threshold."),
         json_out: Path = typer.Option(None, "--json", help="Also write the detections here (JSON)."),
     ) -> None:

@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(..., help="Detector the checkpoint holds (plain-detr-*, asag-*)."),
         checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt from `edgedet train`."),
         data: str = typer.Option(None, "--data", help="synthetic-det or coco:ANN.json:IMAGES_DIR "
-                                 "[default: the checkpoint's training data, validation split]."),
-        img_size: int = typer.Option(None, "--img-size", help="Longer image side [default: as trained]."),
+                                 "(default: the checkpoint's training data, validation split)."),
+        img_size: int = typer.Option(None, "--img-size", help="Longer image side (default: as trained)."),
         max_images: int = typer.Option(None, "--max-images", help="Evaluate only the first N images."),
         batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
         threads: int = typer.Option(None, "--threads", help="torch intra-op threads."),

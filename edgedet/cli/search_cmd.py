@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         resume: bool = typer.Option(False, "--resume", help="Continue from --out/search.ckpt."),
         loss: str = typer.Option("abs", "--loss", help="abs (TuNAS): CE + λ|lat/(0.925·T) − 1|, lat the "
-                                 "argmax net's latency with E[lat]'s gradient, lands on the budget; "
+                                 "argmax net's latency with the gradient of E(lat), lands on the budget; "
                                  "mul: a·CE·(log E/log T)^β; add: CE + λ(E−T)/T (ProxylessNAS)."),
         skeleton: str = typer.Option("auto", "--skeleton", help="auto (chosen from budget and device) or "
                                      "c<C>-d<16|25|36|48>, e.g. c32-d16."),
