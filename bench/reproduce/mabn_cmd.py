@@ -17,7 +17,8 @@ STATS = "support"
 def register(reproduce: typer.Typer) -> None:
     @reproduce.command("mabn")
     def mabn(
-        quick: bool = typer.Option(False, "--quick", help="2 seeds, shorter training (the 10-minute variant)."),
+        quick: bool = typer.Option(False, "--quick", help="2 seeds, shorter training, 300 test images per target "
+                                                          "(the 10-minute variant)."),
         json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
         out: Path = typer.Option(Path("runs/reproduce/mabn"), "--out",
                                  help="Folder for the plot, and the seed-0 MABN checkpoints (for `edgedet adapt`)."),
