@@ -172,7 +172,12 @@ def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_
     else:
         with ProcessPoolExecutor(min(jobs, len(units)), mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            results = [f.result() for f in [pool.submit(run_unit, *u) for u in units]]
+            futures = [pool.submit(run_unit, *u) for u in units]
+            try:
+                results = [f.result() for f in futures]
+            except BaseException:  # a failed unit (or Ctrl-C): do not start the queued ones
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     rows = [r for unit_rows, _ in results for r in unit_rows]
     table = aggregate(rows)
     return {"schema_version": SCHEMA_VERSION, "suite": "mabn", "quick": quick, "seeds": seeds,
