@@ -265,3 +265,30 @@ def test_meta_train_with_support_statistics_restores_source_statistics():
         if "running_" in k or "num_batches" in k:
             assert torch.equal(before[k], after[k]), k
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("net.") and "bn" in k)
+
+
+@pytest.mark.slow  # 46-94 s measured on the shared two cores (two spawned workers start torch)
+def test_reproduce_mabn_units_give_the_same_rows_in_worker_processes(tmp_path):
+    """A tiny recipe run in this process and in two spawned one-thread workers: identical rows
+    (each (net, seed) seeds its own RNGs), every method on every target, both checkpoints."""
+    from edgedet.bench.reproduce.mabn import run
+
+    tiny = {"train_per_domain": 8, "epochs": 1, "batch_size": 8, "episodes": 2, "meta_domains": 2,
+            "meta_domain_images": 40, "query": 8}
+    res = [run([0], True, tmp_path / f"j{jobs}", 1, "rotation", 0.2, "support", jobs=jobs, overrides=tiny,
+               test_images=20) for jobs in (1, 2)]
+    for r in res:
+        assert {(x["norm"], x["method"]) for x in r["per_target_rows"]} == {
+            ("BN", m) for m in ("source_only", "bn_stats", "tent", "mabn")} | {
+            ("LN", m) for m in ("source_only", "tent", "mabn")}
+        assert len({x["target"] for x in r["per_target_rows"]}) == len(TARGET_DOMAINS)
+        assert r["recipe"]["BN"]["train_per_domain"] == 8 and r["test_images_per_target"] == 20
+        assert [u["norm"] for u in r["unit_time_s"]] == ["BN", "LN"]
+    def rows(r):  # the LN net's name holds its arch path, which is under each run's --out
+        return [{k: v for k, v in x.items() if k != "net"} for x in r["per_target_rows"]]
+
+    assert rows(res[0]) == rows(res[1])
+    assert res[0]["summary"] == res[1]["summary"]
+    for jobs in (1, 2):
+        assert (tmp_path / f"j{jobs}" / "resnet-bn-mabn.pt").stat().st_size > 0
+        assert (tmp_path / f"j{jobs}" / "quadranet-mini-mabn.pt").stat().st_size > 0

@@ -5,18 +5,27 @@ re-estimation, TENT and MABN with 12 and 32 unlabelled adaptation images, over 5
 
 Each seed trains both nets afresh (stage 1 joint, stage 2 meta-auxiliary) on the source
 domains; the target domains are never seen in training, and nothing here is tuned on them.
+
+Every (net, seed) is an independent unit; `jobs` worker processes (spawned) run them with
+`threads` torch threads each. On two cores, two one-thread workers beat one two-thread
+process by far: at batch 32 these nets' ops are too small to share, and OpenMP threads that
+spin at every barrier while the other core is busy made a joint step 5-8x slower
+(docs/adapt.md, "Time"). Results do not depend on `jobs` (each unit seeds its own RNGs).
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 from edgedet.adapt.checkpoint import save_mabn
 from edgedet.adapt.config import MabnConfig
-from edgedet.adapt.protocol import evaluate, target_sets
+from edgedet.adapt.protocol import POOL_SIZE, evaluate, target_sets
 from edgedet.adapt.training import train_mabn
 from edgedet.arch import uniform_arch
 from edgedet.data.domains import SOURCE_DOMAINS, TARGET_DOMAINS
@@ -24,6 +33,7 @@ from edgedet.io.atomic import atomic_output
 
 SCHEMA_VERSION = 1
 SIZES = [12, 32]
+TEST_IMAGES, TEST_IMAGES_QUICK = 500, 300  # labelled test images per target domain
 QUADRANET_MINI = {"widths": [16, 32, 64, 128], "depths": [1, 1, 3, 1]}
 
 
@@ -114,27 +124,67 @@ def print_table(table: list[dict]) -> None:
     Console().print(t)
 
 
-def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_lr: float,
-        stats: str, log=print) -> dict:
+@functools.lru_cache(maxsize=2)
+def _targets(test_images: int) -> dict[str, tuple]:
+    """The held-out target sets, generated once per process."""
+    return target_sets(list(TARGET_DOMAINS), 32, test_images)
+
+
+def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def run_unit(model: str, norm: str, seed: int, cfg: MabnConfig, test_images: int, out: Path,
+             save: bool) -> tuple[list[dict], float]:
+    """Train one net for one seed with recipe `cfg` (joint, then meta), score every method on
+    every target domain (`test_images` each) and size: (rows {net, norm, seed, target, images,
+    method, acc}, seconds). With `save`, the MABN checkpoint goes to `out` (for `edgedet adapt`)."""
     t0 = time.perf_counter()
-    targets = target_sets(list(TARGET_DOMAINS), 32, 300 if quick else 500)
-    rows = []
-    for model, norm in nets(out):
-        for seed in seeds:
-            cfg = recipe(model, seed, quick, aux, inner_lr, stats)
-            log(f"[{time.perf_counter() - t0:.0f} s] {norm} net {model}, seed {seed}: training")
-            joint, meta = train_mabn(cfg, list(SOURCE_DOMAINS), log=log)
-            if seed == seeds[0]:
-                save_mabn(out / f"{'resnet-bn' if norm == 'BN' else 'quadranet-mini'}-mabn.pt", meta, cfg,
-                          list(SOURCE_DOMAINS))
-            for r in evaluate(joint, meta, cfg, targets, SIZES, seed, log=log):
-                rows.append({"net": model, "norm": norm, "seed": seed, **r})
+
+    def log(line: str) -> None:
+        print(f"[{norm} seed {seed}] {line}", flush=True)
+
+    log(f"training {model}")
+    joint, meta = train_mabn(cfg, list(SOURCE_DOMAINS), log=log)
+    if save:
+        save_mabn(out / f"{'resnet-bn' if norm == 'BN' else 'quadranet-mini'}-mabn.pt", meta, cfg,
+                  list(SOURCE_DOMAINS))
+    rows = [{"net": model, "norm": norm, "seed": seed, **r}
+            for r in evaluate(joint, meta, cfg, _targets(test_images), SIZES, seed, log=log)]
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+    return rows, time.perf_counter() - t0
+
+
+def run(seeds: list[int], quick: bool, out: Path, threads: int, aux: str, inner_lr: float,
+        stats: str, jobs: int = 1, overrides: dict | None = None, test_images: int | None = None) -> dict:
+    """Every (net, seed) unit, in `jobs` spawned processes of `threads` torch threads each (1: in
+    this process). `overrides` replace recipe fields and `test_images` the test images per target
+    (default 500, `quick` 300); both for tests."""
+    t0 = time.perf_counter()
+    n_test = test_images or (TEST_IMAGES_QUICK if quick else TEST_IMAGES)
+    units = [(model, norm, seed, replace(recipe(model, seed, quick, aux, inner_lr, stats), **(overrides or {})),
+              n_test, out, seed == seeds[0]) for model, norm in nets(out) for seed in seeds]
+    if jobs == 1:
+        _init_worker(threads)
+        results = [run_unit(*u) for u in units]
+    else:
+        with ProcessPoolExecutor(min(jobs, len(units)), mp_context=get_context("spawn"),
+                                 initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(run_unit, *u) for u in units]
+            try:
+                results = [f.result() for f in futures]
+            except BaseException:  # a failed unit (or Ctrl-C): do not start the queued ones
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    rows = [r for unit_rows, _ in results for r in unit_rows]
     table = aggregate(rows)
     return {"schema_version": SCHEMA_VERSION, "suite": "mabn", "quick": quick, "seeds": seeds,
-            "recipe": {"BN": recipe("resnet-bn", 0, quick, aux, inner_lr, stats).to_dict()},
-            "threads": threads, "source_domains": list(SOURCE_DOMAINS), "target_domains": list(TARGET_DOMAINS),
+            "recipe": {"BN": units[0][3].to_dict()}, "threads": threads, "jobs": jobs,
+            "test_images_per_target": n_test, "adaptation_pool": POOL_SIZE,
+            "source_domains": list(SOURCE_DOMAINS), "target_domains": list(TARGET_DOMAINS),
             "rows": table, "summary": summary(table), "per_target_rows": rows,
+            "unit_time_s": [{"norm": u[1], "seed": u[2], "seconds": round(t, 1)}
+                            for u, (_, t) in zip(units, results, strict=True)],
             "wall_time_s": time.perf_counter() - t0}

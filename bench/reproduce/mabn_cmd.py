@@ -17,12 +17,14 @@ STATS = "support"
 def register(reproduce: typer.Typer) -> None:
     @reproduce.command("mabn")
     def mabn(
-        quick: bool = typer.Option(False, "--quick", help="2 seeds, shorter training (the 10-minute variant)."),
+        quick: bool = typer.Option(False, "--quick", help="2 seeds, shorter training, 300 test images per target "
+                                                          "(the 10-minute variant)."),
         json_path: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
         out: Path = typer.Option(Path("runs/reproduce/mabn"), "--out",
                                  help="Folder for the plot, and the seed-0 MABN checkpoints (for `edgedet adapt`)."),
         seeds: int = typer.Option(None, "--seeds", help="Number of seeds [5; 2 with --quick]."),
-        threads: int = typer.Option(2, "--threads", help="torch intra-op threads."),
+        jobs: int = typer.Option(2, "--jobs", help="Worker processes, one (net, seed) each at a time."),
+        threads: int = typer.Option(1, "--threads", help="torch intra-op threads per worker."),
         aux: str = typer.Option("rotation", "--aux", help="Auxiliary loss: rotation | byol."),
         inner_lr: float = typer.Option(INNER_LR, "--inner-lr", help="α of the inner (and test-time) step."),
         stats: str = typer.Option(STATS, "--stats",
@@ -35,8 +37,8 @@ def register(reproduce: typer.Typer) -> None:
         from edgedet.io.atomic import write_json_atomic
 
         n = seeds if seeds is not None else (2 if quick else 5)
-        if n <= 0 or threads <= 0:
-            raise EdgedetError("--seeds and --threads must be positive integers")
+        if n <= 0 or threads <= 0 or jobs <= 0:
+            raise EdgedetError("--seeds, --jobs and --threads must be positive integers")
         if out.exists() and not out.is_dir():
             raise EdgedetError(f"--out {out} exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def register(reproduce: typer.Typer) -> None:
             raise EdgedetError(f"--stats must be source or support, got {stats!r}")
         if not inner_lr > 0:
             raise EdgedetError(f"--inner-lr must be positive, got {inner_lr}")
-        result = run(list(range(n)), quick, out, threads, aux, inner_lr, stats)
+        result = run(list(range(n)), quick, out, threads, aux, inner_lr, stats, jobs)
         print_table(result["rows"])
         s = result["summary"]
         print("summary (BN net, 32 images): " + ", ".join(f"{k} {v:.1f}%" for k, v in s.items()))
