@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters import openvino as ovx
-from edgedet.exporters.artifact import load_manifest, sha256_file
+from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
+from edgedet.io.digest import sha256_file
 from edgedet.kernels import openvino_extension
 from edgedet.runtimes import SessionSpec
 from edgedet.runtimes import openvino as ov_runtime
