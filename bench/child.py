@@ -16,6 +16,7 @@ import time
 
 from edgedet.bench.memory import MIB, hwm_bytes, method, reset_hwm, rss_bytes
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import write_json_atomic
 from edgedet.runtimes import SessionSpec, first_line, module
 from edgedet.runtimes.timing import LoopConfig, time_loop
 
@@ -63,13 +64,6 @@ def measure(spec: SessionSpec, loop: LoopConfig) -> dict:
     return out
 
 
-def _write(path: str, obj: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m edgedet.bench.child SPEC.json OUT.json", file=sys.stderr)
@@ -80,20 +74,20 @@ def main(argv: list[str]) -> int:
     try:
         result = measure(SessionSpec.from_dict(raw["session"]), LoopConfig(**raw["loop"]))
     except EdgedetError as e:
-        _write(out_path, {"error": str(e)})
+        write_json_atomic(out_path, {"error": str(e)})
         return 2
     except MemoryError:
-        _write(out_path, {"error": f"out of memory while measuring batch {raw['session'].get('batch')}"})
+        write_json_atomic(out_path, {"error": f"out of memory while measuring batch {raw['session'].get('batch')}"})
         return 1
     except Exception as e:  # a runtime failing mid-run: report it in one line, keep the trace on stderr
         import traceback
 
         traceback.print_exc()
-        _write(
+        write_json_atomic(
             out_path, {"error": f"{raw['session']['runtime']} failed: {type(e).__name__}: {first_line(e)}"}
         )
         return 1
-    _write(out_path, result)
+    write_json_atomic(out_path, result)
     return 0
 
 

@@ -4,12 +4,12 @@ used here, never the code that wrote them."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 
 from edgedet.errors import EdgedetError
+from edgedet.io.digest import sha256_file
 
 # Per runtime, the suffixes it runs in order of preference inside an artifact folder.
 PREFERRED = {
@@ -40,14 +40,6 @@ class Target:
             if isinstance(m.get("source"), dict):
                 d["manifest"]["source_model"] = m["source"].get("model")
         return d
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve(spec: str, runtime: str) -> Target:
@@ -88,7 +80,7 @@ def resolve(spec: str, runtime: str) -> Target:
         path=spec,
         kind="file",
         onnx_path=spec if suffix == ".onnx" else _sibling_onnx(spec),
-        sha256=sha256(spec),
+        sha256=sha256_file(spec),
     )
 
 
@@ -132,7 +124,7 @@ def _from_folder(folder: str, runtime: str, wanted: tuple[str, ...]) -> Target:
         onnx_path=os.path.join(folder, onnx[0]) if onnx else None,
         inputs=_declared_inputs(manifest),
         manifest=manifest,
-        sha256=sha256(chosen),
+        sha256=sha256_file(chosen),
     )
 
 
@@ -156,7 +148,7 @@ def _check_sha(folder: str, manifest: dict, rel: str) -> None:
         for f in files:
             if isinstance(f, dict) and (f.get("path") or f.get("name")) == rel:
                 want = f.get("sha256")
-    if isinstance(want, str) and len(want) == 64 and sha256(os.path.join(folder, rel)) != want:
+    if isinstance(want, str) and len(want) == 64 and sha256_file(os.path.join(folder, rel)) != want:
         raise EdgedetError(
             f"{os.path.join(folder, rel)} does not match the sha256 in manifest.json "
             "(the artifact was modified or is incomplete)"

@@ -7,7 +7,6 @@ complete, checked export. `load_manifest(dir)` is the reader other tools (bench)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,18 +17,11 @@ from pathlib import Path
 
 from edgedet.errors import EdgedetError
 from edgedet.io.atomic import write_json_atomic
+from edgedet.io.digest import sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 FORMATS = ("onnx", "openvino", "tvm", "tensorrt")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_entries(folder: Path, names: list[str]) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgedet.errors import EdgedetError
-from edgedet.exporters.artifact import sha256_file
+from edgedet.io.digest import sha256_file
 
 
 def num_classes_of(sd: dict[str, torch.Tensor]) -> int | None:

@@ -1,8 +1,8 @@
 """edgedet's OpenVINO CPU extension library (ops `edgedet.QuadraConv` and
 `edgedet.BoxRPBAttention`, fused, fp32).
 
-The C++ sources (`ov_extension.cpp`, `ov_quadraconv.cpp`, `ov_boxrpb.cpp`, `CMakeLists.txt`,
-shipped in this package) are built
+The C++ sources (`ov_extension.cpp`, `ov_quadraconv.cpp`, `ov_boxrpb.cpp`, the shared op
+header `ov_op_common.hpp`, `CMakeLists.txt`, shipped in this package) are built
 with CMake against the headers and CMake config of the installed `openvino` wheel, on first
 use, into a cache keyed by OpenVINO version, vector ISA and the sources' sha256:
 `$EDGEDET_OV_EXT_CACHE` (default `~/.cache/edgedet/ov-ext`)/`<ov version>-<isa>-<sha12>/`.
@@ -25,7 +25,9 @@ from edgedet import cpu
 from edgedet.errors import EdgedetError
 from edgedet.io.atomic import atomic_output
 
-SOURCES = ("ov_extension.cpp", "ov_quadraconv.cpp", "ov_boxrpb.cpp", "CMakeLists.txt")
+# Everything the build reads: a header the .cpp files include belongs here too, so that an
+# edit to it changes the cache key (tests check every local #include is listed).
+SOURCES = ("ov_extension.cpp", "ov_quadraconv.cpp", "ov_boxrpb.cpp", "ov_op_common.hpp", "CMakeLists.txt")
 LIBRARY = "libedgedet_ov_ext.so"
 OPS = ("edgedet.QuadraConv", "edgedet.BoxRPBAttention")
 IR_OPSET = 'version="edgedet"'  # how an IR layer of the extension's opset reads in model.xml

@@ -19,11 +19,8 @@
 #include <limits>
 #include <vector>
 
-#include "openvino/core/extension.hpp"
-#include "openvino/core/op_extension.hpp"
 #include "openvino/core/parallel.hpp"
-#include "openvino/frontend/onnx/extension/op.hpp"
-#include "openvino/op/op.hpp"
+#include "ov_op_common.hpp"
 
 namespace edgedet {
 
@@ -204,7 +201,7 @@ static void boxrpb(const ov::TensorVector& in, float* y, const Sizes& s, float s
     linear(ctx.data(), f(11), f(12), y, s.b * s.q, s.c, s.c, 1.f);
 }
 
-class BoxRPBAttention : public ov::op::Op {
+class BoxRPBAttention : public F32Op {
 public:
     OPENVINO_OP("BoxRPBAttention", "edgedet");
 
@@ -212,7 +209,7 @@ public:
 
     BoxRPBAttention(const ov::OutputVector& args, int64_t num_heads, int64_t height, int64_t width, float stride,
                     float scale, int64_t log8)
-        : Op(args), m_heads(num_heads), m_height(height), m_width(width), m_stride(stride), m_scale(scale),
+        : F32Op(args), m_heads(num_heads), m_height(height), m_width(width), m_stride(stride), m_scale(scale),
           m_log8(log8) {
         constructor_validate_and_infer_types();
     }
@@ -233,20 +230,8 @@ public:
     }
 
     bool visit_attributes(ov::AttributeVisitor& v) override {
-        v.on_attribute("num_heads", m_heads);
-        v.on_attribute("height", m_height);
-        v.on_attribute("width", m_width);
-        v.on_attribute("stride", m_stride);
-        v.on_attribute("scale", m_scale);
-        v.on_attribute("log8", m_log8);
-        return true;
-    }
-
-    bool has_evaluate() const override {
-        for (size_t i = 0; i < get_input_size(); ++i)
-            if (get_input_element_type(i) != ov::element::f32)
-                return false;
-        return true;
+        return visit_all(v, "num_heads", m_heads, "height", m_height, "width", m_width, "stride", m_stride, "scale",
+                         m_scale, "log8", m_log8);
     }
 
     bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
@@ -284,10 +269,8 @@ private:
     int64_t m_log8 = 0;
 };
 
-// Core extension + ONNX frontend mapping of edgedet::BoxRPBAttention (attributes by name).
 std::vector<ov::Extension::Ptr> boxrpb_extensions() {
-    return {std::make_shared<ov::OpExtension<BoxRPBAttention>>(),
-            std::make_shared<ov::frontend::onnx::OpExtension<BoxRPBAttention>>("BoxRPBAttention", "edgedet")};
+    return op_extensions<BoxRPBAttention>("BoxRPBAttention");
 }
 
 }  // namespace edgedet

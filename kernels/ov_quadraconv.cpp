@@ -12,11 +12,8 @@
 #include <cstring>
 #include <vector>
 
-#include "openvino/core/extension.hpp"
-#include "openvino/core/op_extension.hpp"
 #include "openvino/core/parallel.hpp"
-#include "openvino/frontend/onnx/extension/op.hpp"
-#include "openvino/op/op.hpp"
+#include "ov_op_common.hpp"
 
 namespace edgedet {
 
@@ -156,7 +153,7 @@ static void quadraconv(const float* x, const float* wa, const float* wb, const f
     });
 }
 
-class QuadraConv : public ov::op::Op {
+class QuadraConv : public F32Op {
 public:
     OPENVINO_OP("QuadraConv", "edgedet");
 
@@ -164,7 +161,7 @@ public:
 
     QuadraConv(const ov::OutputVector& args, std::vector<int64_t> strides, std::vector<int64_t> pads,
                std::vector<int64_t> dilations, int64_t group)
-        : Op(args), m_strides(std::move(strides)), m_pads(std::move(pads)), m_dilations(std::move(dilations)),
+        : F32Op(args), m_strides(std::move(strides)), m_pads(std::move(pads)), m_dilations(std::move(dilations)),
           m_group(group) {
         constructor_validate_and_infer_types();
     }
@@ -199,18 +196,7 @@ public:
     }
 
     bool visit_attributes(ov::AttributeVisitor& v) override {
-        v.on_attribute("strides", m_strides);
-        v.on_attribute("pads", m_pads);
-        v.on_attribute("dilations", m_dilations);
-        v.on_attribute("group", m_group);
-        return true;
-    }
-
-    bool has_evaluate() const override {
-        for (size_t i = 0; i < get_input_size(); ++i)
-            if (get_input_element_type(i) != ov::element::f32)
-                return false;
-        return true;
+        return visit_all(v, "strides", m_strides, "pads", m_pads, "dilations", m_dilations, "group", m_group);
     }
 
     bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
@@ -248,10 +234,8 @@ private:
     int64_t m_group = 0;
 };
 
-// Core extension (reads IRs holding the op) + ONNX frontend mapping of edgedet::QuadraConv.
 std::vector<ov::Extension::Ptr> quadraconv_extensions() {
-    return {std::make_shared<ov::OpExtension<QuadraConv>>(),
-            std::make_shared<ov::frontend::onnx::OpExtension<QuadraConv>>("QuadraConv", "edgedet")};
+    return op_extensions<QuadraConv>("QuadraConv");
 }
 
 }  // namespace edgedet

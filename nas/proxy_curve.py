@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedet.data import make_classification_data
+from edgedet.io.atomic import write_json_atomic
 from edgedet.nas.proxy import fan_in_init
 from edgedet.nas.search import proxy_space
 from edgedet.nas.space import skeleton
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             curve.append(rec)
             print(json.dumps(rec), flush=True)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"args": vars(a), "curve": curve}, f, indent=1)
+        write_json_atomic(a.json, {"args": vars(a), "curve": curve})
 
 
 if __name__ == "__main__":

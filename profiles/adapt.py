@@ -20,10 +20,11 @@ import numpy as np
 
 from edgedet.errors import EdgedetError
 from edgedet.profiles.calibration_nets import SpaceNet, calibration_networks
-from edgedet.profiles.context import ContextRow, fit_context, predict_row
-from edgedet.profiles.cost import FREE_CLASSES, kernel_us, variant_key
+from edgedet.profiles.context import ContextRow, fit_context, per_class_us, predict_row
+from edgedet.profiles.cost import kernel_us
 from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.host_timing import Runner, machine_info
+from edgedet.profiles.kernel import Kernel
 from edgedet.profiles.loader import Profile
 from edgedet.profiles.measure import call_overhead_ms
 from edgedet.profiles.predict import kernels_of
@@ -55,17 +56,14 @@ def base_row(name: str, family: str, model_bytes: bytes, base: Profile, measured
     kernels, unknown = kernels_of(model_bytes, base)
     if unknown:
         raise EdgedetError(f"{name}: op types the base profile cannot price: {', '.join(unknown)}")
-    per: dict[str, float] = {}
-    n = 0
-    for k in kernels:
-        if k.op in FREE_CLASSES:
-            continue
+
+    def price(k: Kernel, _key: str) -> float:
         t = kernel_us(k, base)
         if t is None:
             raise EdgedetError(f"{name}: base profile '{base.id}' has no cost for kernel class {k.op!r}")
-        key = variant_key(k, classes)
-        per[key] = per.get(key, 0.0) + t
-        n += 1
+        return t
+
+    per, n = per_class_us(kernels, classes, price)
     return ContextRow(name, family, per, n, measured_us)
 
 

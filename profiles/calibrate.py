@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedet.arch import write_json_atomic
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import write_json_atomic
 from edgedet.profiles.crossval import CHOICES, FitChoice, choose, family_of, mape, nested, within10
 from edgedet.profiles.devices import DEVICES, DeviceSpec
 from edgedet.profiles.fusion import FusionRules, fuse

@@ -11,6 +11,7 @@ The calibration networks (`calibration_nets`) are random and disjoint from every
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from edgedet.profiles.calibration_nets import SpaceNet, calibration_networks
 from edgedet.profiles.cost import FREE_CLASSES, linear_us, variant_key
 from edgedet.profiles.fresh import time_fresh
+from edgedet.profiles.kernel import Kernel
 from edgedet.profiles.loader import from_document
 from edgedet.profiles.predict import kernels_of
 
@@ -32,6 +34,21 @@ class ContextRow:
     per_class_us: dict[str, float]
     n_kernels: int
     measured_us: float
+
+
+def per_class_us(kernels: Iterable[Kernel], classes: dict,
+                 price: Callable[[Kernel, str], float]) -> tuple[dict[str, float], int]:
+    """Σ µs per kernel class (`variant_key` of each kernel; free classes skipped) with each
+    kernel priced by `price(kernel, class key)`, and how many kernels were priced."""
+    per: dict[str, float] = {}
+    n = 0
+    for k in kernels:
+        if k.op in FREE_CLASSES:
+            continue
+        key = variant_key(k, classes)
+        per[key] = per.get(key, 0.0) + price(k, key)
+        n += 1
+    return per, n
 
 
 # --- the fit (pure) ---------------------------------------------------------------------------
@@ -80,19 +97,15 @@ def loo_errors(rows: list[ContextRow], fixed_us: float) -> list[float]:
 # --- measuring (I/O) -------------------------------------------------------------------------
 def row_of(name: str, family: str, model_bytes: bytes, profile, measured_us: float) -> ContextRow:
     """Per-class single-kernel prediction of a network (no context scale, no overhead)."""
-
     classes = profile.predictor["classes"]
     kernels, unknown = kernels_of(model_bytes, profile)
-    per: dict[str, float] = {}
-    n = 0
-    for k in kernels:
-        if k.op in FREE_CLASSES:
-            continue
-        key = variant_key(k, classes)
+
+    def price(k: Kernel, key: str) -> float:
         if key not in classes:
             raise ValueError(f"{name}: no predictor for kernel class {key!r}")
-        per[key] = per.get(key, 0.0) + linear_us(classes[key], k)
-        n += 1
+        return linear_us(classes[key], k)
+
+    per, n = per_class_us(kernels, classes, price)
     if unknown:
         raise ValueError(f"{name}: unknown ops {unknown}")
     return ContextRow(name, family, per, n, measured_us)

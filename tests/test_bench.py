@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -345,14 +346,16 @@ def _tensorrt_missing() -> bool:
 
 
 def test_artifact_folder_uses_manifest_and_checks_sha(tmp_path, capsys):
-    from edgedet.bench.target import resolve, sha256
+    import hashlib
+
+    from edgedet.bench.target import resolve
 
     art = tmp_path / "art"
     art.mkdir()
     model = conv_relu(art / "model.onnx")
     manifest = {
         "format": "onnx",
-        "files": {"model.onnx": sha256(model)},
+        "files": {"model.onnx": hashlib.sha256(Path(model).read_bytes()).hexdigest()},
         "inputs": [{"name": "x", "shape": ["N", 3, 16, 16], "dtype": "float32"}],
     }
     (art / "manifest.json").write_text(json.dumps(manifest))

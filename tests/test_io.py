@@ -1,5 +1,5 @@
 """edgedet.io: one checkpoint format, one RNG-state format, old files still load, bad files
-are one clear error."""
+are one clear error; the one file sha256."""
 
 from __future__ import annotations
 
@@ -64,3 +64,16 @@ def test_model_weights_from_a_checkpoint_or_a_plain_state_dict(tmp_path):
     w, opts = load_model_weights(tmp_path / "c.pt")
     assert list(w) == ["w"] and opts == {"preset": "cpu", "num_classes": 3}
     assert list(load_model_weights(tmp_path / "sd.pt")[0]) == ["w"]
+
+
+def test_sha256_file_streams_past_one_block_and_matches_hashlib(tmp_path):
+    import hashlib
+
+    from edgedet.io.digest import sha256_file, update_from_file
+
+    data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)  # three blocks and a tail
+    (tmp_path / "f.bin").write_bytes(data)
+    assert sha256_file(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256(b"prefix")
+    update_from_file(h, str(tmp_path / "f.bin"))
+    assert h.hexdigest() == hashlib.sha256(b"prefix" + data).hexdigest()

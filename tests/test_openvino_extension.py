@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters import openvino as ovx
-from edgedet.exporters.artifact import load_manifest, sha256_file
+from edgedet.exporters.artifact import load_manifest
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
+from edgedet.io.digest import sha256_file
 from edgedet.kernels import openvino_extension
 from edgedet.runtimes import SessionSpec
 from edgedet.runtimes import openvino as ov_runtime
@@ -117,6 +118,31 @@ def test_missing_compiler_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(EdgedetError, match=r"needs cmake and c\+\+ on PATH.*--decompose"):
         openvino_extension.build()
     assert not list((tmp_path / "cache").glob("*/*.so"))
+
+
+def test_every_local_include_and_cmake_source_is_in_the_cache_key(tmp_path, monkeypatch):
+    """A header the kernels include is hashed with them: editing it must change the key."""
+    import re
+    import shutil
+
+    src = openvino_extension.source_dir()
+    listed = set(openvino_extension.SOURCES)
+    for name in listed - {"CMakeLists.txt"}:
+        for inc in re.findall(r'^\s*#\s*include\s+"([^"]+)"', (src / name).read_text(), flags=re.M):
+            if (src / inc).is_file():  # a local header (the others come from the openvino wheel)
+                assert inc in listed, f"{name} includes {inc}, which is not in SOURCES"
+    cmake = (src / "CMakeLists.txt").read_text()
+    built = re.search(r"add_library\(edgedet_ov_ext SHARED ([^)]*)\)", cmake).group(1).split()
+    assert built and set(built) <= listed
+    assert "ov_op_common.hpp" in listed
+
+    for name in listed:
+        shutil.copy(src / name, tmp_path / name)
+    monkeypatch.setattr(openvino_extension, "source_dir", lambda: tmp_path)
+    before = openvino_extension.sources_sha256()
+    with open(tmp_path / "ov_op_common.hpp", "a") as f:
+        f.write("// edited\n")
+    assert openvino_extension.sources_sha256() != before
 
 
 def test_reproduce_kernels_json(library, tmp_path):

@@ -21,11 +21,11 @@ def register(reproduce: typer.Typer) -> None:
     ) -> None:
         """AP50 of trained ASAG checkpoints for each inference NMS setting, on a synthetic tuning
         split that is neither their training nor their validation data."""
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.asag_nms_tuning import (  # the experiment, when run
             print_table,
             run,
         )
+        from edgedet.io.atomic import write_json_atomic
 
         if images <= 0:
             raise EdgedetError(f"--images must be a positive integer, got {images}")

@@ -26,8 +26,8 @@ def register(reproduce: typer.Typer) -> None:
         ),
     ) -> None:
         """ASAG one decoder layer vs six: AP on the synthetic set and latency on this CPU."""
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.asag_speed import print_table, run  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
 
         try:
             depths = [int(v) for v in layers.split(",") if v.strip()]

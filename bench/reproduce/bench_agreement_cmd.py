@@ -26,9 +26,9 @@ def register(reproduce: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.hostinfo import usable_cpus
         from edgedet.bench.reproduce.bench_agreement import TOLERANCE, agreement  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
 
         console = Console()
         if quick:

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
         FLOPs at a reduced size, and runtime vs cross-attention without a bias."""
         from rich.console import Console
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.boxrpb import PAPER, SCHEMA_VERSION, _print, measure  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
         from edgedet.models.boxrpb import boxrpb_cost
 
         try:

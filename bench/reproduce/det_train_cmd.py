@@ -23,8 +23,8 @@ def register(reproduce: typer.Typer) -> None:
     ) -> None:
         """Train Plain-DETR / ASAG (QuadraNet25-xxs) on the synthetic set within a time budget;
         report AP, AP50, AP_small against the AP50 ≥ 0.5 target."""
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.det_train import DetTrainResult, print_table, run_one  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
         from edgedet.training.det_recipe import RECIPES
 
         names = list(RECIPES) if detector == "both" else [detector]

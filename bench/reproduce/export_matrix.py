@@ -53,7 +53,7 @@ class Cell:
 
 def sampled_arch(path: Path, seed: int = 0) -> Path:
     """Write a random architecture of the default search space (what a search could output)."""
-    from edgedet.arch import write_json_atomic
+    from edgedet.io.atomic import write_json_atomic
     from edgedet.nas.space import SearchSpace, sample_arch
 
     arch = sample_arch(SearchSpace(), seed)

@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
         """Export every model to every runtime with parity against PyTorch (exit 1 if any fails)."""
         from rich.console import Console
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.export_matrix import _table, run_matrix  # the experiment, when run
         from edgedet.errors import EdgedetError
+        from edgedet.io.atomic import write_json_atomic
 
         rows = [m.strip() for m in models.split(",") if m.strip()]
         cols = [c.strip() for c in columns.split(",") if c.strip()]

@@ -21,8 +21,8 @@ def register(reproduce: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", help="torch threads in each child process."),
     ) -> None:
         """Activation memory of QuadraBlock vs Skip/Conv/Swin/Hor blocks (the paper's memory table)."""
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.memory import _parse_widths, print_table, run  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
 
         for name, v in (("--resolution", resolution), ("--batch", batch), ("--blocks", blocks),
                         ("--threads", threads)):

@@ -31,9 +31,9 @@ def register(app: typer.Typer) -> None:
                                     help="Comma-separated subset of the paper budgets' devices."),
     ) -> None:
         """Searched nets (supernet, zero-cost) vs random in-band nets vs uniform QuadraNet at the paper budgets."""
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.reproduce.nas import _table, run_suite  # the experiment, when run
         from edgedet.errors import EdgedetError
+        from edgedet.io.atomic import write_json_atomic
 
         wanted = [d.strip() for d in devices.split(",") if d.strip()]
         unknown = [d for d in wanted if d not in dict(BUDGETS)]

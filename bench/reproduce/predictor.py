@@ -26,6 +26,7 @@ from rich.table import Table
 from edgedet import models as zoo
 from edgedet.bench.reproduce.predictor_adapt import adapted_profiles, score
 from edgedet.errors import EdgedetError
+from edgedet.io.atomic import atomic_output
 from edgedet.models.quadranet import build_from_arch
 from edgedet.nas.sampled_nets import random_space_net
 from edgedet.nas.space import SearchSpace, sample_arch
@@ -130,11 +131,11 @@ def scatter_png(rows: list[ModelRow], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def adaptation_table(con, rows: list[ModelRow], others: dict, full_id: str, result: dict) -> None:

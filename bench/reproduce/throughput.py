@@ -24,6 +24,7 @@ from edgedet.bench.reproduce.kernels import node_type_ms
 from edgedet.bench.reproduce.model_files import ModelFiles, build
 from edgedet.bench.runner import BenchConfig, run_bench
 from edgedet.exporters.pipeline import ExportRequest, export_artifact
+from edgedet.io.atomic import atomic_output
 from edgedet.models import create
 from edgedet.models.complexity import count_flops
 
@@ -246,5 +247,8 @@ def plot_throughput(res: dict, path: str) -> None:
                  f"{res['settings']['input_size']}², matched FLOPs", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)

@@ -25,9 +25,9 @@ def register(reproduce: typer.Typer) -> None:
         HorNet on ONNX Runtime and OpenVINO, interleaved rounds."""
         from rich.console import Console
 
-        from edgedet.arch import write_json_atomic
         from edgedet.bench.hostinfo import usable_cpus
         from edgedet.bench.reproduce.throughput import plot_throughput, run  # the experiment, when run
+        from edgedet.io.atomic import write_json_atomic
 
         console = Console()
         if not console.is_terminal:

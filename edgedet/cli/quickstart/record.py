@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedet.io.atomic import write_json_atomic
+from edgedet.io.digest import update_from_file
 
 
 def sha256_of(path: Path) -> str | None:
@@ -21,9 +22,7 @@ def sha256_of(path: Path) -> str | None:
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(path) if f != path else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        update_from_file(h, f)
     return h.hexdigest()
 
 
