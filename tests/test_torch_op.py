@@ -50,3 +50,35 @@ def test_fused_matches_reference_float32(op):
         assert (a.double() - w).abs().max().item() <= 1e-4 * max(1.0, w.abs().max().item())
     with torch.no_grad():  # eager inference takes the op too
         assert (quadratic_conv2d(x, *ws, b).double() - ref).abs().max().item() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "n,c,h,w,k,stride,dilation,pad",
+    [
+        (1, 4, 7, 7, 7, 1, 1, 3),  # a late-stage plane: one vector per row, three rows at a time
+        (2, 3, 13, 19, 3, 2, 1, 1),  # stride 2, width not a multiple of 8
+        (1, 2, 20, 30, 5, 1, 2, 4),  # dilation 2: two-vector tiles plus a last narrow one
+        (1, 3, 15, 17, 7, 3, 2, 0),  # no padding, stride 3 with dilation
+        (2, 2, 5, 17, 3, 1, 1, 2),  # padding wider than the taps need
+    ],
+)
+def test_forward_float32_matches_float64(op, threads, n, c, h, w, k, stride, dilation, pad):
+    """The register-tiled forward (float32 and float64) against the float64 grouped-conv
+    reference; 2 threads with one plane splits the rows into blocks."""
+    g = torch.Generator().manual_seed(h * w + k)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.double)
+    ws = [torch.randn(c, 1, k, k, generator=g, dtype=torch.double) * 0.3 for _ in range(3)]
+    b = torch.randn(c, generator=g, dtype=torch.double)
+    ref = quadratic_conv2d(x, *ws, b, stride=stride, padding=pad, dilation=dilation, memory_saving=False)
+    scale = max(1.0, ref.abs().max().item())
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y32 = op.forward(x.float(), *[t.float() for t in ws], b.float(), stride, pad, dilation)
+        y64 = op.forward(x, *ws, b, stride, pad, dilation)
+    finally:
+        torch.set_num_threads(old)
+    assert y32.shape == ref.shape and y32.dtype == torch.float32
+    assert (y32.double() - ref).abs().max().item() <= 2e-6 * scale
+    assert (y64 - ref).abs().max().item() <= 1e-12 * scale
