@@ -320,7 +320,7 @@ def geomean(values: list[float]) -> float | None:
 def _print(con, doc: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"edgedet.QuadraConv per layer — {doc['method']}")
+    t = Table(title=f"edgedet's fused quadratic conv per layer — {doc['method']}")
     for col in ("runtime", "threads", "shape", "k", *[f"{v} ms" for v in VARIANTS], "fused GFLOP/s",
                 "fused roofline", "speedup", "fused err"):
         t.add_column(col, justify="right")

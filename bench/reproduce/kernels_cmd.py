@@ -168,8 +168,9 @@ def register(app: typer.Typer) -> None:
         doc = {
             "schema_version": SCHEMA_VERSION,
             "device": {"cpu": cpu_model(), "isa": vector_isa().best, "cores": os.cpu_count()},
-            "method": f"OpenVINO CPU fp32, {threads} thread(s), batch 1, median of {rounds} interleaved rounds of "
-                      f"{inner} inferences (whole model {max(2, inner // 4)}); ratio = best decomposed / fused",
+            "method": f"fp32, batch 1, median of {rounds} interleaved rounds of {inner} inferences (per layer: "
+                      f"every runtime and thread count of layer_method; whole model: OpenVINO CPU, {threads} "
+                      f"thread(s), {max(2, inner // 4)} inferences); ratio = best decomposed / fused",
             "load_average": {"before": list(load_before), "after": list(load_after)},
             "layer_method": {"runtimes": rts, "threads": counts, **LAYER_METHOD},
             "quadconv": rows,
