@@ -27,7 +27,8 @@ from edgedet.io.atomic import atomic_output
 
 # Everything the build reads: a header the .cpp files include belongs here too, so that an
 # edit to it changes the cache key (tests check every local #include is listed).
-SOURCES = ("ov_extension.cpp", "ov_quadraconv.cpp", "ov_boxrpb.cpp", "ov_op_common.hpp", "CMakeLists.txt")
+SOURCES = ("ov_extension.cpp", "ov_quadraconv.cpp", "ov_boxrpb.cpp", "ov_op_common.hpp", "quadraconv_tile.hpp",
+           "CMakeLists.txt")
 LIBRARY = "libedgedet_ov_ext.so"
 OPS = ("edgedet.QuadraConv", "edgedet.BoxRPBAttention")
 IR_OPSET = 'version="edgedet"'  # how an IR layer of the extension's opset reads in model.xml

@@ -2,10 +2,9 @@
 //
 // One pass over each k x k window with three accumulators: x is read once per output tile
 // and y written once (the decomposed form reads x three times and writes four tensors).
-// Work is split over (batch, channel, row block) with OpenVINO's own parallel_for, so the
-// CPU plugin's thread limit (INFERENCE_NUM_THREADS) applies. Each work item copies the
-// input rows it needs into a zero-padded, thread-local buffer; the inner loops then have no
-// bounds checks and a fixed trip count the compiler turns into vector FMAs.
+// The per-plane kernel is quadraconv_tile.hpp's (shared with the PyTorch op); work is split
+// over (batch, channel, row block) with OpenVINO's own parallel_for, so the CPU plugin's
+// thread limit (INFERENCE_NUM_THREADS) applies.
 
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +13,7 @@
 
 #include "openvino/core/parallel.hpp"
 #include "ov_op_common.hpp"
+#include "quadraconv_tile.hpp"
 
 namespace edgedet {
 
@@ -21,113 +21,6 @@ struct Geometry {
     int64_t n, c, h, w, kh, kw, oh, ow;
     int64_t sh, sw, dh, dw, pt, pl;
 };
-
-// Output tile width in floats: two 8-lane vectors per accumulator (6 accumulator registers).
-constexpr int64_t kTile = 16;
-
-// GCC/Clang vector extension: 8 floats, one ymm register with AVX2 (lowered to SSE/NEON or
-// scalar code on other ISAs by the compiler).
-typedef float v8 __attribute__((vector_size(32)));
-
-template <int64_t SW>
-static inline v8 load8(const float* p, int64_t sw) {
-    v8 v;
-    if (SW == 1) {
-        std::memcpy(&v, p, sizeof v);
-    } else {
-        for (int t = 0; t < 8; ++t)
-            v[t] = p[t * sw];
-    }
-    return v;
-}
-
-// R output rows x V vectors of 8 outputs; the 3*R*V accumulators stay in registers over all
-// k*k taps, and each tap's three weights are broadcast once for the R rows.
-template <int V, int R, int64_t SW>
-static inline void tile(const float* buf, int64_t wp, int64_t r0, const Geometry& g, const float* wa,
-                        const float* wb, const float* wc, float* acc_a, float* acc_b, float* acc_c) {
-    v8 a[R][V], b[R][V], l[R][V];
-    for (int r = 0; r < R; ++r)
-        for (int v = 0; v < V; ++v)
-            a[r][v] = b[r][v] = l[r][v] = v8{};
-    const int64_t sw = SW > 0 ? SW : g.sw;
-    const int64_t rstep = g.sh * wp;
-    for (int64_t i = 0; i < g.kh; ++i) {
-        const float* row = buf + (r0 + i * g.dh) * wp;
-        for (int64_t j = 0; j < g.kw; ++j) {
-            const float va = wa[i * g.kw + j], vb = wb[i * g.kw + j], vc = wc[i * g.kw + j];
-            const float* p = row + j * g.dw;
-            for (int r = 0; r < R; ++r)
-                for (int v = 0; v < V; ++v) {
-                    const v8 x = load8<SW>(p + r * rstep + 8 * v * sw, sw);
-                    a[r][v] += va * x;
-                    b[r][v] += vb * x;
-                    l[r][v] += vc * x;
-                }
-        }
-    }
-    std::memcpy(acc_a, a, sizeof a);
-    std::memcpy(acc_b, b, sizeof b);
-    std::memcpy(acc_c, l, sizeof l);
-}
-
-// One (batch, channel, rows [r_begin, r_end)) work item.
-template <int64_t SW>
-static void plane_rows(const float* x, const float* wa, const float* wb, const float* wc, float bias, float* y,
-                       const Geometry& g, int64_t r_begin, int64_t r_end) {
-    thread_local std::vector<float> buf;
-    const int64_t tiles = (g.ow + kTile - 1) / kTile;
-    const int64_t wp = (tiles * kTile - 1) * g.sw + (g.kw - 1) * g.dw + 1;  // padded row length
-    const int64_t rows = (r_end - r_begin - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    buf.assign(static_cast<size_t>(rows * wp), 0.0f);
-    const int64_t ih0 = r_begin * g.sh - g.pt;
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t ih = ih0 + r;
-        if (ih < 0 || ih >= g.h)
-            continue;
-        const int64_t col0 = std::max<int64_t>(0, g.pl);
-        const int64_t src0 = std::max<int64_t>(0, -g.pl);
-        const int64_t len = std::min<int64_t>(g.w - src0, wp - col0);
-        if (len > 0)
-            std::memcpy(&buf[r * wp + col0], x + ih * g.w + src0, static_cast<size_t>(len) * sizeof(float));
-    }
-    // Rows wider than 8: tiles of 16 (or a last tile of 8) outputs on two rows at a time; narrow
-    // rows (<= 8 outputs, the late stages): one vector per row, three rows at a time. Each
-    // weight broadcast serves two or three rows; a last odd row runs alone.
-    constexpr int kRows = 3;
-    float a[kRows * kTile], b[kRows * kTile], l[kRows * kTile];
-    for (int64_t orow = r_begin; orow < r_end;) {
-        const int64_t r0 = (orow - r_begin) * g.sh;
-        int64_t nrows = 1;
-        for (int64_t t0 = 0; t0 < g.ow; t0 += kTile) {
-            const int64_t n = std::min<int64_t>(kTile, g.ow - t0);
-            const float* base = buf.data() + t0 * g.sw;
-            int64_t stride = kTile;  // floats between rows in a, b, l
-            if (g.ow <= kTile / 2 && r_end - orow >= kRows) {
-                tile<1, kRows, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-                nrows = kRows;
-                stride = kTile / 2;
-            } else if (r_end - orow >= 2 && n > kTile / 2) {
-                tile<2, 2, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-                nrows = 2;
-            } else if (r_end - orow >= 2 && g.ow > kTile / 2) {
-                tile<1, 2, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-                nrows = 2;
-                stride = kTile / 2;
-            } else if (n <= kTile / 2) {
-                tile<1, 1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-            } else {
-                tile<2, 1, SW>(base, wp, r0, g, wa, wb, wc, a, b, l);
-            }
-            for (int64_t r = 0; r < nrows; ++r) {
-                float* out = y + (orow + r) * g.ow + t0;
-                for (int64_t t = 0; t < n; ++t)
-                    out[t] = a[r * stride + t] * b[r * stride + t] + l[r * stride + t] + bias;
-            }
-        }
-        orow += nrows;
-    }
-}
 
 static void quadraconv(const float* x, const float* wa, const float* wb, const float* wc, const float* bias,
                        float* y, const Geometry& g) {
@@ -137,7 +30,9 @@ static void quadraconv(const float* x, const float* wa, const float* wb, const f
     const int64_t blocks = std::min<int64_t>(g.oh, std::max<int64_t>(1, (4 * threads + planes - 1) / planes));
     const int64_t per_block = (g.oh + blocks - 1) / blocks;
     const int64_t taps = g.kh * g.kw;
+    const quadratic::Plane plane{g.h, g.w, g.kh, g.kw, g.oh, g.ow, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl};
     ov::parallel_for3d(g.n, g.c, blocks, [&](int64_t n, int64_t c, int64_t blk) {
+        thread_local std::vector<float> buf;
         const int64_t r0 = blk * per_block, r1 = std::min(g.oh, r0 + per_block);
         if (r0 >= r1)
             return;
@@ -147,9 +42,9 @@ static void quadraconv(const float* x, const float* wa, const float* wb, const f
         const float* b = wb + c * taps;
         const float* l = wc + c * taps;
         if (g.sw == 1)
-            plane_rows<1>(xp, a, b, l, bias[c], yp, g, r0, r1);
+            quadratic::plane_rows<float, 1>(xp, a, b, l, bias[c], yp, plane, r0, r1, buf);
         else
-            plane_rows<0>(xp, a, b, l, bias[c], yp, g, r0, r1);
+            quadratic::plane_rows<float, 0>(xp, a, b, l, bias[c], yp, plane, r0, r1, buf);
     });
 }
 

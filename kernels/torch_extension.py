@@ -1,6 +1,7 @@
 """edgedet's PyTorch CPU op for the quadratic conv (`torch_quadraconv.cpp`), built with
 torch.utils.cpp_extension on first use into a cache keyed by torch version, vector ISA and
-the source's sha256: `$EDGEDET_TORCH_EXT_CACHE` (default `~/.cache/edgedet/torch-ext`)."""
+the sha256 of its sources (the .cpp and the forward kernel it shares with the OpenVINO op,
+`quadraconv_tile.hpp`): `$EDGEDET_TORCH_EXT_CACHE` (default `~/.cache/edgedet/torch-ext`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from edgedet.errors import EdgedetError
 from edgedet.kernels.openvino_extension import isa_flags
 
 SOURCE = "torch_quadraconv.cpp"
+HEADERS = ("quadraconv_tile.hpp",)  # local includes of SOURCE: part of the cache key
 _MODULE = None
 _CHECKED = False
 
@@ -27,7 +29,10 @@ def build_dir() -> Path:
 
     env = os.environ.get("EDGEDET_TORCH_EXT_CACHE", "").strip()
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "edgedet" / "torch-ext"
-    sha = hashlib.sha256(_source().read_bytes()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for path in (_source(), *(_source().parent / name for name in HEADERS)):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    sha = h.hexdigest()[:12]
     return root / f"{torch.__version__.split('+')[0]}-{cpu.vector_isa().best}-{sha}"
 
 

@@ -1,9 +1,10 @@
 // edgedet's PyTorch CPU op for the depthwise quadratic conv y = (Wa*x).(Wb*x) + Wc*x + b.
 //
 // forward: one pass over each k x k window; R output rows x V vectors x 3 accumulators stay in
-// registers over all taps (GCC/Clang vector extensions), reading the input rows from a
-// zero-padded copy. Work is split over (batch, channel, row block) with at::parallel_for, so
-// torch.set_num_threads applies; row blocks only when planes are fewer than 4 x threads.
+// registers over all taps, reading the input rows from a zero-padded copy (quadraconv_tile.hpp,
+// the OpenVINO op's kernel too). Work is split over (batch, channel, row block) with
+// at::parallel_for, so torch.set_num_threads applies; row blocks only when planes are fewer
+// than 4 x threads.
 // backward: recomputes Wa*x and Wb*x from x (nothing but x and the weights is kept), then in
 // one pass per plane scatters ga = g.(Wb*x), gb = g.(Wa*x), g into dx and correlates them
 // with x for dWa, dWb, dWc. Planes are split over channels (weights' gradients need no
@@ -12,6 +13,8 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+
+#include "quadraconv_tile.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -65,115 +68,6 @@ void branches(const T* xp, const T* wa, const T* wb, const T* wc, const Geo& g, 
     }
 }
 
-// ---- forward: register-tiled -------------------------------------------------------------
-// GCC/Clang vector extension, 32 bytes: 8 floats or 4 doubles (one ymm register with AVX2,
-// lowered to SSE/NEON/scalar code by the compiler elsewhere).
-template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-    typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec<double> {
-    typedef double type __attribute__((vector_size(32)));
-};
-
-template <typename T, int64_t S>
-inline typename Vec<T>::type load_vec(const T* p, int64_t s) {
-    typename Vec<T>::type v;
-    if (S == 1) {
-        std::memcpy(&v, p, sizeof v);
-    } else {
-        for (int t = 0; t < static_cast<int>(sizeof v / sizeof(T)); ++t)
-            v[t] = p[t * s];
-    }
-    return v;
-}
-
-// R output rows x V vectors of L outputs from the padded rows `buf` (row length wp, first
-// output row at buffer row r0): the 3*R*V accumulators stay in registers over all k*k taps
-// and each tap's three weights are broadcast once for the R rows. Writes (R, V*L) to a, b, l.
-template <typename T, int V, int R, int64_t S>
-inline void tile(const T* buf, int64_t wp, int64_t r0, const Geo& g, const T* wa, const T* wb, const T* wc, T* a,
-                 T* b, T* l) {
-    typedef typename Vec<T>::type vec;
-    constexpr int L = sizeof(vec) / sizeof(T);
-    vec va_[R][V], vb_[R][V], vl_[R][V];
-    for (int r = 0; r < R; ++r)
-        for (int v = 0; v < V; ++v)
-            va_[r][v] = vb_[r][v] = vl_[r][v] = vec{};
-    const int64_t s = S > 0 ? S : g.s, rstep = g.s * wp;
-    for (int64_t i = 0; i < g.k; ++i) {
-        const T* row = buf + (r0 + i * g.d) * wp;
-        for (int64_t j = 0; j < g.k; ++j) {
-            const T ka = wa[i * g.k + j], kb = wb[i * g.k + j], kc = wc[i * g.k + j];
-            const T* p = row + j * g.d;
-            for (int r = 0; r < R; ++r)
-                for (int v = 0; v < V; ++v) {
-                    const vec x = load_vec<T, S>(p + r * rstep + L * v * s, s);
-                    va_[r][v] += ka * x;
-                    vb_[r][v] += kb * x;
-                    vl_[r][v] += kc * x;
-                }
-        }
-    }
-    std::memcpy(a, va_, sizeof va_);
-    std::memcpy(b, vb_, sizeof vb_);
-    std::memcpy(l, vl_, sizeof vl_);
-}
-
-// Output rows [r0, r1) of one plane x (h, w) -> y (oh, ow). The input rows they need are
-// copied into the zero-padded buffer `buf` first, so the taps need no bounds checks. Rows
-// wider than L: tiles of 2L (or a last one of L) outputs, two rows at a time; rows of <= L
-// outputs (the late stages): one vector per row, three rows at a time; a last row alone.
-template <typename T, int64_t S>
-void plane_rows(const T* x, const T* wa, const T* wb, const T* wc, T bias, T* y, const Geo& g, int64_t r0,
-                int64_t r1, std::vector<T>& buf) {
-    constexpr int L = sizeof(typename Vec<T>::type) / sizeof(T), kTile = 2 * L, kRows = 3;
-    const int64_t tiles = (g.ow + kTile - 1) / kTile;
-    const int64_t wp = (tiles * kTile - 1) * g.s + (g.k - 1) * g.d + 1;
-    const int64_t rows = (r1 - r0 - 1) * g.s + (g.k - 1) * g.d + 1;
-    buf.assign(static_cast<size_t>(rows * wp), T(0));
-    const int64_t len = std::min<int64_t>(g.w, wp - g.p);
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t ih = r0 * g.s - g.p + r;
-        if (ih >= 0 && ih < g.h && len > 0)
-            std::memcpy(&buf[r * wp + g.p], x + ih * g.w, static_cast<size_t>(len) * sizeof(T));
-    }
-    T a[kRows * kTile], b[kRows * kTile], l[kRows * kTile];
-    for (int64_t o = r0; o < r1;) {
-        const int64_t br = (o - r0) * g.s;
-        int64_t nrows = 1;
-        for (int64_t t0 = 0; t0 < g.ow; t0 += kTile) {
-            const int64_t n = std::min<int64_t>(kTile, g.ow - t0);
-            const T* base = buf.data() + t0 * g.s;
-            int64_t stride = kTile;  // elements between rows in a, b, l
-            if (g.ow <= L && r1 - o >= kRows) {
-                tile<T, 1, kRows, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = kRows, stride = L;
-            } else if (r1 - o >= 2 && n > L) {
-                tile<T, 2, 2, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = 2;
-            } else if (r1 - o >= 2 && g.ow > L) {  // the last, narrow tile of wide rows
-                tile<T, 1, 2, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = 2, stride = L;
-            } else if (n <= L) {
-                tile<T, 1, 1, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-            } else {
-                tile<T, 2, 1, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-            }
-            for (int64_t r = 0; r < nrows; ++r) {
-                T* out = y + (o + r) * g.ow + t0;
-                const T *ar = a + r * stride, *bq = b + r * stride, *lr = l + r * stride;
-                for (int64_t t = 0; t < n; ++t)
-                    out[t] = ar[t] * bq[t] + lr[t] + bias;
-            }
-        }
-        o += nrows;
-    }
-}
-
 }  // namespace
 
 at::Tensor quadraconv_forward(const at::Tensor& x_, const at::Tensor& wa_, const at::Tensor& wb_,
@@ -193,6 +87,7 @@ at::Tensor quadraconv_forward(const at::Tensor& x_, const at::Tensor& wa_, const
         const scalar_t *C = wc.data_ptr<scalar_t>(), *Bi = bias.data_ptr<scalar_t>();
         scalar_t* Y = y.data_ptr<scalar_t>();
         const int64_t taps = g.k * g.k, m = g.oh * g.ow;
+        const edgedet::quadratic::Plane plane{g.h, g.w, g.k, g.k, g.oh, g.ow, g.s, g.s, g.d, g.d, g.p, g.p};
         at::parallel_for(0, planes * blocks, 1, [&](int64_t begin, int64_t end) {
             std::vector<scalar_t> buf;
             for (int64_t item = begin; item < end; ++item) {
@@ -202,9 +97,9 @@ at::Tensor quadraconv_forward(const at::Tensor& x_, const at::Tensor& wa_, const
                     continue;
                 const scalar_t *xp = X + nc * g.h * g.w, *a = A + c * taps, *b = B + c * taps, *l = C + c * taps;
                 if (g.s == 1)
-                    plane_rows<scalar_t, 1>(xp, a, b, l, Bi[c], Y + nc * m, g, r0, r1, buf);
+                    edgedet::quadratic::plane_rows<scalar_t, 1>(xp, a, b, l, Bi[c], Y + nc * m, plane, r0, r1, buf);
                 else
-                    plane_rows<scalar_t, 0>(xp, a, b, l, Bi[c], Y + nc * m, g, r0, r1, buf);
+                    edgedet::quadratic::plane_rows<scalar_t, 0>(xp, a, b, l, Bi[c], Y + nc * m, plane, r0, r1, buf);
             }
         });
     });

@@ -82,3 +82,14 @@ def test_forward_float32_matches_float64(op, threads, n, c, h, w, k, stride, dil
     assert y32.shape == ref.shape and y32.dtype == torch.float32
     assert (y32.double() - ref).abs().max().item() <= 2e-6 * scale
     assert (y64 - ref).abs().max().item() <= 1e-12 * scale
+
+
+def test_every_local_include_is_in_the_cache_key():
+    """A header the op includes must be hashed into its cache folder, or an edit would reuse a stale build."""
+    import re
+
+    from edgedet.kernels import torch_extension
+
+    src = torch_extension._source()
+    local = set(re.findall(r'#include\s+"([^"]+)"', src.read_text()))
+    assert local and local <= set(torch_extension.HEADERS)
