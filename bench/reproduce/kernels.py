@@ -70,10 +70,6 @@ def layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray], with_function:
                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
 
 
-def _layer_onnx(c: int, h: int, k: int, weights: list[np.ndarray]) -> bytes:
-    return layer_onnx(c, h, k, weights).SerializeToString()
-
-
 def _grouped_model(c: int, h: int, k: int, weights: list[np.ndarray]):
     """One GroupConvolution with 3C outputs ([a_i, b_i, c_i] per channel), split, a·b + c + bias."""
     import openvino as ov
@@ -112,7 +108,7 @@ def layer_data(c: int, h: int, k: int, seed: int) -> tuple[np.ndarray, list[np.n
 def _layer_variants(c: int, h: int, k: int, threads: int, seed: int):
     """(variants name → compiled model, x, weights) for one layer shape."""
     x, weights = layer_data(c, h, k, seed)
-    data = _layer_onnx(c, h, k, weights)
+    data = layer_onnx(c, h, k, weights).SerializeToString()
     compiled = {"fused": _compile(ovx.convert(data, fused=True), threads, True),
                 "decomposed": _compile(ovx.convert(data, fused=False), threads, False),
                 "grouped": _compile(_grouped_model(c, h, k, weights), threads, False)}
