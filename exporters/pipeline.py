@@ -21,7 +21,7 @@ import torch
 from edgedet import models
 from edgedet import precision as precision_names
 from edgedet.errors import EdgedetError
-from edgedet.exporters import artifact, parity, parity_trace, tvm_artifact, weights
+from edgedet.exporters import artifact, parity, parity_trace, tvm_artifact, tvm_measure, weights
 from edgedet.exporters import onnx as onnx_export
 from edgedet.exporters import openvino as ovx
 from edgedet.exporters import tensorrt as trtx
@@ -77,7 +77,7 @@ class ExportRequest:
     debug_parity_s: float = 120.0  # time cap of the trace (also run when parity fails)
     batches: tuple[int, ...] | None = None
     seed: int = 0
-    rpc: str | None = None  # "host:port" of a TVM RPC server that runs the target library
+    rpc: str | None = None  # TVM: "host:port" of an RPC server, or "host:port/key" of a tracker (tuning)
     threads: int = 1
     model_overrides: dict = field(default_factory=dict)
     tune_trials: int | None = None  # TVM: MetaSchedule trials per task (None: untuned)
@@ -106,11 +106,14 @@ class ExportRequest:
             raise EdgedetError(f"--tune-trials must be at least 1, got {self.tune_trials}")
         if self.tune_budget_s is not None and not self.tune_budget_s > 0:
             raise EdgedetError(f"--tune-budget-s must be positive, got {self.tune_budget_s}")
-        if self.tune_trials is not None and self.target != "host":
-            raise EdgedetError(
-                "tuning runs on this CPU only for now (--target host); tuning a board over an RPC "
-                "tracker is not wired yet"
-            )
+        tuning = self.tune_trials is not None
+        if tuning and self.target not in ("host", "cortex-a76"):
+            raise EdgedetError(f"--tune-trials applies to --target host or cortex-a76, not {self.target}")
+        if self.rpc:
+            tvm_measure.parse_rpc(self.rpc, need_key=tuning)
+        if tuning and self.target == "cortex-a76" and not self.rpc:
+            raise EdgedetError("tuning --target cortex-a76 times candidates on the board: add --rpc HOST:PORT/KEY "
+                               "(a TVM RPC tracker)")
         if self.input_size is not None and self.input_size < 32:
             raise EdgedetError(f"--input-size must be at least 32, got {self.input_size}")
         for name, v in (("--atol", self.atol), ("--rtol", self.rtol)):

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from edgedet.errors import EdgedetError
 from edgedet.exporters import tvm as tx
-from edgedet.exporters import tvm_tuning
+from edgedet.exporters import tvm_measure, tvm_tuning
 
 
 def build_artifact(req, ex, form, stage: Path, log: Callable[[str], None]):
@@ -42,14 +41,8 @@ def build_artifact(req, ex, form, stage: Path, log: Callable[[str], None]):
             raise RuntimeError(f"cross-compiled library is not an {target.elf_machine} shared object: {elf}")
         info.update(compiler=target.compiler, elf=elf)
         if req.rpc:
-            host, _, port = req.rpc.rpartition(":")
-            from tvm import rpc  # heavy optional stack
-
-            try:
-                session = rpc.connect(host, int(port))
-            except Exception as e:
-                raise EdgedetError(f"cannot reach the TVM RPC server at {req.rpc}: {e}") from None
-            info["parity_note"] = f"ran the {target.name} library on the RPC server {req.rpc}"
+            session = tvm_measure.connect(req.rpc)
+            info["parity_note"] = f"ran the {target.name} library on the board at {req.rpc}"
 
             def run(x):
                 return tx.run_remote(session, stage / "model.so", x)
@@ -84,12 +77,14 @@ def _tuning(req, ex, target, stage: Path, log: Callable[[str], None]):
         log(f"reusing the tuning database of {req.out}")
         n = tvm_tuning.seed_cache(previous, target)
         db = tvm_tuning.open_database(tvm_tuning.cache_dir(target))
-        files = tvm_tuning.export_database(db, tx.import_onnx(ex.model), target, stage)
+        files = tvm_tuning.export_database(db, tx.import_onnx(ex.model), target, stage,
+                                           keep=lambda task: previous.has_workload(task.dispatched[0]))
         return tvm_tuning.load_database(stage), files, {"reused_records": n, "from": str(req.out)}
     if previous is not None:
         tvm_tuning.seed_cache(previous, target)  # resume from what the artifact already holds
     mod = tx.import_onnx(ex.model)
-    db, result = tvm_tuning.tune(mod, target, req.tune_trials, req.tune_budget_s, None, log)
-    files = tvm_tuning.export_database(db, mod, target, stage)
+    db, result = tvm_tuning.tune(mod, target, req.tune_trials, req.tune_budget_s, req.rpc, log)
+    winners = result.winners()
+    files = tvm_tuning.export_database(db, mod, target, stage, keep=lambda task: task.task_name in winners)
     return tvm_tuning.load_database(stage), files, {"trials_per_task": req.tune_trials,
                                                     "budget_s": req.tune_budget_s, **result.to_json()}

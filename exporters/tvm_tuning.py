@@ -23,18 +23,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters import tvm_measure
 from edgedet.exporters.tvm_target import TvmTarget
 
 TRIALS_PER_ITER = 16
 POPULATION = 64  # candidates per evolutionary-search generation
-BUILD_TIMEOUT_S = 120  # a candidate build in a fresh worker on a loaded 2-core machine
 DB_FILES = ("database_workload.json", "database_tuning_record.json")  # the cache's file names
 ARTIFACT_FILES = ("tuning_workload.json", "tuning_records.json")  # in the artifact folder
 
 
 @dataclass
 class TaskResult:
-    """One tuned task: its fused function, weight (calls), FLOPs, trials measured / cached, best ms."""
+    """One tuned task: its fused function, weight (calls), FLOPs, trials measured / cached, best
+    record's ms at tuning time; then its default schedule and best record timed side by side
+    (`default_ms`, `tuned_ms`) and which of the two the artifact ships (`winner`)."""
 
     name: str
     calls: int
@@ -43,6 +45,10 @@ class TaskResult:
     trials_cached: int
     best_ms: float | None
     seconds: float
+    default_rule: str = ""
+    default_ms: float | None = None
+    tuned_ms: float | None = None
+    winner: str = "default"
 
 
 @dataclass
@@ -53,6 +59,10 @@ class TuneResult:
     runner: str = "local"
     cache: str = ""
 
+    def winners(self) -> set[str]:
+        """Names of the tasks whose tuning record beat their default schedule."""
+        return {t.name for t in self.tasks if t.winner == "tuned"}
+
     def to_json(self) -> dict:
         return {
             "runner": self.runner,
@@ -60,6 +70,7 @@ class TuneResult:
             "seconds": round(self.seconds, 1),
             "tasks": [asdict(t) for t in self.tasks],
             "skipped_for_budget": self.skipped_for_budget,
+            "winners": {"tuned": len(self.winners()), "default": len(self.tasks) - len(self.winners())},
         }
 
 
@@ -100,90 +111,6 @@ def _flops(task) -> float:
         return 0.0
 
 
-def _in_process():
-    """A builder and runner inside this process (MetaSchedule's popen-worker pools hung on this
-    2-core machine: every candidate build timed out); candidates are built and timed one by one."""
-    import tvm
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, PyRunner, PyRunnerFuture, RunnerResult
-    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
-
-    @derived_object
-    class InProcessBuilder(PyBuilder):
-        def build(self, build_inputs):
-            out = []
-            for bi in build_inputs:
-                try:
-                    out.append(BuilderResult(default_export(default_build(bi.mod, bi.target, None)), None))
-                except Exception as e:  # an invalid candidate: MetaSchedule records the error
-                    out.append(BuilderResult(None, f"{type(e).__name__}: {str(e)[-300:]}"))
-            return out
-
-    @derived_object
-    class Ready(PyRunnerFuture):
-        def __init__(self, result):
-            super().__init__()
-            self.res = result
-
-        def done(self):
-            return True
-
-        def result(self):
-            return self.res
-
-    config = EvaluatorConfig._normalized(EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20))
-
-    @derived_object
-    class InProcessRunner(PyRunner):
-        def run(self, runner_inputs):
-            futures = []
-            for ri in runner_inputs:
-                try:
-                    rt_mod = tvm.runtime.load_module(ri.artifact_path)
-                    dev = tvm.cpu()
-                    args = default_alloc_argument(dev, [a.as_json() for a in ri.args_info], 1)
-                    futures.append(Ready(RunnerResult(default_run_evaluator(rt_mod, dev, config, args), None)))
-                except Exception as e:
-                    futures.append(Ready(RunnerResult(None, f"{type(e).__name__}: {str(e)[-300:]}")))
-            return futures
-
-    return InProcessBuilder(), InProcessRunner()
-
-
-def _runner(rpc: str | None):
-    from tvm.s_tir import meta_schedule as ms
-
-    if not rpc:
-        return None, "local (in this process)"
-    host, _, rest = rpc.partition(":")
-    port, _, key = rest.partition("/")
-    if not key or not port.isdigit():
-        raise EdgedetError(f"--rpc {rpc}: tuning over RPC needs a tracker, HOST:PORT/KEY")
-    cfg = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key, session_timeout_sec=120)
-    return ms.runner.RPCRunner(rpc_config=cfg, max_workers=1), f"rpc tracker {host}:{port} key {key}"
-
-
-def _builder(target: TvmTarget):
-    from tvm.s_tir import meta_schedule as ms
-
-    if not target.compiler:
-        return ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S)
-    return ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S, f_export=_cross_export(target.compiler))
-
-
-def _cross_export(compiler: str):
-    def export(mod) -> str:
-        from tvm.support import cc
-
-        path = os.path.join(tempfile.mkdtemp(prefix="edgedet-ms-"), "tmp.so")
-        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
-        return path
-
-    return export
-
-
 def _strategy():
     """Evolutionary search sized for a small machine: MetaSchedule's default (population 512,
     4 generations) spends over a minute per task here before the first measurement."""
@@ -197,6 +124,18 @@ def _records(db, task, k: int) -> list:
     return list(db.get_top_k(db.commit_workload(task.dispatched[0]), k))
 
 
+def _tune_task(task, todo: int, builder, runner, db) -> None:
+    from tvm.s_tir import meta_schedule as ms
+
+    with tempfile.TemporaryDirectory(prefix="edgedet-ms-") as work:
+        ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts([task], work, strategy=_strategy(),
+                                                                        num_threads=1)
+        ms.tune_tasks(tasks=ctxs, task_weights=[1.0], work_dir=work, max_trials_global=todo,
+                      max_trials_per_task=todo, num_trials_per_iter=min(TRIALS_PER_ITER, todo),
+                      builder=builder, runner=runner, database=db, cost_model="random",
+                      measure_callbacks="default")
+
+
 def tune(
     mod,
     target: TvmTarget,
@@ -204,18 +143,17 @@ def tune(
     budget_s: float | None = None,
     rpc: str | None = None,
     log: Callable[[str], None] = lambda s: None,
+    cache: Path | None = None,
 ) -> tuple[object, TuneResult]:
-    """Tune `mod`'s tasks into the target's cache; returns (cache database, result)."""
-    from tvm.s_tir import meta_schedule as ms
-
+    """Tune `mod`'s tasks into the target's cache (here, or on the boards of the tracker `rpc`
+    HOST:PORT/KEY); each task's best record is then timed against its default schedule.
+    Returns (cache database, result); `result.winners()` are the tasks whose record ships.
+    `cache`: a record folder instead of the target's cache (a tuning run from scratch)."""
     if trials < 1:
         raise EdgedetError(f"--tune-trials must be at least 1, got {trials}")
-    folder = cache_dir(target)
+    builder, runner, runner_name = tvm_measure.builder_and_runner(target, rpc)
+    folder = cache_dir(target) if cache is None else Path(cache)
     db = open_database(folder)
-    runner, runner_name = _runner(rpc)
-    builder = _builder(target)
-    if runner is None:
-        builder, runner = _in_process()
     tasks = extract(mod, target)
     res = TuneResult(runner=runner_name, cache=str(folder))
     t0 = time.perf_counter()
@@ -223,46 +161,50 @@ def tune(
     spent: list[float] = []
     for i, task in enumerate(tasks):
         have = len(_records(db, task, trials))
-        todo = trials - have
-        elapsed = time.perf_counter() - t0
-        if todo > 0 and budget_s is not None and elapsed > budget_s:
+        todo = max(trials - have, 0)
+        if todo > 0 and budget_s is not None and time.perf_counter() - t0 > budget_s:
             res.skipped_for_budget.append(task.task_name)
             continue
         t1 = time.perf_counter()
         if todo > 0:
-            with tempfile.TemporaryDirectory(prefix="edgedet-ms-") as work:
-                ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                    [task], work, strategy=_strategy(), num_threads=1
-                )
-                ms.tune_tasks(tasks=ctxs, task_weights=[1.0], work_dir=work, max_trials_global=todo,
-                              max_trials_per_task=todo, num_trials_per_iter=min(TRIALS_PER_ITER, todo),
-                              builder=builder, runner=runner, database=db, cost_model="random",
-                              measure_callbacks="default")
-            spent.append(time.perf_counter() - t1)
+            _tune_task(task, todo, builder, runner, db)
         best = _records(db, task, 1)
         best_ms = float(sum(float(s) for s in best[0].run_secs) / len(best[0].run_secs)) * 1e3 if best else None
-        res.tasks.append(TaskResult(task.task_name, int(task.weight), _flops(task), max(todo, 0), have,
-                                    best_ms, time.perf_counter() - t1))
+        cmp = tvm_measure.time_default_vs_tuned(task, db, target, builder, runner) if best else None
+        r = TaskResult(task.task_name, int(task.weight), _flops(task), todo, have, best_ms, 0.0)
+        if cmp is not None:
+            r.default_rule, r.default_ms, r.tuned_ms = cmp.default_rule, cmp.default_ms, cmp.tuned_ms
+            r.winner = cmp.winner
+        r.seconds = time.perf_counter() - t1
+        res.tasks.append(r)
+        if todo > 0:
+            spent.append(r.seconds)
         left = sum(1 for t in tasks[i + 1:] if len(_records(db, t, trials)) < trials)
         eta = (sum(spent) / len(spent) * left) if spent else 0.0
-        log(f"[{i + 1}/{len(tasks)}] {task.task_name}: best {best_ms or float('nan'):.3f} ms "
-            f"({todo if todo > 0 else 0} trials, {have} cached); {time.perf_counter() - t0:.0f} s, ~{eta:.0f} s left")
+        log(f"[{i + 1}/{len(tasks)}] {task.task_name}: tuned {_ms(r.tuned_ms)} vs default {_ms(r.default_ms)} "
+            f"→ {r.winner} ({todo} trials, {have} cached); {time.perf_counter() - t0:.0f} s, ~{eta:.0f} s left")
     res.seconds = time.perf_counter() - t0
+    n_tuned = len(res.winners())
+    log(f"tuning records ship for {n_tuned} of {len(res.tasks)} tuned tasks (the others: default schedule faster)")
     if res.skipped_for_budget:
         log(f"budget of {budget_s:g} s spent: {len(res.skipped_for_budget)} tasks keep their default schedule")
     return db, res
 
 
-def export_database(db, mod, target: TvmTarget, folder: Path) -> list[str]:
-    """Write the best cached record of each of `mod`'s tasks into `folder` (ARTIFACT_FILES, a
-    MetaSchedule JSON database); returns the file names written."""
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f} ms"
+
+
+def export_database(db, mod, target: TvmTarget, folder: Path, keep: Callable[[object], bool]) -> list[str]:
+    """Write the best cached record of each of `mod`'s tasks that `keep(task)` accepts into
+    `folder` (ARTIFACT_FILES, a MetaSchedule JSON database); returns the file names written."""
     from tvm.s_tir import meta_schedule as ms
 
     for name in ARTIFACT_FILES:
         (folder / name).unlink(missing_ok=True)
     out = open_database(folder, ARTIFACT_FILES)
     for task in extract(mod, target):
-        best = _records(db, task, 1)
+        best = _records(db, task, 1) if keep(task) else []
         if best:
             r = best[0]
             wl = out.commit_workload(task.dispatched[0])

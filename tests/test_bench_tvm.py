@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from test_bench import QUICK, conv_relu
@@ -131,69 +132,36 @@ def _wait_port(port: int, proc, timeout: float = 60.0) -> None:
     pytest.fail(f"nothing listened on port {port} within {timeout:.0f} s")
 
 
-@pytest.mark.slow
-def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, cli):
-    """rpc://HOST:PORT/KEY: a tracker and a server registered under a key (loopback)."""
+def _spawn(module: str, port: int, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)]
+    return subprocess.Popen([*cmd, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+@contextmanager
+def loopback_tracker(key: str = "edgedet-test"):
+    """A real `tvm.exec.rpc_tracker` and one `tvm.exec.rpc_server` registered under `key`, both on
+    127.0.0.1; yields "127.0.0.1:PORT/KEY" (the tracker); both process groups killed at the end."""
     tport, sport = _free_port(), _free_port()
     procs = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tvm.exec.rpc_tracker",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(tport),
-                    "--port-end",
-                    str(tport + 1),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
+        procs.append(_spawn("tvm.exec.rpc_tracker", tport))
         _wait_port(tport, procs[0])
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tvm.exec.rpc_server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(sport),
-                    "--port-end",
-                    str(sport + 1),
-                    "--tracker",
-                    f"127.0.0.1:{tport}",
-                    "--key",
-                    "edgedet-test",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
+        procs.append(_spawn("tvm.exec.rpc_server", sport, "--tracker", f"127.0.0.1:{tport}", "--key", key))
         _wait_port(sport, procs[1])
         time.sleep(2)  # let the server register its key with the tracker
-        out = tmp_path / "r.json"
-        code, _, err = cli(*[
-                "bench",
-                tvm_artifact,
-                "--runtime",
-                "tvm",
-                "--device",
-                f"rpc://127.0.0.1:{tport}/edgedet-test",
-                *QUICK,
-                "--json",
-                str(out),
-            ])
-        assert code == 0, err
-        assert json.loads(out.read_text())["results"][0]["iterations"] >= 5
+        yield f"127.0.0.1:{tport}/{key}"
     finally:
         for p in procs:
             _stop(p)
+
+
+@pytest.mark.slow
+def test_tvm_rpc_through_tracker(tvm_artifact, tmp_path, cli):
+    """rpc://HOST:PORT/KEY: a tracker and a server registered under a key (loopback)."""
+    with loopback_tracker() as tracker:
+        out = tmp_path / "r.json"
+        code, _, err = cli("bench", tvm_artifact, "--runtime", "tvm", "--device", f"rpc://{tracker}", *QUICK,
+                           "--json", str(out))
+        assert code == 0, err
+        assert json.loads(out.read_text())["results"][0]["iterations"] >= 5

@@ -1,0 +1,285 @@
+"""How MetaSchedule candidates are built and timed for edgedet: in this process (no popen-worker
+pools: on this 2-core machine every pooled candidate build timed out), on this CPU or on a board
+behind a TVM RPC tracker (`HOST:PORT/KEY`), with the cross-compiler as builder for a board.
+
+`time_default_vs_tuned` times a task's rule-based default schedule (`tvm_schedules`) and its best
+tuning record through the same builder and runner, interleaved, so a record found with few trials
+is shipped only where it beats the schedule an untuned build would get.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from edgedet.errors import EdgedetError
+from edgedet.exporters.tvm_schedules import schedule_function
+from edgedet.exporters.tvm_target import TvmTarget
+
+RPC_SESSION_TIMEOUT_S = 120
+COMPARE_ROUNDS = 3  # default / tuned timed alternately this many times, medians compared
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """A TVM RPC tracker and the key its boards registered under."""
+
+    host: str
+    port: int
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}/{self.key}"
+
+
+def parse_rpc(value: str, need_key: bool) -> tuple[str, int, str | None]:
+    """`HOST:PORT` (an RPC server) or `HOST:PORT/KEY` (a tracker) → (host, port, key or None);
+    one-line error otherwise, or when `need_key` (tuning needs a tracker) and no key is given."""
+    addr, _, key = value.partition("/")
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or (need_key and not key):
+        form = "HOST:PORT/KEY (a TVM RPC tracker and the key of its boards)" if need_key else "HOST:PORT[/KEY]"
+        raise EdgedetError(f"--rpc {value}: expected {form}")
+    return host, int(port), key or None
+
+
+def connect(value: str):
+    """An RPC session: from the tracker when `value` has a key, else straight to the server."""
+    from tvm import rpc
+
+    host, port, key = parse_rpc(value, need_key=False)
+    try:
+        if key:
+            return rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=RPC_SESSION_TIMEOUT_S)
+        return rpc.connect(host, port, session_timeout=RPC_SESSION_TIMEOUT_S)
+    except Exception as e:
+        what = f"tracker {host}:{port} (key '{key}')" if key else f"RPC server {host}:{port}"
+        raise EdgedetError(f"cannot reach the TVM {what}: {str(e).strip().splitlines()[-1][:200]}") from None
+
+
+def _evaluator_config():
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
+
+    return EvaluatorConfig._normalized(EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20))
+
+
+def _cross_export(compiler: str):
+    def export(mod) -> str:
+        from tvm.support import cc
+
+        path = os.path.join(tempfile.mkdtemp(prefix="edgedet-ms-"), "tmp.so")
+        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
+        return path
+
+    return export
+
+
+def _frames_without_far_source(context: int = 1) -> list:
+    """`inspect.stack()` with source lines read for the three innermost frames only (TVMScript's
+    parser reads `code_context` of frame 2 and the frame objects of the rest)."""
+    frame, out = sys._getframe(1), []
+    while frame is not None:
+        if len(out) < 3:
+            tb = inspect.getframeinfo(frame, context)
+            out.append(inspect.FrameInfo(frame, tb.filename, tb.lineno, tb.function, tb.code_context, tb.index,
+                                         positions=tb.positions))
+        else:
+            out.append(inspect.FrameInfo(frame, frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
+                                         None, None))
+        frame = frame.f_back
+    return out
+
+
+def import_tensor_intrinsics() -> None:
+    """Import `tvm.s_tir.tensor_intrin` (MetaSchedule's first tune context and build do) with a
+    cheap `inspect.stack`: its ~250 TVMScript intrinsics each call `inspect.stack()`, whose source
+    look-ups scan every loaded module per frame — with PyTorch loaded (~2000 modules) that import
+    took 26 s of nice-19 time here, 5 s with this stack (docs/export.md, TVM "Tuning")."""
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    real = inspect.stack
+    inspect.stack = _frames_without_far_source
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = real
+
+
+def builder(target: TvmTarget):
+    """A MetaSchedule builder compiling candidates one by one in this process (the target's
+    cross-compiler links a board's candidates)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
+
+    import_tensor_intrinsics()  # before MetaSchedule's first build or tune context imports it
+    export = _cross_export(target.compiler) if target.compiler else default_export
+
+    @derived_object
+    class InProcessBuilder(PyBuilder):
+        def build(self, build_inputs):
+            out = []
+            for bi in build_inputs:
+                try:
+                    out.append(BuilderResult(export(default_build(bi.mod, bi.target, None)), None))
+                except Exception as e:  # an invalid candidate: MetaSchedule records the error
+                    out.append(BuilderResult(None, f"{type(e).__name__}: {str(e)[-300:]}"))
+            return out
+
+    return InProcessBuilder()
+
+
+def _ready(result):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import PyRunnerFuture
+
+    @derived_object
+    class Ready(PyRunnerFuture):
+        def __init__(self, res):
+            super().__init__()
+            self.res = res
+
+        def done(self):
+            return True
+
+        def result(self):
+            return self.res
+
+    return Ready(result)
+
+
+def local_runner():
+    """Candidates timed on this CPU, one by one, in this process."""
+    import tvm
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerResult
+    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
+
+    config = _evaluator_config()
+
+    @derived_object
+    class InProcessRunner(PyRunner):
+        def run(self, runner_inputs):
+            futures = []
+            for ri in runner_inputs:
+                try:
+                    rt_mod = tvm.runtime.load_module(ri.artifact_path)
+                    dev = tvm.cpu()
+                    args = default_alloc_argument(dev, [a.as_json() for a in ri.args_info], 1)
+                    futures.append(_ready(RunnerResult(default_run_evaluator(rt_mod, dev, config, args), None)))
+                except Exception as e:
+                    futures.append(_ready(RunnerResult(None, f"{type(e).__name__}: {str(e)[-300:]}")))
+            return futures
+
+    return InProcessRunner()
+
+
+def rpc_runner(tracker: Tracker):
+    """Candidates uploaded to a board from the tracker (one session per batch) and timed there by
+    the board's time evaluator; the session is asked for from this process, not a worker pool."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerResult
+    from tvm.s_tir.meta_schedule.runner import rpc_runner as msr
+
+    config = _evaluator_config()
+    address = str(tracker)
+
+    @derived_object
+    class InProcessRpcRunner(PyRunner):
+        def run(self, runner_inputs):
+            try:
+                session = connect(address)
+            except EdgedetError as e:
+                return [_ready(RunnerResult(None, str(e))) for _ in runner_inputs]
+            futures = []
+            for ri in runner_inputs:
+                remote = None
+                try:
+                    remote = os.path.basename(ri.artifact_path)
+                    rt_mod = msr.default_upload_module(session, ri.artifact_path, remote)
+                    dev = session.device(str(ri.device_type), 0)
+                    args = msr.default_alloc_argument(session, dev, [a.as_json() for a in ri.args_info], 1)
+                    futures.append(_ready(RunnerResult(msr.default_run_evaluator(session, rt_mod, dev, config, args),
+                                                       None)))
+                except Exception as e:
+                    futures.append(_ready(RunnerResult(None, f"{type(e).__name__}: {str(e)[-300:]}")))
+                finally:
+                    if remote is not None:
+                        try:
+                            session.remove(remote)
+                        except Exception:  # nothing was uploaded
+                            pass
+            return futures
+
+    return InProcessRpcRunner()
+
+
+def builder_and_runner(target: TvmTarget, rpc: str | None):
+    """(builder, runner, description) for tuning `target` here or on the tracker's boards."""
+    if not rpc:
+        if target.compiler:
+            raise EdgedetError(f"tuning --target {target.name} needs its board: --rpc HOST:PORT/KEY (a tracker)")
+        return builder(target), local_runner(), "local (in this process)"
+    host, port, key = parse_rpc(rpc, need_key=True)
+    return builder(target), rpc_runner(Tracker(host, port, key)), f"rpc tracker {host}:{port} key {key}"
+
+
+@dataclass
+class Comparison:
+    """A task's default schedule vs its best tuning record, both timed now (ms, medians)."""
+
+    default_rule: str
+    default_ms: float | None
+    tuned_ms: float | None
+
+    @property
+    def winner(self) -> str:
+        if self.tuned_ms is None:
+            return "default"
+        if self.default_ms is None:
+            return "tuned"
+        return "tuned" if self.tuned_ms < self.default_ms else "default"
+
+
+def _build_ready(builder_, mod, target):
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+
+    built = builder_.build([BuilderInput(mod, target)])[0]
+    return None if built.error_msg else built.artifact_path
+
+
+def time_default_vs_tuned(task, db, target: TvmTarget, builder_, runner, rounds: int = COMPARE_ROUNDS) -> Comparison:
+    """Build the task's default-scheduled function and its best record's schedule once each, then
+    time them alternately `rounds` times through `runner` (one call: one RPC session); medians in ms."""
+    import tvm
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    tgt = tvm.target.Target(target.target)
+    workload = task.dispatched[0]
+    func = workload["main"]
+    scheduled, rule = schedule_function(func, tgt, target.fp32_lanes)
+    if scheduled is None:
+        rule = f"none ({rule})"
+        scheduled = func  # what the untuned build runs: TVM's plain lowering
+    sch = db.query_schedule(workload, tgt, "main")
+    paths = {"default": _build_ready(builder_, tvm.IRModule({"main": scheduled}), tgt),
+             "tuned": _build_ready(builder_, sch.mod, tgt) if sch is not None else None}
+    args_info = ArgInfo.from_prim_func(func)
+    order = [n for _ in range(rounds) for n, p in paths.items() if p is not None]
+    futures = runner.run([RunnerInput(paths[n], tgt.kind.name, args_info) for n in order])  # one session
+    times: dict[str, list[float]] = {"default": [], "tuned": []}
+    for name, fut in zip(order, futures, strict=True):
+        res = fut.result()
+        if not res.error_msg:
+            times[name].append(statistics.fmean(float(s) for s in res.run_secs) * 1e3)
+    for path in paths.values():
+        if path is not None:
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    med = {n: (statistics.median(v) if v else None) for n, v in times.items()}
+    return Comparison(rule, med["default"], med["tuned"])
