@@ -202,7 +202,8 @@ def rpc_runner(tracker: Tracker):
                 try:
                     remote = os.path.basename(ri.artifact_path)
                     rt_mod = msr.default_upload_module(session, ri.artifact_path, remote)
-                    dev = session.device(str(ri.device_type), 0)
+                    kind = str(ri.device_type)  # MetaSchedule passes the target kind ("llvm")
+                    dev = session.cpu(0) if kind in ("llvm", "cpu") else session.device(kind, 0)
                     args = msr.default_alloc_argument(session, dev, [a.as_json() for a in ri.args_info], 1)
                     futures.append(_ready(RunnerResult(msr.default_run_evaluator(session, rt_mod, dev, config, args),
                                                        None)))

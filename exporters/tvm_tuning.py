@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -125,12 +126,16 @@ def _records(db, task, k: int) -> list:
 
 
 def _tune_task(task, todo: int, builder, runner, db) -> None:
+    """`todo` more trials of one task into `db`. The tune context is made here rather than by
+    `extracted_tasks_to_tune_contexts`, whose per-task `logging.config.dictConfig` failed on an
+    unnamed handler in a second run in one process and printed MetaSchedule's tables to stdout."""
     from tvm.s_tir import meta_schedule as ms
 
+    ctx = ms.TuneContext(mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+                         search_strategy=_strategy(), task_name=task.task_name,
+                         logger=logging.getLogger("edgedet.meta_schedule"), num_threads=1)
     with tempfile.TemporaryDirectory(prefix="edgedet-ms-") as work:
-        ctxs, _ = ms.relax_integration.extracted_tasks_to_tune_contexts([task], work, strategy=_strategy(),
-                                                                        num_threads=1)
-        ms.tune_tasks(tasks=ctxs, task_weights=[1.0], work_dir=work, max_trials_global=todo,
+        ms.tune_tasks(tasks=[ctx], task_weights=[1.0], work_dir=work, max_trials_global=todo,
                       max_trials_per_task=todo, num_trials_per_iter=min(TRIALS_PER_ITER, todo),
                       builder=builder, runner=runner, database=db, cost_model="random",
                       measure_callbacks="default")

@@ -129,6 +129,7 @@ def test_tuning_over_a_loopback_tracker_then_bench_over_rpc(tmp_path, monkeypatc
         rt = m["runtime"]
         assert rt["tuning_run"]["runner"] == f"rpc tracker {tracker.replace('/', ' key ')}"
         assert rt["tuning_run"]["tasks"][0]["trials_run"] == 2
+        assert all(t["tuned_ms"] > 0 and t["best_ms"] < 1e3 for t in rt["tuning_run"]["tasks"])  # ran on the board
         _check_tuning_run(rt, out)
         outs = [o for c in m["parity"]["cases"] for o in c["outputs"]]
         assert m["parity"]["passed"] and all(o["max_abs_err"] <= 1e-4 * max(1.0, o["max_abs_ref"]) for o in outs)

@@ -46,12 +46,15 @@ DebugParity = Annotated[bool, typer.Option(
 DebugParityS = Annotated[float, typer.Option(
     "--debug-parity-s", min=1.0, help="Time cap of the layer-by-layer trace (s).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the initialisation (no checkpoint) and parity inputs.")]
-Rpc = Annotated[str, typer.Option("--rpc", help="HOST:PORT of a TVM RPC server on the target board for parity.")]
+Rpc = Annotated[str, typer.Option(
+    "--rpc", help="TVM: HOST:PORT of an RPC server on the board (parity runs there), or HOST:PORT/KEY of an RPC "
+    "tracker (also where --tune-trials times its candidates; needed to tune --target cortex-a76).")]
 Threads = Annotated[int, typer.Option("--threads", help="Threads for export-time runs.")]
 TuneTrials = Annotated[int, typer.Option(
     "--tune-trials",
-    help="TVM: tune each task with up to N MetaSchedule trials on this CPU (records cached in "
-    "~/.cache/edgedet/tvm; the database ships in the artifact). Default: untuned, rule-based schedules.")]
+    help="TVM: tune each task with up to N MetaSchedule trials on this CPU, or on the boards of the --rpc tracker "
+    "(records cached in ~/.cache/edgedet/tvm; a record ships only where it beats the rule-based default schedule, "
+    "timed side by side; the database ships in the artifact). Default: untuned, rule-based schedules.")]
 TuneBudgetS = Annotated[float, typer.Option(
     "--tune-budget-s", help="TVM: stop tuning new tasks after S seconds (heaviest tasks go first).")]
 
