@@ -47,7 +47,7 @@ def build_artifact(req, ex, form, stage: Path, log: Callable[[str], None]):
             def run(x):
                 return tx.run_remote(session, stage / "model.so", x)
 
-            return ["model.so"], "model.so", info, run
+            return ["model.so", *tuning_files], "model.so", info, run
         log("the aarch64 library cannot run here: parity runs on a host build of the same Relax module")
         host_lib = stage / "parity-host.so"  # not listed in files: removed before commit
         tx.build_library(ex.model, tx.get_target("host"), host_lib, fused=not ex.decomposed)
