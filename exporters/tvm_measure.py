@@ -1,6 +1,7 @@
-"""How MetaSchedule candidates are built and timed for edgedet: in this process (no popen-worker
-pools: on this 2-core machine every pooled candidate build timed out), on this CPU or on a board
-behind a TVM RPC tracker (`HOST:PORT/KEY`), with the cross-compiler as builder for a board.
+"""How MetaSchedule candidates are built and timed for edgedet: one by one in a time-limited child
+process (`tvm_sandbox`; MetaSchedule's popen-worker pools timed out every build on this 2-core
+machine), on this CPU or on a board behind a TVM RPC tracker (`HOST:PORT/KEY`), with the
+cross-compiler as builder for a board.
 
 `time_default_vs_tuned` times a task's rule-based default schedule (`tvm_schedules`) and its best
 tuning record through the same builder and runner, interleaved, so a record found with few trials
@@ -14,14 +15,15 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass
 
 from edgedet.errors import EdgedetError
+from edgedet.exporters.tvm_sandbox import BUILD_TIMEOUT_S, RUN_TIMEOUT_S, CandidateTimeout, Sandbox
 from edgedet.exporters.tvm_schedules import schedule_function
 from edgedet.exporters.tvm_target import TvmTarget
 
 RPC_SESSION_TIMEOUT_S = 120
+EVALUATOR = (3, 1, 20)  # time evaluator's (number, repeat, min_repeat_ms) per candidate
 COMPARE_ROUNDS = 3  # default / tuned timed alternately this many times, medians compared
 
 
@@ -65,18 +67,8 @@ def connect(value: str):
 def _evaluator_config():
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
 
-    return EvaluatorConfig._normalized(EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20))
-
-
-def _cross_export(compiler: str):
-    def export(mod) -> str:
-        from tvm.support import cc
-
-        path = os.path.join(tempfile.mkdtemp(prefix="edgedet-ms-"), "tmp.so")
-        mod.export_library(path, fcompile=cc.cross_compiler(compiler))
-        return path
-
-    return export
+    number, repeat, min_repeat_ms = EVALUATOR
+    return EvaluatorConfig._normalized(EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms))
 
 
 def _frames_without_far_source(context: int = 1) -> list:
@@ -110,28 +102,29 @@ def import_tensor_intrinsics() -> None:
         inspect.stack = real
 
 
-def builder(target: TvmTarget):
-    """A MetaSchedule builder compiling candidates one by one in this process (the target's
-    cross-compiler links a board's candidates)."""
+def builder(target: TvmTarget, sandbox: Sandbox):
+    """A MetaSchedule builder compiling candidates one by one in `sandbox`'s child process, each
+    within BUILD_TIMEOUT_S (the target's cross-compiler links a board's candidates)."""
+    import tvm
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
 
-    import_tensor_intrinsics()  # before MetaSchedule's first build or tune context imports it
-    export = _cross_export(target.compiler) if target.compiler else default_export
+    import_tensor_intrinsics()  # before MetaSchedule's first tune context imports it
 
     @derived_object
-    class InProcessBuilder(PyBuilder):
+    class SandboxBuilder(PyBuilder):
         def build(self, build_inputs):
             out = []
             for bi in build_inputs:
                 try:
-                    out.append(BuilderResult(export(default_build(bi.mod, bi.target, None)), None))
-                except Exception as e:  # an invalid candidate: MetaSchedule records the error
-                    out.append(BuilderResult(None, f"{type(e).__name__}: {str(e)[-300:]}"))
+                    path = sandbox.call("build", tvm.ir.save_json(bi.mod), bi.target.export(), target.compiler,
+                                        timeout_s=BUILD_TIMEOUT_S)
+                    out.append(BuilderResult(path, None))
+                except (CandidateTimeout, RuntimeError) as e:  # MetaSchedule records the error
+                    out.append(BuilderResult(None, str(e)))
             return out
 
-    return InProcessBuilder()
+    return SandboxBuilder()
 
 
 def _ready(result):
@@ -153,30 +146,25 @@ def _ready(result):
     return Ready(result)
 
 
-def local_runner():
-    """Candidates timed on this CPU, one by one, in this process."""
-    import tvm
+def local_runner(sandbox: Sandbox):
+    """Candidates timed on this CPU, one by one, in `sandbox`'s child process, each within RUN_TIMEOUT_S."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerResult
-    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
-
-    config = _evaluator_config()
 
     @derived_object
-    class InProcessRunner(PyRunner):
+    class SandboxRunner(PyRunner):
         def run(self, runner_inputs):
             futures = []
             for ri in runner_inputs:
                 try:
-                    rt_mod = tvm.runtime.load_module(ri.artifact_path)
-                    dev = tvm.cpu()
-                    args = default_alloc_argument(dev, [a.as_json() for a in ri.args_info], 1)
-                    futures.append(_ready(RunnerResult(default_run_evaluator(rt_mod, dev, config, args), None)))
-                except Exception as e:
-                    futures.append(_ready(RunnerResult(None, f"{type(e).__name__}: {str(e)[-300:]}")))
+                    secs = sandbox.call("run", ri.artifact_path, [a.as_json() for a in ri.args_info], EVALUATOR,
+                                        timeout_s=RUN_TIMEOUT_S)
+                    futures.append(_ready(RunnerResult(secs, None)))
+                except (CandidateTimeout, RuntimeError) as e:
+                    futures.append(_ready(RunnerResult(None, str(e))))
             return futures
 
-    return InProcessRunner()
+    return SandboxRunner()
 
 
 def rpc_runner(tracker: Tracker):
@@ -220,14 +208,15 @@ def rpc_runner(tracker: Tracker):
     return InProcessRpcRunner()
 
 
-def builder_and_runner(target: TvmTarget, rpc: str | None):
-    """(builder, runner, description) for tuning `target` here or on the tracker's boards."""
+def builder_and_runner(target: TvmTarget, rpc: str | None, sandbox: Sandbox):
+    """(builder, runner, description) for tuning `target` here or on the tracker's boards; builds
+    (and local runs) happen in `sandbox`, which the caller closes."""
     if not rpc:
         if target.compiler:
             raise EdgedetError(f"tuning --target {target.name} needs its board: --rpc HOST:PORT/KEY (a tracker)")
-        return builder(target), local_runner(), "local (in this process)"
+        return builder(target, sandbox), local_runner(sandbox), "local (a child process, time-limited)"
     host, port, key = parse_rpc(rpc, need_key=True)
-    return builder(target), rpc_runner(Tracker(host, port, key)), f"rpc tracker {host}:{port} key {key}"
+    return builder(target, sandbox), rpc_runner(Tracker(host, port, key)), f"rpc tracker {host}:{port} key {key}"
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Tasks (one per distinct fused PrimFunc) are tuned heaviest first — weight = FLOP estimate ×
 calls — each with up to `trials` measured candidates, until the wall-clock budget runs out.
-Candidates are built by the local builder (the cross-compiler for a board) and timed by the
-local runner on this CPU, or by the RPC runner on the board behind a tracker (`HOST:PORT/KEY`).
+Candidates are built in a time-limited child process (the cross-compiler for a board) and timed
+there on this CPU, or by the RPC runner on the board behind a tracker (`HOST:PORT/KEY`).
 Every measured record lands in the cache `$EDGEDET_TVM_CACHE` (default ~/.cache/edgedet/tvm)
 `/<target>-<sha12>/`, a MetaSchedule JSON database: a task with `trials` records there is not
 tuned again (another model with the same layers, or a run cut short: resumable), a task with
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edgedet.errors import EdgedetError
 from edgedet.exporters import tvm_measure
+from edgedet.exporters.tvm_sandbox import Sandbox
 from edgedet.exporters.tvm_target import TvmTarget
 
 TRIALS_PER_ITER = 16
@@ -156,7 +157,16 @@ def tune(
     `cache`: a record folder instead of the target's cache (a tuning run from scratch)."""
     if trials < 1:
         raise EdgedetError(f"--tune-trials must be at least 1, got {trials}")
-    builder, runner, runner_name = tvm_measure.builder_and_runner(target, rpc)
+    sandbox = Sandbox()
+    try:
+        return _tune_all(mod, target, trials, budget_s, rpc, log, cache, sandbox)
+    finally:
+        sandbox.close()
+
+
+def _tune_all(mod, target: TvmTarget, trials: int, budget_s: float | None, rpc: str | None,
+              log: Callable[[str], None], cache: Path | None, sandbox: Sandbox) -> tuple[object, TuneResult]:
+    builder, runner, runner_name = tvm_measure.builder_and_runner(target, rpc, sandbox)
     folder = cache_dir(target) if cache is None else Path(cache)
     db = open_database(folder)
     tasks = extract(mod, target)

@@ -15,6 +15,7 @@ from edgedet.exporters import tvm_measure, tvm_target, tvm_tuning
 from edgedet.exporters.pipeline import ExportRequest
 from edgedet.exporters.prepare import prepare
 from edgedet.exporters.tvm_measure import Comparison
+from edgedet.exporters.tvm_sandbox import CandidateTimeout, Sandbox
 from edgedet.models import create
 
 tvm = pytest.importorskip("tvm", reason="TVM is an optional extra (edgedet[tvm])")
@@ -63,20 +64,54 @@ def test_the_faster_of_default_and_tuned_wins():
     assert Comparison("none (no rule matches)", None, 1.0).winner == "tuned"
 
 
+def _first_task(target_name: str):
+    form = prepare(create("resnet-bn").eval(), 32)
+    ex = onnx_export.export_onnx(form.module, form.example(1, 0), form.input_names, form.output_names)
+    tgt = tvm_target.get_target(target_name)
+    return tgt, tvm_tuning.extract(tx.import_onnx(ex.model), tgt)[0]
+
+
 def test_cross_builder_makes_aarch64_candidates(tmp_path):
-    """A board's candidates are linked by the cross compiler: an aarch64 ELF, built in this process."""
+    """A board's candidates are linked by the cross compiler: an aarch64 ELF, built in the sandbox."""
     from tvm.s_tir.meta_schedule.builder import BuilderInput
 
     if shutil.which(tvm_target.CROSS_GCC) is None:
         pytest.skip(f"{tvm_target.CROSS_GCC} is not installed (make sysdeps)")
-    form = prepare(create("resnet-bn").eval(), 32)
-    ex = onnx_export.export_onnx(form.module, form.example(1, 0), form.input_names, form.output_names)
-    a76 = tvm_target.get_target("cortex-a76")
-    task = tvm_tuning.extract(tx.import_onnx(ex.model), a76)[0]
-    target = tvm.target.Target(a76.target)
-    built = tvm_measure.builder(a76).build([BuilderInput(task.dispatched[0], target)])[0]
-    assert built.error_msg is None
-    assert tx.elf_info(built.artifact_path) == {"elf": True, "class": 64, "shared_object": True, "machine": "aarch64"}
+    a76, task = _first_task("cortex-a76")
+    box = Sandbox()
+    try:
+        built = tvm_measure.builder(a76, box).build([BuilderInput(task.dispatched[0], tvm.target.Target(a76.target))])
+    finally:
+        box.close()
+    assert built[0].error_msg is None
+    assert tx.elf_info(built[0].artifact_path) == {"elf": True, "class": 64, "shared_object": True,
+                                                   "machine": "aarch64"}
+
+
+def test_sandbox_kills_a_candidate_past_its_limit():
+    """A build past its limit raises CandidateTimeout and kills the child; the next call gets a
+    fresh child and works; a candidate that fails reports its error and leaves the child alive."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    host, task = _first_task("host")
+    mod, target = tvm.ir.save_json(task.dispatched[0]), tvm.target.Target(host.target).export()
+    box = Sandbox()
+    try:
+        box.call("ready", timeout_s=180)
+        first = box._proc.pid
+        with pytest.raises(CandidateTimeout):
+            box.call("build", mod, target, None, timeout_s=0.001)
+        assert box._proc is None  # killed
+        path = box.call("build", mod, target, None, timeout_s=120)
+        assert box._proc.pid != first
+        args = [a.as_json() for a in ArgInfo.from_prim_func(task.dispatched[0]["main"])]
+        secs = box.call("run", path, args, tvm_measure.EVALUATOR, timeout_s=60)
+        assert len(secs) == 1 and 0 < secs[0] < 1
+        with pytest.raises(RuntimeError):
+            box.call("run", path + ".missing", args, tvm_measure.EVALUATOR, timeout_s=60)
+        assert box._proc is not None and box._proc.poll() is None
+    finally:
+        box.close()
 
 
 def _check_tuning_run(rt: dict, folder) -> None:
