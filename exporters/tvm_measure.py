@@ -21,8 +21,8 @@ from edgedet.errors import EdgedetError
 from edgedet.exporters.tvm_sandbox import BUILD_TIMEOUT_S, RUN_TIMEOUT_S, CandidateTimeout, Sandbox
 from edgedet.exporters.tvm_schedules import schedule_function
 from edgedet.exporters.tvm_target import TvmTarget
+from edgedet.runtimes import tvm as tvm_runtime
 
-RPC_SESSION_TIMEOUT_S = 120
 EVALUATOR = (3, 1, 20)  # time evaluator's (number, repeat, min_repeat_ms) per candidate
 COMPARE_ROUNDS = 3  # default / tuned timed alternately this many times, medians compared
 
@@ -51,17 +51,8 @@ def parse_rpc(value: str, need_key: bool) -> tuple[str, int, str | None]:
 
 
 def connect(value: str):
-    """An RPC session: from the tracker when `value` has a key, else straight to the server."""
-    from tvm import rpc
-
-    host, port, key = parse_rpc(value, need_key=False)
-    try:
-        if key:
-            return rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=RPC_SESSION_TIMEOUT_S)
-        return rpc.connect(host, port, session_timeout=RPC_SESSION_TIMEOUT_S)
-    except Exception as e:
-        what = f"tracker {host}:{port} (key '{key}')" if key else f"RPC server {host}:{port}"
-        raise EdgedetError(f"cannot reach the TVM {what}: {str(e).strip().splitlines()[-1][:200]}") from None
+    """An RPC session for an `--rpc` value: from the tracker when it has a key, else straight to the server."""
+    return tvm_runtime.connect(*parse_rpc(value, need_key=False))
 
 
 def _evaluator_config():

@@ -124,20 +124,24 @@ def open(spec: SessionSpec) -> Session:
     )
 
 
-def _open_remote(spec: SessionSpec) -> Session:
-    from tvm import relax, rpc
+def connect(host: str, port: int, key: str | None):
+    """A TVM RPC session: from the tracker at host:port when `key` is given, else straight to the
+    server there; one-line EdgedetError when it cannot be reached."""
+    from tvm import rpc
 
-    host, port, key = parse_rpc(spec.device)
     try:
         if key:
-            remote = rpc.connect_tracker(host, port).request(
-                key, priority=1, session_timeout=RPC_SESSION_TIMEOUT_S
-            )
-        else:
-            remote = rpc.connect(host, port, session_timeout=RPC_SESSION_TIMEOUT_S)
+            return rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=RPC_SESSION_TIMEOUT_S)
+        return rpc.connect(host, port, session_timeout=RPC_SESSION_TIMEOUT_S)
     except Exception as e:
         what = f"tracker {host}:{port} (key '{key}')" if key else f"RPC server {host}:{port}"
         raise EdgedetError(f"cannot reach the TVM {what}: {first_line(e)}") from None
+
+
+def _open_remote(spec: SessionSpec) -> Session:
+    from tvm import relax
+
+    remote = connect(*parse_rpc(spec.device))
     info = {"executor": "relax.VirtualMachine over TVM RPC", "remote": spec.device}
     info["remote_threads"] = "the board's default (no --threads given)"
     if spec.threads > 0:
