@@ -49,7 +49,10 @@ class Sandbox:
             return
         self._proc.kill()
         self._proc.wait()
-        self._writer.close()
+        try:
+            self._writer.close()
+        except OSError:  # the child died with a request unread
+            pass
         os.close(self._reader)
         self._proc = None
 
@@ -63,11 +66,12 @@ class Sandbox:
             _write(self._writer, (op, args))
             size = struct.unpack("<q", self._read_exactly(8, timeout_s))[0]
             ok, value = pickle.loads(self._read_exactly(size, timeout_s))
-        except (CandidateTimeout, OSError, EOFError) as e:
+        except CandidateTimeout:
             self.close()
-            if isinstance(e, CandidateTimeout):
-                raise
-            raise RuntimeError(f"candidate process died during {op}") from None
+            raise CandidateTimeout(f"{op} past its {timeout_s:g} s limit: the candidate process was killed") from None
+        except (OSError, EOFError):
+            self.close()
+            raise RuntimeError(f"the candidate process died during {op}") from None
         if not ok:
             raise RuntimeError(value)
         return value
@@ -77,7 +81,7 @@ class Sandbox:
         while len(out) < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._reader], [], [], left)[0]:
-                raise CandidateTimeout(f"no answer within {timeout_s:.0f} s")
+                raise CandidateTimeout
             chunk = os.read(self._reader, n - len(out))
             if not chunk:
                 raise EOFError
