@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgedet.bench import hostinfo as host
 from edgedet.bench.reproduce import throughput_ceiling as ceiling
+from edgedet.bench.reproduce import throughput_nodes
 from edgedet.bench.reproduce.kernels import node_type_ms
 from edgedet.bench.reproduce.model_files import ModelFiles, build
 from edgedet.bench.runner import BenchConfig, run_bench
@@ -33,6 +34,7 @@ BASELINES = ("convnet", "swinnet", "hornet")
 RUNTIMES = ("onnxruntime", "openvino")
 WIDTHS = (48, 64, 80)  # multiples of 16: Swin's heads (width/32) must divide every stage width
 REFERENCE = "quadranet25-t"
+CACHE_COPY_MIB = 1  # the per-node floors' in-cache copy: 1 MiB source + 1 MiB destination, L2-sized
 WIDTH_TOLERANCE = 0.03  # leave width 64 only when it cannot match the FLOPs within 3%
 
 
@@ -158,26 +160,43 @@ def _ratios(per_round: list[dict[str, dict]], runtime: str) -> dict[str, float]:
     return out
 
 
-def _profile(variants: list[Variant], cfg: dict) -> dict[str, dict[str, float]]:
-    """OpenVINO per-node-type milliseconds of every OpenVINO cell at the throughput batch."""
+def _profile(variants: list[Variant], cfg: dict) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """OpenVINO per-node-type milliseconds of every OpenVINO cell at the throughput batch, and the
+    fused QuadraNet25-t's per-node records (time, bytes, FLOPs: `throughput_nodes`)."""
     import numpy as np
 
     bn, size = cfg["batches"][-1], cfg["input_size"]
     x = np.random.default_rng(0).random((bn, 3, size, size), dtype=np.float32)
-    return {v.name: node_type_ms(Path(v.target), {0: x}, cfg["threads"], runs=2)
-            for v in variants if v.runtime == "openvino"}
+    types = {v.name: node_type_ms(Path(v.target), {0: x}, cfg["threads"], runs=2)
+             for v in variants if v.runtime == "openvino"}
+    fused = [v for v in variants if v.runtime == "openvino" and v.name == f"{REFERENCE} (fused)"]
+    nodes = throughput_nodes.node_records(Path(fused[0].target), {0: x}, cfg["threads"], runs=2) if fused else []
+    return types, nodes
 
 
-def _ceiling(rows: list[dict], profiles: list[dict[str, dict[str, float]]]) -> dict | None:
-    """Amdahl and roofline ceilings of the fused QuadraNet25-t against each baseline (OpenVINO)."""
+def _median_nodes(rounds: list[list[dict]]) -> list[dict]:
+    """The first round's node records with each node's time the median over the rounds."""
+    times: dict[str, list[float]] = {}
+    for recs in rounds:
+        for r in recs:
+            times.setdefault(r["name"], []).append(r["ms"])
+    return [r | {"ms": statistics.median(times[r["name"]])} for r in rounds[0]] if rounds else []
+
+
+def _ceiling(rows: list[dict], profiles: list[dict[str, dict[str, float]]], nodes: list[list[dict]],
+             peak: dict, cache_copy_gbps: float | None = None) -> dict | None:
+    """Amdahl, roofline and per-node ceilings of the fused QuadraNet25-t against each baseline (OpenVINO)."""
     by = {r["name"]: r for r in rows if r["runtime"] == "openvino"}
     ref = f"{REFERENCE} (fused)"
     if ref not in by or not profiles:
         return None
     med = {name: ceiling.median_profile([p[name] for p in profiles]) for name in profiles[0]}
-    out = ceiling.ceilings(by[ref], med[ref], {k: by[f"{k}-matched"] for k in BASELINES})
+    baselines = {k: by[f"{k}-matched"] for k in BASELINES}
+    out = ceiling.ceilings(by[ref], med[ref], baselines)
     out["node_type_shares"] = {name: {k: v for k, v in ceiling.shares(p).items() if v >= 0.005}
                                for name, p in med.items()}
+    if nodes and nodes[0]:
+        out = ceiling.add_per_node(out, by[ref], _median_nodes(nodes), peak, baselines, cache_copy_gbps)
     return out
 
 
@@ -192,6 +211,7 @@ def run(cfg: dict, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedet-throughput-") as tmp:
         log(f"measuring this machine's peaks at {cfg['threads']} threads for the roofline")
         peak = host.measure_peak(cfg["threads"], seconds=1.0)
+        cache_copy = host.measure_peak(cfg["threads"], seconds=1.0, copy_mib=CACHE_COPY_MIB).copy_gbps
         hostinfo_path = os.path.join(tmp, "hostinfo.json")
         with open(hostinfo_path, "w") as f:
             json.dump({"schema_version": host.HOSTINFO_SCHEMA_VERSION, "peaks": [peak.__dict__]}, f)
@@ -199,10 +219,13 @@ def run(cfg: dict, log=print) -> dict:
         load_before = os.getloadavg()
         per_round: list[dict[tuple[str, str], dict]] = []
         profiles: list[dict[str, dict[str, float]]] = []
+        nodes: list[list[dict]] = []
         for i in range(rounds):
             log(f"round {i + 1}/{rounds}: {len(variants)} cells, batches {cfg['batches']}")
             per_round.append({(v.name, v.runtime): _bench(v, cfg, hostinfo_path) for v in variants})
-            profiles.append(_profile(variants, cfg))
+            types, recs = _profile(variants, cfg)
+            profiles.append(types)
+            nodes.append(recs)
         load_after = os.getloadavg()
     rows = [_median_row([rd[(v.name, v.runtime)] for rd in per_round]) for v in variants]
     return {
@@ -217,7 +240,8 @@ def run(cfg: dict, log=print) -> dict:
         "load_average": {"before": list(load_before), "after": list(load_after)},
         "rows": rows,
         "throughput_ratios": {rt: _ratios(per_round, rt) for rt in runtimes},
-        "ceiling": _ceiling(rows, profiles),
+        "cache_copy_gbps": cache_copy,
+        "ceiling": _ceiling(rows, profiles, nodes, peak.__dict__, cache_copy),
         "paper": "QuadraNet reports 1.35–1.57× the throughput of HorNet / Swin at matched FLOPs on an A100",
     }
 

@@ -110,7 +110,14 @@ def _print_ceiling(console, ceil: dict | None) -> None:
         return
     console.print(f"{ceil['model']} (OpenVINO): dense GEMM-like nodes ({', '.join(ceil['dense_node_types'])}) "
                   f"take {ceil['dense_share']:.0%} of its per-node time")
+    pn = ceil.get("per_node")
+    if pn:
+        console.print(f"  per node: GEMM-like nodes as measured, every other node at its roofline floor "
+                      f"→ {pn['measured_ms']:.1f} ms → {pn['bound_ms']:.1f} ms per inference "
+                      f"({pn['nodes_faster_than_floor']} nodes already beat their floor)")
     for name in ceil["measured_ratio"]:
         amdahl, roof = ceil["amdahl_max_ratio"][name], ceil["roofline_max_ratio"][name]
+        per_node = (ceil.get("per_node_max_ratio") or {}).get(name)
         console.print(f"  vs {name}: measured {ceil['measured_ratio'][name]:.2f}×; ceiling with every "
-                      f"non-GEMM node free {amdahl:.2f}×" + (f"; at the roofline {roof:.2f}×" if roof else ""))
+                      f"non-GEMM node free {amdahl:.2f}×" + (f"; at the roofline {roof:.2f}×" if roof else "")
+                      + (f"; per-node floors {per_node:.2f}×" if per_node else ""))
