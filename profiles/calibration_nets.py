@@ -7,9 +7,12 @@ predictor` evaluates on (other seeds and skeletons)."""
 from __future__ import annotations
 
 import io
+import os
 import random
+import sys
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -21,13 +24,38 @@ SpaceNet = Callable[[str, random.Random], tuple[str, nn.Module, int]]
 of the search space (`edgedet.nas.sampled_nets.random_space_net`)."""
 
 
+class NetExportError(RuntimeError):
+    """A network the TorchScript ONNX exporter rejects; the message is one line."""
+
+
+@contextmanager
+def _stdout_fd_silenced() -> Iterator[None]:
+    """File descriptor 1 points at /dev/null inside: the TorchScript exporter (torch 2.x) writes
+    the whole TorchScript graph (hundreds of lines) to the C++ stdout when an export fails."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
 def torch_onnx(module: nn.Module, size: int = 224) -> bytes:
-    """ONNX bytes of `module` with its weights, batch 1 at size×size (TorchScript exporter)."""
+    """ONNX bytes of `module` with its weights, batch 1 at size×size (TorchScript exporter).
+    Raises NetExportError (one line) when the exporter rejects the network."""
     buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.randn(1, 3, size, size),), buf, dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["output"])
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), _stdout_fd_silenced():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (torch.randn(1, 3, size, size),), buf, dynamo=False,
+                              opset_version=17, input_names=["input"], output_names=["output"])
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise NetExportError(f"ONNX export failed: {first[:200]}") from e
     return buf.getvalue()
 
 
@@ -115,11 +143,56 @@ def _staged_cnn(kind: str, r: random.Random) -> nn.Module:
     if r.random() < 0.4:
         side = r.choice([4, 6])
         hidden = r.choice([512, 1024, 2048])
-        head = [nn.AdaptiveAvgPool2d(side), nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.ReLU(),
-                nn.Linear(hidden, 1000)]
+        head = [WideHead(cin, side, hidden)]
     else:
         head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000)]
     return nn.Sequential(*layers, *head)
+
+
+class WideHead(nn.Module):
+    """AlexNet/VGG-style classifier: pool the c×F×F feature map to side×side, then
+    FC(c·side² → hidden), ReLU, FC(hidden → 1000). The pool must be one ONNX exports, so
+    `fit(F)` (called once the input size, hence F, is known) picks it: an adaptive pool when
+    side divides F, a fixed average pool of stride F // side and kernel F − (side − 1)·stride
+    (side×side output, overlapping windows as the adaptive pool's) when F > side, none when
+    F ≤ side (the FC then reads c·F²)."""
+
+    def __init__(self, c: int, side: int, hidden: int):
+        super().__init__()
+        self.c, self.side, self.hidden = c, side, hidden
+        self.pool: nn.Module = nn.AdaptiveAvgPool2d(side)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c * side * side, hidden), nn.ReLU(), nn.Linear(hidden, 1000))
+
+    def fit(self, feature: int) -> None:
+        if feature % self.side == 0:
+            return
+        if feature > self.side:
+            stride = feature // self.side
+            self.pool = nn.AvgPool2d(feature - (self.side - 1) * stride, stride)
+        else:
+            self.pool = nn.Identity()
+            self.fc[1] = nn.Linear(self.c * feature * feature, self.hidden)
+
+    def forward(self, x):  # (1, c, F, F) → (1, 1000)
+        return self.fc(self.pool(x))
+
+
+def fit_heads(net: nn.Module, size: int) -> nn.Module:
+    """`net` with every WideHead fitted to the feature map a size×size input gives it
+    (one forward pass at batch 1 when there is a head to fit)."""
+    heads = [m for m in net.modules() if isinstance(m, WideHead)]
+    if heads:
+        seen: dict[WideHead, int] = {}
+        hooks = [h.register_forward_pre_hook(lambda m, a: seen.update({m: a[0].shape[-1]})) for h in heads]
+        try:
+            with torch.no_grad():
+                net.eval()(torch.zeros(1, 3, size, size))
+        finally:
+            for h in hooks:
+                h.remove()
+        for h in heads:
+            h.fit(seen[h])
+    return net
 
 
 def plain_cnn(r: random.Random) -> tuple[nn.Module, str]:
@@ -143,4 +216,4 @@ def calibration_networks(n: int, space_net: SpaceNet, seed: int = CALIBRATION_SE
             net, kind = plain_cnn(r)
             size = r.choice([160, 192, 224])
             yield (f"cnn-{kind}-{size}-s{seed + i}", "plain CNN (random)",
-                   lambda net=net, size=size: torch_onnx(net, size))
+                   lambda net=net, size=size: torch_onnx(fit_heads(net, size), size))

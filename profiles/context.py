@@ -137,7 +137,8 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, space_net: SpaceNet
             rows.append(row_of(name, family, mb, profile, tm.best_ms * 1e3))
         except Exception as e:  # a network the runtime or the graph reader rejects is skipped
             if progress:
-                print(f"  context: skipped {name}: {e}", flush=True)
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                print(f"  context: skipped {name}: {first[:200]}", flush=True)
             continue
         if progress and len(rows) % 5 == 0:
             print(f"  context calibration: {len(rows)} networks timed, {time.perf_counter() - t0:.0f}s", flush=True)
