@@ -40,8 +40,10 @@ def adapted_profiles(threads: int, ns: Sequence[int], progress: bool = True) -> 
         doc = adapted_document(base, fit_correction(rows[:n], fixed), rows[:n], runner.describe(), info,
                                f"{BASE}-adapted-{n}")
         out[f"{BASE} adapted, {n} measured"] = from_document(doc, f"<adapted {n}>")
-    meta = {"base": BASE, "pool": len(pool), "measured": [{"name": r.name, "ms": r.measured_us / 1e3} for r in rows],
-            "fixed_us": fixed}
+    meta = {"base": BASE, "pool": len(pool), "fixed_us": fixed,
+            # everything a correction is fitted on, so that the adaptation can be re-scored offline
+            "measured": [{"name": r.name, "family": r.family, "ms": r.measured_us / 1e3, "kernels": r.n_kernels,
+                          "base_per_class_us": r.per_class_us} for r in rows]}
     return out, meta
 
 
