@@ -69,7 +69,6 @@ def test_every_wide_fc_network_of_the_default_pools_exports():
         head.register_forward_pre_hook(lambda m, a, seen=seen: seen.update(f=a[0].shape[-1]))
         fit_heads(net, size)
         assert not isinstance(head.pool, nn.AdaptiveAvgPool2d) or seen["f"] % head.side == 0, seed
-        assert net(torch.zeros(1, 3, size, size)).shape == (1, 1000)
     # and exported for real: the three the context calibration of a quick profile used to skip
     done = []
     for name, _fam, make in calibration_networks(12, random_space_net):
