@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from edgedet.runtimes import first_line
+
 CALIBRATION_SEED = 10_000  # evaluation archs use seeds 0…n; calibration starts far above
 
 SpaceNet = Callable[[str, random.Random], tuple[str, nn.Module, int]]
@@ -54,8 +56,7 @@ def torch_onnx(module: nn.Module, size: int = 224) -> bytes:
             torch.onnx.export(module.eval(), (torch.randn(1, 3, size, size),), buf, dynamo=False,
                               opset_version=17, input_names=["input"], output_names=["output"])
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise NetExportError(f"ONNX export failed: {first[:200]}") from e
+        raise NetExportError(f"ONNX export failed: {first_line(e)[:200]}") from e
     return buf.getvalue()
 
 

@@ -22,6 +22,7 @@ from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.kernel import Kernel
 from edgedet.profiles.loader import from_document
 from edgedet.profiles.predict import kernels_of
+from edgedet.runtimes import first_line
 
 
 @dataclass
@@ -137,8 +138,7 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, space_net: SpaceNet
             rows.append(row_of(name, family, mb, profile, tm.best_ms * 1e3))
         except Exception as e:  # a network the runtime or the graph reader rejects is skipped
             if progress:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                print(f"  context: skipped {name}: {first[:200]}", flush=True)
+                print(f"  context: skipped {name}: {first_line(e)[:200]}", flush=True)
             continue
         if progress and len(rows) % 5 == 0:
             print(f"  context calibration: {len(rows)} networks timed, {time.perf_counter() - t0:.0f}s", flush=True)
