@@ -10,15 +10,19 @@ is shipped only where it beats the schedule an untuned build would get.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import statistics
-import sys
 from dataclasses import dataclass
 
 from edgedet.errors import EdgedetError
-from edgedet.exporters.tvm_sandbox import BUILD_TIMEOUT_S, RUN_TIMEOUT_S, CandidateTimeout, Sandbox
+from edgedet.exporters.tvm_sandbox import (
+    BUILD_TIMEOUT_S,
+    RUN_TIMEOUT_S,
+    CandidateTimeout,
+    Sandbox,
+    import_tensor_intrinsics,
+)
 from edgedet.exporters.tvm_schedules import schedule_function
 from edgedet.exporters.tvm_target import TvmTarget
 from edgedet.runtimes import tvm as tvm_runtime
@@ -60,37 +64,6 @@ def _evaluator_config():
 
     number, repeat, min_repeat_ms = EVALUATOR
     return EvaluatorConfig._normalized(EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms))
-
-
-def _frames_without_far_source(context: int = 1) -> list:
-    """`inspect.stack()` with source lines read for the three innermost frames only (TVMScript's
-    parser reads `code_context` of frame 2 and the frame objects of the rest)."""
-    frame, out = sys._getframe(1), []
-    while frame is not None:
-        if len(out) < 3:
-            tb = inspect.getframeinfo(frame, context)
-            out.append(inspect.FrameInfo(frame, tb.filename, tb.lineno, tb.function, tb.code_context, tb.index,
-                                         positions=tb.positions))
-        else:
-            out.append(inspect.FrameInfo(frame, frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
-                                         None, None))
-        frame = frame.f_back
-    return out
-
-
-def import_tensor_intrinsics() -> None:
-    """Import `tvm.s_tir.tensor_intrin` (MetaSchedule's first tune context and build do) with a
-    cheap `inspect.stack`: its ~250 TVMScript intrinsics each call `inspect.stack()`, whose source
-    look-ups scan every loaded module per frame — with PyTorch loaded (~2000 modules) that import
-    took 26 s of nice-19 time here, 5 s with this stack (docs/export.md, TVM "Tuning")."""
-    if "tvm.s_tir.tensor_intrin" in sys.modules:
-        return
-    real = inspect.stack
-    inspect.stack = _frames_without_far_source
-    try:
-        import tvm.s_tir.tensor_intrin  # noqa: F401
-    finally:
-        inspect.stack = real
 
 
 def builder(target: TvmTarget, sandbox: Sandbox):

@@ -2,13 +2,15 @@
 limit: a candidate whose LLVM build or run never ends is killed with its process (and recorded as
 an error) instead of stalling a tuning run, which the in-process builder and runner could not do.
 
-The child imports TVM only (not PyTorch, not the rest of edgedet), talks over a pair of pipes
+The child imports TVM and nothing else of edgedet (TVM itself loads PyTorch where it is
+installed, so the child imports the tensor intrinsics as the parent does), talks over a pair of pipes
 (length-prefixed pickles of plain values: IRModules as TVM JSON) and is started again after a
 kill. The parent waits with `select`, so the limit holds whatever the child is doing.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import select
@@ -95,6 +97,37 @@ def _write(stream, value) -> None:
     stream.flush()
 
 
+def _frames_without_far_source(context: int = 1) -> list:
+    """`inspect.stack()` with source lines read for the three innermost frames only (TVMScript's
+    parser reads `code_context` of frame 2 and the frame objects of the rest)."""
+    frame, out = sys._getframe(1), []
+    while frame is not None:
+        if len(out) < 3:
+            tb = inspect.getframeinfo(frame, context)
+            out.append(inspect.FrameInfo(frame, tb.filename, tb.lineno, tb.function, tb.code_context, tb.index,
+                                         positions=tb.positions))
+        else:
+            out.append(inspect.FrameInfo(frame, frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
+                                         None, None))
+        frame = frame.f_back
+    return out
+
+
+def import_tensor_intrinsics() -> None:
+    """Import `tvm.s_tir.tensor_intrin` (MetaSchedule's first tune context and build do) with a
+    cheap `inspect.stack`: its ~250 TVMScript intrinsics each call `inspect.stack()`, whose source
+    look-ups scan every loaded module per frame — with PyTorch loaded (~2000 modules) that import
+    took 26 s of nice-19 time here, 5 s with this stack (docs/export.md, TVM "Tuning")."""
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    real = inspect.stack
+    inspect.stack = _frames_without_far_source
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = real
+
+
 # --- the child's side -------------------------------------------------------------------------
 
 def _build(mod_json: str, target: dict, compiler: str | None) -> str:
@@ -123,9 +156,7 @@ def _run(path: str, args_info: list, evaluator: tuple) -> list[float]:
 
 
 def _ready() -> bool:
-    import tvm  # noqa: F401
-    import tvm.s_tir.tensor_intrin  # noqa: F401  (MetaSchedule's builds need it; cheap without PyTorch)
-
+    import_tensor_intrinsics()  # MetaSchedule's builds need them
     return True
 
 
