@@ -21,6 +21,7 @@ from edgedet.exporters.tvm_sandbox import (
     RUN_TIMEOUT_S,
     CandidateTimeout,
     Sandbox,
+    evaluator_config,
     import_tensor_intrinsics,
 )
 from edgedet.exporters.tvm_schedules import schedule_function
@@ -57,13 +58,6 @@ def parse_rpc(value: str, need_key: bool) -> tuple[str, int, str | None]:
 def connect(value: str):
     """An RPC session for an `--rpc` value: from the tracker when it has a key, else straight to the server."""
     return tvm_runtime.connect(*parse_rpc(value, need_key=False))
-
-
-def _evaluator_config():
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
-
-    number, repeat, min_repeat_ms = EVALUATOR
-    return EvaluatorConfig._normalized(EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms))
 
 
 def builder(target: TvmTarget, sandbox: Sandbox):
@@ -138,7 +132,7 @@ def rpc_runner(tracker: Tracker):
     from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerResult
     from tvm.s_tir.meta_schedule.runner import rpc_runner as msr
 
-    config = _evaluator_config()
+    config = evaluator_config(EVALUATOR)
     address = str(tracker)
 
     @derived_object

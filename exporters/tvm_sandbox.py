@@ -142,17 +142,23 @@ def _build(mod_json: str, target: dict, compiler: str | None) -> str:
     return path
 
 
-def _run(path: str, args_info: list, evaluator: tuple) -> list[float]:
-    """Time a built candidate on this CPU: seconds per call, one per repeat."""
-    import tvm
+def evaluator_config(evaluator: tuple[int, int, int]):
+    """MetaSchedule's EvaluatorConfig for (number, repeat, min_repeat_ms)."""
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
-    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
 
     number, repeat, min_repeat_ms = evaluator
-    config = EvaluatorConfig._normalized(EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms))
+    return EvaluatorConfig._normalized(EvaluatorConfig(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms))
+
+
+def _run(path: str, args_info: list, evaluator: tuple[int, int, int]) -> list[float]:
+    """Time a built candidate on this CPU: seconds per call, one per repeat."""
+    import tvm
+    from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
+
     dev = tvm.cpu()
     args = default_alloc_argument(dev, args_info, 1)
-    return [float(s) for s in default_run_evaluator(tvm.runtime.load_module(path), dev, config, args)]
+    return [float(s) for s in default_run_evaluator(tvm.runtime.load_module(path), dev,
+                                                    evaluator_config(evaluator), args)]
 
 
 def _ready() -> bool:
