@@ -4,8 +4,8 @@
 //
 // The input rows a work item needs are copied into a zero-padded buffer, so the taps need no
 // bounds checks; then R output rows x V vectors x 3 accumulators stay in registers over all
-// k x k taps (GCC/Clang vector extensions, 32 bytes: one ymm register with AVX2, lowered to
-// SSE/NEON/scalar code elsewhere), each tap's three weights broadcast once for the R rows.
+// k x k taps (GCC/Clang vector extensions, 32 bytes: one ymm register with AVX2 or AVX-512VL,
+// lowered to SSE/NEON/scalar code elsewhere), each tap's three weights broadcast once for the R rows.
 #pragma once
 
 #include <algorithm>
@@ -46,11 +46,20 @@ inline typename Vec<T>::type load_vec(const T* p, int64_t s) {
     return v;
 }
 
+// Where a tile's outputs go: row 0 at `y`, rows `stride` apart, the first `n` of its V*L
+// columns (the rest fall past the plane's right edge), plus the bias.
+template <typename T>
+struct Out {
+    T* y;
+    int64_t stride, n;
+    T bias;
+};
+
 // R output rows x V vectors from the padded rows `buf` (row length wp, first output row at
-// buffer row r0); writes (R, V*L) accumulators to a, b, l.
+// buffer row r0): three accumulators each over the k x k taps, then y = a.b + l + bias.
 template <typename T, int V, int R, int64_t S>
 inline void tile(const T* buf, int64_t wp, int64_t r0, const Plane& g, const T* wa, const T* wb, const T* wc,
-                 T* a, T* b, T* l) {
+                 const Out<T>& out) {
     typedef typename Vec<T>::type vec;
     constexpr int L = sizeof(vec) / sizeof(T);
     vec va[R][V], vb[R][V], vl[R][V];
@@ -72,9 +81,12 @@ inline void tile(const T* buf, int64_t wp, int64_t r0, const Plane& g, const T* 
                 }
         }
     }
-    std::memcpy(a, va, sizeof va);
-    std::memcpy(b, vb, sizeof vb);
-    std::memcpy(l, vl, sizeof vl);
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v) {
+            const vec y = va[r][v] * vb[r][v] + vl[r][v] + out.bias;
+            const int64_t n = std::min<int64_t>(L, out.n - v * L);
+            std::memcpy(out.y + r * out.stride + v * L, &y, static_cast<size_t>(n) * sizeof(T));
+        }
 }
 
 // Copies the input rows that output rows [r0, r1) read into `buf`, zero-padded; returns the
@@ -95,42 +107,60 @@ int64_t pad_rows(const T* x, const Plane& g, int64_t r0, int64_t r1, int64_t til
     return wp;
 }
 
+// Vector registers the compiler may allocate: AVX-512VL gives 32 ymm registers, AVX2 (and a
+// 32-byte vector on NEON, two q registers each) 16. A tile keeps R x V x 3 accumulators, the
+// tap's three weights and one input vector live, so the widest tile is chosen to fit them.
+#if defined(__AVX512VL__)
+constexpr int kVecRegs = 32;
+#else
+constexpr int kVecRegs = 16;
+#endif
+constexpr int kWideRows = kVecRegs >= 32 ? 4 : 2;   // rows of a two-vector tile: 24 or 12 accumulators
+constexpr int kSmallRows = kVecRegs >= 32 ? 7 : 3;  // rows of a one-vector tile (planes of <= L columns)
+
+// The most rows a tile may take (of 7, 4, 3, 2, 1) with `left` rows to go and `most` allowed.
+inline int tile_rows(int64_t left, int most) {
+    for (int r : {7, 4, 3, 2, 1})
+        if (r <= most && r <= left)
+            return r;
+    return 1;
+}
+
+// One tile of `rows` rows (as tile_rows returns; at most kWideRows when V = 2) x V vectors.
+template <typename T, int V, int64_t S>
+inline void tile_any(int rows, const T* buf, int64_t wp, int64_t r0, const Plane& g, const T* wa, const T* wb,
+                     const T* wc, const Out<T>& out) {
+    if constexpr (V == 1) {
+        if (rows == 7)
+            return tile<T, 1, 7, S>(buf, wp, r0, g, wa, wb, wc, out);
+    }
+    switch (rows) {
+    case 4: return tile<T, V, 4, S>(buf, wp, r0, g, wa, wb, wc, out);
+    case 3: return tile<T, V, 3, S>(buf, wp, r0, g, wa, wb, wc, out);
+    case 2: return tile<T, V, 2, S>(buf, wp, r0, g, wa, wb, wc, out);
+    default: return tile<T, V, 1, S>(buf, wp, r0, g, wa, wb, wc, out);
+    }
+}
+
 // Output rows [r0, r1) of one plane x (h, w) -> y (oh, ow). Rows wider than L: tiles of 2L
-// (or a last one of L) outputs, two rows at a time; rows of <= L outputs (the late stages):
-// one vector per row, three rows at a time; a last odd row alone.
+// (or a last one of L) outputs, kWideRows rows at a time; rows of <= L outputs (the late
+// stages): one vector per row, kSmallRows rows at a time; fewer rows where fewer are left.
 template <typename T, int64_t S>
 void plane_rows(const T* x, const T* wa, const T* wb, const T* wc, T bias, T* y, const Plane& g, int64_t r0,
                 int64_t r1, std::vector<T>& buf) {
-    constexpr int L = sizeof(typename Vec<T>::type) / sizeof(T), kTile = 2 * L, kRows = 3;
+    constexpr int L = sizeof(typename Vec<T>::type) / sizeof(T), kTile = 2 * L;
     const int64_t wp = pad_rows(x, g, r0, r1, kTile, buf);
-    T a[kRows * kTile], b[kRows * kTile], l[kRows * kTile];
+    const int most = g.ow <= L ? kSmallRows : kWideRows;
     for (int64_t o = r0; o < r1;) {
         const int64_t br = (o - r0) * g.sh;
-        int64_t nrows = 1;
+        const int nrows = tile_rows(r1 - o, most);
         for (int64_t t0 = 0; t0 < g.ow; t0 += kTile) {
-            const int64_t n = std::min<int64_t>(kTile, g.ow - t0);
+            const Out<T> out{y + o * g.ow + t0, g.ow, std::min<int64_t>(kTile, g.ow - t0), bias};
             const T* base = buf.data() + t0 * g.sw;
-            int64_t stride = kTile;  // elements between rows in a, b, l
-            if (g.ow <= L && r1 - o >= kRows) {
-                tile<T, 1, kRows, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = kRows, stride = L;
-            } else if (r1 - o >= 2 && n > L) {
-                tile<T, 2, 2, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = 2;
-            } else if (r1 - o >= 2 && g.ow > L) {  // the last, narrow tile of wide rows
-                tile<T, 1, 2, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-                nrows = 2, stride = L;
-            } else if (n <= L) {
-                tile<T, 1, 1, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-            } else {
-                tile<T, 2, 1, S>(base, wp, br, g, wa, wb, wc, a, b, l);
-            }
-            for (int64_t r = 0; r < nrows; ++r) {
-                T* out = y + (o + r) * g.ow + t0;
-                const T *ar = a + r * stride, *bq = b + r * stride, *lr = l + r * stride;
-                for (int64_t t = 0; t < n; ++t)
-                    out[t] = ar[t] * bq[t] + lr[t] + bias;
-            }
+            if (out.n > L)
+                tile_any<T, 2, S>(nrows, base, wp, br, g, wa, wb, wc, out);
+            else
+                tile_any<T, 1, S>(nrows, base, wp, br, g, wa, wb, wc, out);
         }
         o += nrows;
     }

@@ -58,7 +58,7 @@ def _reference(x, weights, strides, pads, dilations):
     "c,h,w,k,strides,pads,dilations",
     [
         (64, 56, 56, 7, [1, 1], [3, 3, 3, 3], [1, 1]),  # QuadraNet25-t stage 1
-        (24, 7, 7, 7, [1, 1], [3, 3, 3, 3], [1, 1]),  # narrow rows: three rows per tile
+        (24, 7, 7, 7, [1, 1], [3, 3, 3, 3], [1, 1]),  # narrow rows: one vector per row, 7 (AVX-512VL) or 3 rows a tile
         (5, 13, 29, 3, [1, 1], [1, 1, 1, 1], [1, 1]),  # width not a multiple of 8
         (6, 17, 19, 5, [2, 2], [2, 2, 2, 2], [1, 1]),  # strided
         (3, 15, 21, 3, [1, 2], [0, 1, 2, 3], [2, 1]),  # asymmetric pads, mixed stride/dilation

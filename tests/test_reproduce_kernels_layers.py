@@ -52,7 +52,8 @@ def test_torch_variants_match_float64(c, h, k):
 
 def test_roofline_fraction_is_bound_over_measured():
     row = {"shape": [1, 4, 8, 8], "kernel": 3, "latency_ms": {"fused": 0.01, "decomposed": 0.05},
-           "flops": {"fused": 10_000, "decomposed": 10_000}, "bytes": {"fused": 2_560, "decomposed": 12_000}}
+           "flops": {"fused": 10_000, "decomposed": 10_000}, "bytes": {"fused": 2_560, "decomposed": 12_000},
+           "best_decomposed": "decomposed"}
     peak = {"threads": 1, "gemm_gflops": 10.0, "copy_gbps": 1.0}
     add_roofline(row, peak)
     rf = row["roofline"]
@@ -61,6 +62,8 @@ def test_roofline_fraction_is_bound_over_measured():
     assert rf["bound_ms"]["fused"] == pytest.approx(2.56e-3) and rf["bound_ms"]["decomposed"] == pytest.approx(12e-3)
     assert rf["fraction"]["fused"] == pytest.approx(2.56e-3 / 0.01)
     assert rf["fraction"]["decomposed"] == pytest.approx(12e-3 / 0.05)
+    # a fused kernel at its bound (2.56 µs) against the measured decomposed 50 µs
+    assert rf["fused_ceiling_speedup"] == pytest.approx(0.05 / 2.56e-3)
 
 
 def test_reproduce_kernels_tvm_and_torch_rows(tmp_path):
@@ -86,9 +89,11 @@ def test_reproduce_kernels_tvm_and_torch_rows(tmp_path):
         assert rf["peak"]["threads"] == r["threads"] and rf["peak"]["source"] == str(info)
         for v, ms in r["latency_ms"].items():
             assert rf["fraction"][v] == pytest.approx(rf["bound_ms"][v] / ms)
+        assert rf["fused_ceiling_speedup"] == pytest.approx(r["latency_ms"][r["best_decomposed"]] / rf["bound_ms"]["fused"])
     s = doc["summary"]
     assert s["quadconv_k7_geomean_speedup"] is None  # the OpenVINO figure; no OpenVINO rows, no k=7
     assert s["quadconv_k7_geomean_speedup_by_runtime"] == {"tvm": None, "torch": None}
+    assert s["quadconv_k7_ceiling_by_runtime_threads"] == {}  # k=3 only
     assert doc["layer_method"]["runtimes"] == ["tvm", "torch"] and doc["layer_method"]["threads"] == [2]
 
 

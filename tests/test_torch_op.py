@@ -56,7 +56,7 @@ def test_fused_matches_reference_float32(op):
 @pytest.mark.parametrize(
     "n,c,h,w,k,stride,dilation,pad",
     [
-        (1, 4, 7, 7, 7, 1, 1, 3),  # a late-stage plane: one vector per row, three rows at a time
+        (1, 4, 7, 7, 7, 1, 1, 3),  # a late-stage plane: one vector per row, 7 (AVX-512VL) or 3 rows a tile
         (2, 3, 13, 19, 3, 2, 1, 1),  # stride 2, width not a multiple of 8
         (1, 2, 20, 30, 5, 1, 2, 4),  # dilation 2: two-vector tiles plus a last narrow one
         (1, 3, 15, 17, 7, 3, 2, 0),  # no padding, stride 3 with dilation

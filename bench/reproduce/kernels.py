@@ -311,8 +311,6 @@ def geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-
-
 def _print(con, doc: dict) -> None:
     from rich.table import Table
 
@@ -329,9 +327,12 @@ def _print(con, doc: dict) -> None:
                   f"{r['max_abs_err']['fused']:.1e}")
     con.print(t)
     s = doc["summary"]
+    ceilings = s.get("quadconv_k7_ceiling_by_runtime_threads") or {}
     for rt, by_t in (s.get("quadconv_k7_geomean_speedup_by_runtime_threads") or {}).items():
+        cap = ceilings.get(rt, {})
         con.print(f"k=7 geomean speedup (best decomposed / fused), {rt}: "
-                  + ", ".join(f"{g:.2f}× at {t} thread(s)" for t, g in by_t.items() if g is not None))
+                  + ", ".join(f"{g:.2f}× at {t} thread(s)" + (f" (roofline ceiling {cap[t]:.2f}×)" if cap.get(t) else "")
+                              for t, g in by_t.items() if g is not None))
     if doc["model"]:
         m = doc["model"]
         con.print(f"{m['model']} at {m['input_size']}: fused {m['latency_ms']['fused']:.2f} ms, decomposed "

@@ -41,14 +41,17 @@ LAYER_METHOD = {
 
 def _k7_summary(rows: list[dict], runtimes: list[str], head: int) -> dict:
     """The k=7 geomean speedups: OpenVINO's at `head` threads (the original key), each runtime's
-    at `head`, and each runtime's per thread count."""
+    at `head`, and each runtime's per thread count; beside them the roofline ceiling of each
+    (the geomean speedup a fused kernel running at the roofline bound would have)."""
     from edgedet.bench.reproduce.kernels_layers import k7_geomeans
 
     by_rt = k7_geomeans(rows)
+    ceiling = k7_geomeans([r for r in rows if "roofline" in r], lambda r: r["roofline"]["fused_ceiling_speedup"])
     return {"quadconv_k7_geomean_speedup": by_rt.get("openvino", {}).get(str(head)),
             "quadconv_k7_geomean_speedup_by_runtime": {rt: by_rt.get(rt, {}).get(str(head)) for rt in runtimes},
             "quadconv_k7_geomean_threads": head,
-            "quadconv_k7_geomean_speedup_by_runtime_threads": by_rt}
+            "quadconv_k7_geomean_speedup_by_runtime_threads": by_rt,
+            "quadconv_k7_ceiling_by_runtime_threads": ceiling}
 
 
 def _layer_rows(runtimes: list[str], counts: list[int], shapes: list, hostinfo: Path | None, rounds: int,

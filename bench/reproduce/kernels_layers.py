@@ -120,22 +120,25 @@ def peaks(threads: list[int], hostinfo_path: Path | None) -> dict[int, dict]:
 
 def add_roofline(row: dict, peak: dict) -> None:
     """Set `row["roofline"]`: per variant the roofline bound (ms), what bounds it and the fraction
-    of it the measured time reaches (1.0 = the machine's limit), against `peak`."""
+    of it the measured time reaches (1.0 = the machine's limit), against `peak`; and
+    `fused_ceiling_speedup`, best decomposed time over the fused roofline bound: the most any
+    fused kernel could gain over the measured decomposed form on this machine."""
     wbytes = weight_bytes(row["shape"][1], row["kernel"])
     bound, by, frac = {}, {}, {}
     for n, ms in row["latency_ms"].items():
         r = roofline(GraphCost(flops=row["flops"][n], weight_bytes=wbytes, io_bytes=row["bytes"][n] - wbytes), peak)
         bound[n], by[n], frac[n] = r.bound_ms, r.bound_by, r.achieved(ms)
-    row["roofline"] = {"bound_ms": bound, "bound_by": by, "fraction": frac, "peak": peak}
+    row["roofline"] = {"bound_ms": bound, "bound_by": by, "fraction": frac, "peak": peak,
+                       "fused_ceiling_speedup": row["latency_ms"][row["best_decomposed"]] / bound["fused"]}
 
 
-def k7_geomeans(rows: list[dict]) -> dict[str, dict[str, float | None]]:
-    """runtime → {threads (str) → geomean speedup over its k=7 rows}."""
+def k7_geomeans(rows: list[dict], value=lambda r: r["speedup"]) -> dict[str, dict[str, float | None]]:
+    """runtime → {threads (str) → geomean of `value(row)` (default: the speedup) over its k=7 rows}."""
     out: dict[str, dict[str, float | None]] = {}
     for r in rows:
         if r["kernel"] == 7:
             out.setdefault(r["runtime"], {}).setdefault(str(r["threads"]), [])
-            out[r["runtime"]][str(r["threads"])].append(r["speedup"])
+            out[r["runtime"]][str(r["threads"])].append(value(r))
     return {rt: {t: geomean(v) for t, v in by_t.items()} for rt, by_t in out.items()}
 
 
