@@ -113,12 +113,14 @@ def row_of(name: str, family: str, model_bytes: bytes, profile, measured_us: flo
 
 
 def calibrate_in_context(doc: dict, runner, budget_s: float, space_net: SpaceNet, progress: bool = True,
-                         max_networks: int = 60, fresh: bool = True) -> dict:
+                         max_networks: int = 60, fresh: bool = True,
+                         timer: Callable[[bytes], float] | None = None) -> dict:
     """Time calibration networks for about `budget_s` seconds and return the document with
     `predictor.context_scale`, a refitted `kernel_overhead_us` and `calibration.context`.
     `space_net` draws the search-space networks of the set.
     `fresh`: each network is timed in a new interpreter, as `bench` times a model (a model
-    timed after many others in one process runs faster than it will for the user)."""
+    timed after many others in one process runs faster than it will for the user).
+    `timer` (bytes → µs) measures the networks instead (a TVM target: compiled, fresh child)."""
     import time
 
     plain = {**doc, "predictor": {k: v for k, v in doc["predictor"].items() if k != "context_scale"}}
@@ -131,11 +133,13 @@ def calibrate_in_context(doc: dict, runner, budget_s: float, space_net: SpaceNet
             break
         try:
             mb = make()
-            if fresh:
-                tm = time_fresh(mb, runner.runtime, runner.threads, min_s=0.25, min_runs=5, max_runs=60)
+            if timer is not None:
+                us = timer(mb)
+            elif fresh:
+                us = time_fresh(mb, runner.runtime, runner.threads, min_s=0.25, min_runs=5, max_runs=60).best_ms * 1e3
             else:
-                tm = runner.time(mb, min_s=0.25, min_runs=5, max_runs=60)
-            rows.append(row_of(name, family, mb, profile, tm.best_ms * 1e3))
+                us = runner.time(mb, min_s=0.25, min_runs=5, max_runs=60).best_ms * 1e3
+            rows.append(row_of(name, family, mb, profile, us))
         except Exception as e:  # a network the runtime or the graph reader rejects is skipped
             if progress:
                 print(f"  context: skipped {name}: {first_line(e)[:200]}", flush=True)

@@ -38,6 +38,12 @@ ACT_OPS = frozenset(
 )
 ANCHORS = frozenset({"conv", "dwconv", "linear", "quadconv"})
 DEFAULT_EPILOGUES = ("bias", "bn", "act")
+_FOLDS_ANY_TAIL = ["bias", "bn", "act", "residual", "scale", "gelu"]  # TVM's FuseOps: any elementwise tail
+RUNTIME_FUSION = {  # `fusion` of a profile measured with each runtime
+    rt: {"epilogues": eps, "layernorm_pattern": True, "gelu_pattern": True}
+    for rt, eps in (("onnxruntime", list(DEFAULT_EPILOGUES)), ("openvino", list(DEFAULT_EPILOGUES)),
+                    ("tvm", _FOLDS_ANY_TAIL))
+}
 
 
 @dataclass

@@ -20,7 +20,7 @@ from edgedet.errors import EdgedetError
 from edgedet.profiles.calibration_nets import SpaceNet
 from edgedet.profiles.context import calibrate_in_context
 from edgedet.profiles.cost import features, linear_us
-from edgedet.profiles.fusion import FusionRules, fuse
+from edgedet.profiles.fusion import RUNTIME_FUSION, FusionRules, fuse
 from edgedet.profiles.graph import build_graph
 from edgedet.profiles.host_timing import Runner, machine_info
 from edgedet.profiles.kernel import Kernel
@@ -29,7 +29,8 @@ from edgedet.profiles.kernel_prior import KINDS, WEIGHTS, neighbour, sample
 from edgedet.profiles.layout import REORDER_CLASS, reorder_kernel
 from edgedet.profiles.schema import SCHEMA_VERSION
 
-ORT_FUSION = {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True}
+ORT_FUSION = RUNTIME_FUSION["onnxruntime"]
+TIMING_BASIS = {"tvm": "time-evaluator median"}  # else CPU time with one thread, wall p20 with more
 COMPUTE_FEATURES = (
     "const",
     "flops",
@@ -361,11 +362,15 @@ def build_measured_profile(
     context_share: float = 0.25,
     context_networks: int = 60,
     context_fresh: bool = True,
+    runner=None,
+    network_timer: Callable[[bytes], float] | None = None,
 ) -> dict:
     """Time kernels, then whole calibration networks (`context_share` of the budget; 0 skips
     them; each in a fresh process unless `context_fresh` is False; `space_net` draws their
-    search-space members), for about `budget_s` seconds, and return a measured profile document."""
-    runner = Runner(runtime, threads)
+    search-space members), for about `budget_s` seconds, and return a measured profile document.
+    `runner` (default `Runner(runtime, threads)`; a board: `bench.board_timer.TvmRunner`) times
+    the kernels, `network_timer` (bytes → µs), if given, the whole networks."""
+    runner = runner or Runner(runtime, threads)
     rng = random.Random(seed)
     t_start = time.perf_counter()
     kernel_s = budget_s * (1.0 - context_share)
@@ -383,7 +388,7 @@ def build_measured_profile(
                     profile_id, info_start, elapsed())
     if context_share > 0:
         doc = calibrate_in_context(doc, runner, max(10.0, budget_s - elapsed()), space_net, progress,
-                                   context_networks, fresh=context_fresh)
+                                   context_networks, fresh=context_fresh, timer=network_timer)
     return doc
 
 
@@ -406,11 +411,10 @@ def _document(runner: Runner, samples: list[Sample], classes: dict, rel: list[fl
             "load_average_1m_at_start": info_start.get("load_average_1m"),
             "note": "timed while other processes may have been using the CPU; medians are quoted",
         },
-        "runtime": {**runner.describe(), "timing_basis": "cpu-time" if threads == 1 else "wall-p20"},
+        "runtime": {**runner.describe(), "timing_basis": TIMING_BASIS.get(runtime)
+                    or ("cpu-time" if threads == 1 else "wall-p20")},
         "element_bytes": 4,
-        "fusion": ORT_FUSION
-        if runtime == "onnxruntime"
-        else {"epilogues": ["bias", "bn", "act"], "layernorm_pattern": True, "gelu_pattern": True},
+        "fusion": RUNTIME_FUSION.get(runtime, ORT_FUSION),
         "predictor": {
             "type": "linear",
             "formula": "t_us = max(min_us, Σ coef[f]·feature[f]) or, for classes with log_coef, "

@@ -330,9 +330,9 @@ def _print(con, doc: dict) -> None:
     ceilings = s.get("quadconv_k7_ceiling_by_runtime_threads") or {}
     for rt, by_t in (s.get("quadconv_k7_geomean_speedup_by_runtime_threads") or {}).items():
         cap = ceilings.get(rt, {})
-        con.print(f"k=7 geomean speedup (best decomposed / fused), {rt}: "
-                  + ", ".join(f"{g:.2f}× at {t} thread(s)" + (f" (roofline ceiling {cap[t]:.2f}×)" if cap.get(t) else "")
-                              for t, g in by_t.items() if g is not None))
+        parts = [f"{g:.2f}× at {t} thread(s)" + (f" (roofline ceiling {cap[t]:.2f}×)" if cap.get(t) else "")
+                 for t, g in by_t.items() if g is not None]
+        con.print(f"k=7 geomean speedup (best decomposed / fused), {rt}: " + ", ".join(parts))
     if doc["model"]:
         m = doc["model"]
         con.print(f"{m['model']} at {m['input_size']}: fused {m['latency_ms']['fused']:.2f} ms, decomposed "

@@ -4,7 +4,9 @@ are the latency predictors?
 (a) leave-one-family-out and leave-one-out error of every shipped predicted profile on its
     calibration data;
 (b) on this machine: a measured profile's prediction vs ONNX Runtime's measured latency
-    (same threads, each model timed in a fresh process) on the reference CNNs (random
+    (same threads, each model timed in a fresh process; `--runtime tvm`: a TVM-measured
+    profile vs each model compiled by the TVM exporter and timed by time_evaluator in a
+    fresh process) on the reference CNNs (random
     weights filled in), every QuadraNet variant at 224×224, and random architectures of the
     search space, with MAPE, share within ±10% and mean signed error. Table, JSON and a
     predicted-vs-measured scatter plot (PNG);
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgedet import models as zoo
+from edgedet.bench.board_timer import tvm_timer
 from edgedet.bench.reproduce.predictor_adapt import adapted_profiles, score
 from edgedet.errors import EdgedetError
 from edgedet.io.atomic import atomic_output
@@ -35,7 +38,7 @@ from edgedet.profiles.calibrate import data_root
 from edgedet.profiles.calibration_nets import torch_onnx
 from edgedet.profiles.fresh import time_fresh
 from edgedet.profiles.graph import load_model
-from edgedet.profiles.host_timing import Runner, machine_info
+from edgedet.profiles.host_timing import Runner, Timing, machine_info
 from edgedet.profiles.layout import fill_weights as fill
 from edgedet.profiles.measure import build_measured_profile
 
@@ -53,6 +56,7 @@ class ModelRow:
     error: float  # (predicted − measured) / measured
     error_median: float
     others_ms: dict[str, float] = field(default_factory=dict)  # the adaptation experiment's predictions
+    basis: str = "cpu-time"  # what measured_ms is: cpu-time | wall-p20 | time-evaluator
 
 
 def fill_weights(model_bytes_or_path, seed: int = 0) -> bytes:
@@ -166,6 +170,7 @@ class PredictorConfig:
     adapt_ns: tuple[int, ...] = (5, 10, 20)
     in_process: bool = False
     profile_budget_s: float = 480.0
+    runtime: str = "onnxruntime"  # or "tvm": host, each model compiled and timed by time_evaluator
 
 
 @dataclass
@@ -201,28 +206,44 @@ def measured_profile(cfg: PredictorConfig, log: Callable[[str], None]) -> tuple[
         prof = load_profile(str(cfg.profile))
     if prof.kind != "measured":
         raise EdgedetError(f"--profile must be a measured profile of this machine, got kind {prof.kind!r}")
+    if prof.runtime_name != cfg.runtime:
+        raise EdgedetError(f"--profile '{prof.id}' was measured with {prof.runtime_name}, not --runtime {cfg.runtime}")
     if int(prof.runtime.get("threads", 1)) != cfg.threads:
         log(f"[yellow]note: profile was measured with {prof.runtime.get('threads')} thread(s), "
             f"timing with {cfg.threads}[/yellow]")
     return prof, doc
 
 
-def evaluate(cfg: PredictorConfig, prof: Profile, others: dict[str, Profile], runner: Runner,
+def model_timer(cfg: PredictorConfig, runner: Runner | None) -> Callable[[bytes], Timing]:
+    """How (b) times an evaluation model: ONNX Runtime in a fresh process (or in this one), or
+    TVM host — compiled by the exporter, time_evaluator's median in a fresh process."""
+    if cfg.runtime == "tvm":
+        us = tvm_timer("host", None, cfg.threads, duration_s=1.0)
+
+        def timed(mb: bytes) -> Timing:
+            ms = us(mb) / 1e3
+            return Timing(ms, 0, ms, ms, ms, "time-evaluator")
+
+        return timed
+    if cfg.in_process:
+        return lambda mb: runner.time(mb, min_s=1.0, min_runs=7, max_runs=100)
+    return lambda mb: time_fresh(mb, "onnxruntime", cfg.threads, min_s=1.0, min_runs=7, max_runs=100)
+
+
+def evaluate(cfg: PredictorConfig, prof: Profile, others: dict[str, Profile], runner: Runner | None,
              log: Callable[[str], None]) -> list[ModelRow]:
     """(b): every evaluation model predicted by `prof` (and `others`) and timed on this machine."""
     rows: list[ModelRow] = []
+    timed = model_timer(cfg, runner)
     for name, group, make in benchmark_models(cfg.archs, cfg.seed, cfg.include):
         mb = make()
         pred = predict_onnx(mb, prof)
-        if cfg.in_process:
-            tm = runner.time(mb, min_s=1.0, min_runs=7, max_runs=100)
-        else:
-            tm = time_fresh(mb, "onnxruntime", cfg.threads, min_s=1.0, min_runs=7, max_runs=100)
+        tm = timed(mb)
         err = (pred.latency_ms - tm.best_ms) / tm.best_ms
         rows.append(ModelRow(
             name, group, pred.latency_ms, tm.best_ms, tm.median_ms, tm.runs, err,
             (pred.latency_ms - tm.median_ms) / tm.median_ms,
-            {label: predict_onnx(mb, op).latency_ms for label, op in others.items()},
+            {label: predict_onnx(mb, op).latency_ms for label, op in others.items()}, tm.basis,
         ))
         log(f"  {name:22s} predicted {pred.latency_ms:9.2f} ms   "
             f"measured {tm.basis} {tm.best_ms:9.2f} ms "
@@ -234,9 +255,10 @@ def run_measured(cfg: PredictorConfig, con: Console, png: Path) -> dict:
     """Parts (b) and (c): the JSON fields they add to the result."""
     prof, doc = measured_profile(cfg, con.print)
     result: dict = {} if doc is None else {"generated_profile": doc}
-    runner = Runner("onnxruntime", cfg.threads)
+    runner = Runner("onnxruntime", cfg.threads) if cfg.runtime == "onnxruntime" else None
+    described = runner.describe() if runner else {**prof.runtime, "timing": "time_evaluator, fresh process"}
     others: dict[str, Profile] = {}
-    if cfg.adapt_ns:
+    if cfg.adapt_ns and runner is not None:
         con.print(f"(c) adapting cortex-a76 to this machine from {', '.join(map(str, cfg.adapt_ns))} "
                   "measured networks…")
         others, adapt_meta = adapted_profiles(cfg.threads, cfg.adapt_ns)
@@ -245,14 +267,14 @@ def run_measured(cfg: PredictorConfig, con: Console, png: Path) -> dict:
     t0 = time.perf_counter()
     rows = evaluate(cfg, prof, others, runner, con.print)
     sc = Scores.of(rows)
-    print_measured(con, rows, sc, prof, runner, cfg.threads, info, time.perf_counter() - t0)
+    print_measured(con, rows, sc, prof, described, cfg.threads, info, time.perf_counter() - t0)
     if rows:
-        scatter_png(rows, png, f"predicted ({prof.id}) vs measured, ORT {cfg.threads} thread(s): "
+        scatter_png(rows, png, f"predicted ({prof.id}) vs measured, {described['name']} {cfg.threads} thread(s): "
                     f"{100 * sc.within10:.0f}% within ±10%")
         con.print(f"scatter plot → {png}")
     result.update({
         "profile": {"id": prof.id, "kind": prof.kind, "calibration": prof.calibration},
-        "runtime": runner.describe(),
+        "runtime": described,
         "machine": info,
         "models": [asdict(r) for r in rows],
         **asdict(sc),
@@ -280,11 +302,11 @@ def print_loo(con: Console, loo: list[dict]) -> None:
     con.print(t)
 
 
-def print_measured(con: Console, rows: list[ModelRow], sc: Scores, prof: Profile, runner: Runner, threads: int,
+def print_measured(con: Console, rows: list[ModelRow], sc: Scores, prof: Profile, runtime: dict, threads: int,
                    info: dict, elapsed_s: float) -> None:
-    basis = "cpu-time" if threads == 1 else "wall-p20"
+    basis = rows[0].basis if rows else "cpu-time"
     tt = Table(title=f"(b) this machine: predicted (measured profile '{prof.id}') vs measured "
-               f"(ONNX Runtime {runner.version}, {threads} thread(s), batch 1)")
+               f"({runtime['name']} {runtime.get('version', '')}, {threads} thread(s), batch 1)")
     for c in ("model", "group", "predicted ms", f"measured ms ({basis})", "measured ms (median)",
               f"error vs {basis}"):
         tt.add_column(c)

@@ -31,17 +31,28 @@ def register(app: typer.Typer) -> None:
         profile_budget: float = typer.Option(
             480.0, "--profile-budget-s", min=60.0,
             help="Without --profile: seconds for the measured profile built first (≤ 300: quick mode)."),
+        runtime: str = typer.Option(
+            "onnxruntime", "--runtime",
+            help="(b)'s runtime: onnxruntime, or tvm (this CPU; needs --profile of `edgedet profile --runtime "
+                 "tvm`; every model compiled by the TVM exporter, so allow ~20 s each; no (c))."),
     ) -> None:
         """Leave-one-out error of predicted profiles; predicted vs measured on this machine."""
         from rich.console import Console
 
         from edgedet.bench.reproduce.predictor import PredictorConfig, run
+        from edgedet.errors import EdgedetError
         from edgedet.io.atomic import write_json_atomic
+
+        if runtime not in ("onnxruntime", "tvm"):
+            raise EdgedetError(f"--runtime must be onnxruntime or tvm, got {runtime!r}")
+        if runtime == "tvm" and profile is None and not skip_measured:
+            raise EdgedetError("--runtime tvm needs --profile PATH "
+                               "(build one: edgedet profile --runtime tvm --out PATH)")
 
         cfg = PredictorConfig(
             profile=profile, threads=threads, archs=archs, seed=seed, include=include,
             adapt_ns=tuple(sorted({int(x) for x in adapt_measure.split(",") if x.strip()})),
-            in_process=in_process, profile_budget_s=profile_budget,
+            in_process=in_process, profile_budget_s=profile_budget, runtime=runtime,
         )
         result = run(cfg, Console(), png, loo_only=skip_measured)
         if json_out is not None:

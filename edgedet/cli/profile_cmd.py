@@ -1,5 +1,6 @@
-"""`edgedet profile`: build a measured profile of this machine (time single-kernel ONNX
-models, fit per-op predictors), or recalibrate a shipped predicted profile."""
+"""`edgedet profile`: build a measured profile of this machine or of a board over TVM RPC
+(time single-kernel ONNX models, fit per-op predictors), recalibrate a shipped predicted
+profile, or adapt one from a few whole-network measurements."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile(
         runtime: str = typer.Option(
-            "onnxruntime", "--runtime", help="onnxruntime | openvino | tvm (tvm: with --adapt)."
+            "onnxruntime", "--runtime", help="onnxruntime | openvino | tvm (TVM: this CPU, or a board with --rpc)."
         ),
         target: str = typer.Option("host", "--target", help="--runtime tvm: compile target (host | cortex-a76)."),
         rpc: str = typer.Option(
@@ -53,17 +54,13 @@ def register(app: typer.Typer) -> None:
             raise EdgedetError(f"--runtime must be onnxruntime, openvino or tvm, got {runtime!r}")
         if rpc is not None and runtime != "tvm":
             raise EdgedetError("--rpc needs --runtime tvm")
-        if runtime == "tvm" and adapt is None:
-            raise EdgedetError(
-                "a kernel-by-kernel TVM profile is not implemented yet; adapt a profile over TVM instead: "
-                "--adapt BASE --runtime tvm [--target cortex-a76 --rpc HOST:PORT[/KEY]]"
-            )
         if out is None:
             raise EdgedetError("--out PATH is required (e.g. --out profiles/my-host.json)")
         if adapt is not None:
             _adapt(adapt, runtime, target, rpc, threads, measure, profile_id, out)
             return
-        _measure(runtime, threads, time_budget_s or (240.0 if quick else 1800.0), quick, profile_id, seed, out)
+        _measure(runtime, threads, time_budget_s or (240.0 if quick else 1800.0), quick, profile_id, seed, out,
+                 target, rpc)
 
 
 # The modes import their work when run: every verb module is imported when `edgedet` starts.
@@ -115,14 +112,24 @@ def _adapt(base_id: str, runtime: str, target: str, rpc: str | None, threads: in
 
 
 def _measure(runtime: str, threads: int, budget: float, quick: bool, profile_id: str | None, seed: int,
-             out: Path) -> None:
-    """Default: time single kernels on this machine and fit a measured profile."""
+             out: Path, target: str = "host", rpc: str | None = None) -> None:
+    """Default: time single kernels (on this machine, or over TVM on a board) and fit a
+    measured profile."""
     from edgedet.io.atomic import write_json_atomic
     from edgedet.nas.sampled_nets import random_space_net
     from edgedet.profiles.measure import build_measured_profile
 
+    runner = network_timer = None
+    if runtime == "tvm":
+        from edgedet.bench.board_timer import TvmRunner, tvm_timer
+
+        runner = TvmRunner(target, rpc, threads)
+        network_timer = tvm_timer(target, rpc, threads)
+        if profile_id is None:
+            where = "host" if rpc is None else rpc.replace(":", "-").replace("/", "-")
+            profile_id = f"{where}-tvm-{target}-t{threads}"
     doc = build_measured_profile(runtime, threads, budget, random_space_net, quick=quick, profile_id=profile_id,
-                                 seed=seed)
+                                 seed=seed, runner=runner, network_timer=network_timer)
     write_json_atomic(out, doc)
     c = doc["calibration"]
     typer.echo(

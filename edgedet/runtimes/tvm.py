@@ -42,7 +42,8 @@ def versions() -> dict:
     return {"tvm": tvm.__version__}
 
 
-def _tensor(arr, dev):
+def device_tensor(arr, dev):
+    """A TVM tensor of the numpy array `arr` on `dev` (local or remote)."""
     import tvm
 
     make = getattr(tvm.runtime, "tensor", None) or tvm.nd.array  # tvm.nd.array before 0.21
@@ -60,7 +61,7 @@ def _bind(spec: SessionSpec, vm, dev) -> dict:
     for i, d in enumerate(declared):
         shape = resolve_shape(d, spec.batch, spec.input_size)
         shapes[d.name] = shape
-        arrays.append(_tensor(make_input(shape, d.dtype, spec.seed + i), dev))
+        arrays.append(device_tensor(make_input(shape, d.dtype, spec.seed + i), dev))
     try:
         vm.set_input("main", *arrays)
     except Exception as e:
