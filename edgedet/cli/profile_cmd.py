@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, "--quick", help="Small sample for tests / quickstart (≤ 5 min)."),
         out: Path = typer.Option(None, "--out", help="Where to write the profile JSON."),
         profile_id: str = typer.Option(
-            None, "--id", help="Profile id (default <host>-<runtime>-t<threads>)."
+            None, "--id",
+            help="Profile id (default <host>-<runtime>-t<threads>; TVM: <host|board>-tvm-<target>-t<threads>).",
         ),
         calibrate: str = typer.Option(
             None, "--calibrate", help="Instead: refit the predicted profile DEVICE on the reference data."
@@ -45,8 +46,8 @@ def register(app: typer.Typer) -> None:
         ),
         measure: int = typer.Option(10, "--measure", min=3, help="With --adapt: networks to measure."),
     ) -> None:
-        """Measure kernels on this machine and fit a profile (or --calibrate a predicted one, or
-        --adapt one to this machine from a few whole-network measurements)."""
+        """Measure kernels on this machine (or, --runtime tvm --rpc, on a board) and fit a profile
+        (or --calibrate a predicted one, or --adapt one from a few whole-network measurements)."""
         if calibrate is not None:
             _calibrate(calibrate, out)
             return
