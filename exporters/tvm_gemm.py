@@ -219,6 +219,9 @@ def conv_gemm(func, vec: int):
     xo, xi = sch.split(x, [None, rows])
     sch.reorder(n, fo, y, xo, rc, ry, rx, xi, fi)
     acc = sch.cache_write(block, 0, "local")
+    # the accumulator tile as (x, f), lanes contiguous, so LLVM keeps it in registers: in the
+    # output's (f, x) order a two-vector tile became strided stack traffic (6–7 GFLOP/s)
+    sch.transform_layout(block, ("write", 0), lambda n_, f_, y_, x_: (n_, y_, x_, f_))
     sch.reverse_compute_at(acc, xo)
     sch.parallel(sch.fuse(n, fo, y))
     sch.unroll(xi)
