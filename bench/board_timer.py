@@ -18,8 +18,9 @@ from edgedet.errors import EdgedetError
 from edgedet.exporters.tvm import build_library, get_target, require_tvm
 from edgedet.profiles.host_timing import Timing
 from edgedet.runtimes import SessionSpec, parse_rpc
+from edgedet.runtimes import tvm as tvm_runtime
 from edgedet.runtimes.timing import LoopConfig
-from edgedet.runtimes.tvm import connect, device_tensor
+from edgedet.runtimes.tvm import connect
 
 
 def rpc_device(rpc: str | None) -> str:
@@ -31,26 +32,38 @@ def rpc_device(rpc: str | None) -> str:
     return device
 
 
+def _target_and_device(target: str, rpc: str | None, threads: int):
+    """(TvmTarget, bench device string), refusing a board's target without `rpc`."""
+    require_tvm()
+    tgt, device = get_target(target, threads), rpc_device(rpc)
+    if device == "cpu" and tgt.name != "host":
+        raise EdgedetError(f"--target {target} builds for another CPU: give --rpc HOST:PORT[/KEY] of the board")
+    return tgt, device
+
+
+def onnx_inputs(model) -> list[dict]:
+    """The graph's data inputs (initializers left out) as SessionSpec inputs {name, shape, dtype}."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    return [{"name": i.name, "shape": [d.dim_value for d in i.type.tensor_type.shape.dim],
+             "dtype": str(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))}
+            for i in model.graph.input if i.name not in inits]
+
+
 def tvm_timer(target: str, rpc: str | None, threads: int, duration_s: float = 0.5) -> Callable[[bytes], float]:
     """bytes → µs per inference (median) of the network compiled for `target` and run on the
     host (rpc None) or the board behind `rpc`."""
     import onnx
 
-    require_tvm()
-    tgt = get_target(target, threads)
-    device = rpc_device(rpc)
-    if device == "cpu" and tgt.name != "host":
-        raise EdgedetError(f"--target {target} builds for another CPU: give --rpc HOST:PORT[/KEY] of the board")
+    tgt, device = _target_and_device(target, rpc, threads)
 
     def timer(model_bytes: bytes) -> float:
         model = onnx.load_from_string(model_bytes)
-        inp = model.graph.input[0]
-        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         with tempfile.TemporaryDirectory(prefix="edgedet-adapt-tvm-") as d:
             lib = Path(d) / "model.so"
             build_library(model, tgt, lib)
-            spec = SessionSpec("tvm", str(lib), device=device, threads=threads,
-                               inputs=[{"name": inp.name, "shape": shape, "dtype": "float32"}])
+            spec = SessionSpec("tvm", str(lib), device=device, threads=threads, inputs=onnx_inputs(model))
             out = run_child(spec, LoopConfig(warmup_s=0.2, duration_s=duration_s, min_iters=5,
                                              chunk=5 if device != "cpu" else 1))
         return statistics.median(out["latencies_ms"]) * 1e3
@@ -71,22 +84,13 @@ class TvmRunner:
     def __init__(self, target: str, rpc: str | None, threads: int):
         import tvm
 
-        require_tvm()
-        self.target, self.threads, self.version = get_target(target, threads), threads, tvm.__version__
-        self.device = rpc_device(rpc)
-        if self.device == "cpu" and self.target.name != "host":
-            raise EdgedetError(f"--target {target} builds for another CPU: give --rpc HOST:PORT[/KEY] of the board")
-        self._built = 0
+        self.target, self.device = _target_and_device(target, rpc, threads)
+        self.threads, self.version, self._built = threads, tvm.__version__, 0
         if self.device == "cpu":
             os.environ["TVM_NUM_THREADS"] = str(threads)  # read when TVM's pool starts in this process
             tvm.get_global_func("runtime.config_threadpool")(0, threads)
         else:
-            self._connect()  # fail now, in one line, if the board cannot be reached
-
-    def _connect(self):
-        remote = connect(*parse_rpc(self.device))
-        remote.get_function("runtime.config_threadpool")(1, self.threads)
-        return remote
+            connect(*parse_rpc(self.device))  # fail now, in one line, if the board cannot be reached
 
     def describe(self) -> dict:
         return {"name": "tvm", "version": self.version, "target": self.target.name, "device": self.device,
@@ -96,36 +100,23 @@ class TvmRunner:
         """TVM keeps no separate layout-conversion nodes around a lone kernel."""
         return [], 0.0
 
-    def _load(self, lib: Path):
-        import tvm
-        from tvm import relax
-
-        if self.device == "cpu":
-            return relax.VirtualMachine(tvm.runtime.load_module(str(lib)), tvm.cpu()), tvm.cpu()
-        remote = self._connect()  # closed when the VM and device are dropped
-        remote.upload(str(lib))
-        dev = remote.cpu()
-        return relax.VirtualMachine(remote.load_module(lib.name), dev), dev
-
     def time(self, model_bytes: bytes, min_s: float = 0.2, min_runs: int = 5, max_runs: int = 200,
              warmup: int = 2, flush_mib: float = 0.0) -> Timing:
         """Compile, bind random inputs, run `warmup` times, then `min_runs`…`max_runs` repeats of
         a batch of runs sized to fill about `min_s`. `flush_mib` is not supported on a board
         and ignored (TVM kernels are timed warm, as inside a network)."""
-        import numpy as np
         import onnx
+        import tvm
 
         model = onnx.load_from_string(model_bytes)
-        inits = {i.name for i in model.graph.initializer}
-        shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
-                  if i.name not in inits]
         with tempfile.TemporaryDirectory(prefix="edgedet-tvm-kernel-") as d:
             self._built += 1  # a fresh name each time: overwriting a loaded library crashes its process
             lib = Path(d) / f"kernel{os.getpid()}_{self._built}.so"
             build_library(model, self.target, lib)
-            vm, dev = self._load(lib)
-        rng = np.random.default_rng(0)
-        vm.set_input("main", *[device_tensor(rng.standard_normal(s).astype("float32"), dev) for s in shapes])
+            # loaded (over RPC: uploaded, its own session, closed when the session is dropped), inputs bound
+            session = tvm_runtime.open(SessionSpec("tvm", str(lib), device=self.device, batch=None,
+                                                   threads=self.threads, inputs=onnx_inputs(model)))
+        vm, dev = session.vm, getattr(session, "dev", None) or tvm.cpu()
         for _ in range(max(1, warmup)):
             vm.invoke_stateful("main")
         dev.sync()

@@ -42,8 +42,7 @@ def versions() -> dict:
     return {"tvm": tvm.__version__}
 
 
-def device_tensor(arr, dev):
-    """A TVM tensor of the numpy array `arr` on `dev` (local or remote)."""
+def _tensor(arr, dev):
     import tvm
 
     make = getattr(tvm.runtime, "tensor", None) or tvm.nd.array  # tvm.nd.array before 0.21
@@ -61,7 +60,7 @@ def _bind(spec: SessionSpec, vm, dev) -> dict:
     for i, d in enumerate(declared):
         shape = resolve_shape(d, spec.batch, spec.input_size)
         shapes[d.name] = shape
-        arrays.append(device_tensor(make_input(shape, d.dtype, spec.seed + i), dev))
+        arrays.append(_tensor(make_input(shape, d.dtype, spec.seed + i), dev))
     try:
         vm.set_input("main", *arrays)
     except Exception as e:
